@@ -1,0 +1,325 @@
+using CovariateShift.Anomalies;
+using CovariateShift.Hooks;
+using CovariateShift.Records;
+using CovariateShift.Shift;
+using CovariateShift.Sinks;
+using CovariateShift.Statistics;
+using Serilog;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace CovariateShift;
+
+/// <summary>
+/// Watches every leaf layer of a TorchSharp model during training: forward hooks record per-layer activation
+/// statistics, <see cref="Step"/> turns them into shift metrics and gradient health and hands the resulting
+/// <see cref="StepRecord"/> to Serilog, JSON Lines, TensorBoard and in-memory observers.
+/// </summary>
+/// <example>
+/// <code>
+/// using var monitor = ActivationMonitor.Attach(model, new MonitorOptions { RecordEvery = 10, Logger = log });
+/// foreach (var (x, y) in batches)
+/// {
+///     using var scope = torch.NewDisposeScope();
+///     optimizer.zero_grad();
+///     var loss = lossFn(model.call(x), y);
+///     loss.backward();
+///     monitor.RecordGradients();   // optional: gradient norms and update size
+///     optimizer.step();
+///     monitor.Step(loss);          // advances the step; records every RecordEvery-th step
+/// }
+/// </code>
+/// </example>
+/// <remarks>
+/// Hooks fire only for layers invoked with <c>call()</c> and only do work on recorded steps while the layer is in
+/// training mode (evaluation passes are never mixed into training records). Per recorded step the hooks compute
+/// their reductions where the activations live and keep no activation; the host receives at most one transfer for
+/// all layers together. The monitor owns every tensor it keeps and disposes it; <see cref="Dispose"/> removes every hook.
+/// </remarks>
+public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
+{
+    private static readonly double[] PercentileLevels = [0.15, 0.50, 0.85];
+
+    private readonly MonitorOptions _options;
+    private readonly List<MonitoredLayer> _layers;
+    private readonly List<IStepSink> _sinks;
+    private readonly List<IObserver<StepRecord>> _observers = [];
+    private readonly StatisticsEngine _engine;
+    private readonly ILogger? _log;
+    private bool _warnedNothingRan;
+    private bool _disposed;
+
+    private ActivationMonitor(MonitorOptions options, List<MonitoredLayer> layers, List<IStepSink> sinks, IReadOnlyList<string> skipped)
+    {
+        _options = options;
+        _layers = layers;
+        _sinks = sinks;
+        _engine = new StatisticsEngine(options);
+        _log = options.Logger?.ForContext(Serilog.Core.Constants.SourceContextPropertyName, "CovariateShift");
+        SkippedLayers = skipped;
+        foreach (var layer in _layers)
+        {
+            var l = layer;
+            var remover = l.Module.register_forward_hook((module, _, output) =>
+            {
+                OnForward(l, module, output);
+                return output;
+            });
+            l.Hook = new HookHandle(remover.remove);
+        }
+    }
+
+    /// <summary>
+    /// Attaches a monitor to <paramref name="model"/>: a forward hook on every leaf layer that passes the filters of
+    /// <paramref name="options"/>. The model is not changed otherwise. Dispose the monitor to remove the hooks.
+    /// </summary>
+    /// <exception cref="ArgumentOutOfRangeException">An option is out of range (the message names it and what is expected).</exception>
+    /// <exception cref="ArgumentException">The model has no leaf layers, or none matched the filters.</exception>
+    /// <exception cref="IOException">A metrics file or TensorBoard directory cannot be written; nothing is left behind.</exception>
+    public static ActivationMonitor Attach(nn.Module model, MonitorOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        options ??= new MonitorOptions();
+        options.Validate();
+        var found = LayerDiscovery.Find(model, options, out var skipped);
+        var sinks = OpenSinks(options);
+        var layers = found.Select((f, i) => new MonitoredLayer(i, f.Name, f.Module)).ToList();
+        return new ActivationMonitor(options, layers, sinks, skipped);
+    }
+
+    private static List<IStepSink> OpenSinks(MonitorOptions options)
+    {
+        var sinks = new List<IStepSink>();
+        var created = new List<string>();
+        try
+        {
+            if (options.JsonLinesPath is { } path)
+            {
+                bool existed = File.Exists(path);
+                var sink = new JsonLinesSink(path);
+                sinks.Add(sink);
+                if (!existed) created.Add(sink.Path);
+            }
+            if (options.TensorBoardDirectory is { } dir)
+                sinks.Add(new TensorBoardSink(dir, options.TensorBoardHistogramEvery));
+            if (options.Logger is { } logger)
+                sinks.Add(new SerilogSink(logger));
+            return sinks;
+        }
+        catch
+        {
+            foreach (var s in sinks) s.Dispose();
+            foreach (var f in created) File.Delete(f);
+            throw;
+        }
+    }
+
+    /// <summary>Dotted names of the monitored layers, in model order.</summary>
+    public IReadOnlyList<string> Layers => _layers.Select(l => l.Name).ToList();
+
+    /// <summary>Leaf layers that could not be hooked, with the reason.</summary>
+    public IReadOnlyList<string> SkippedLayers { get; }
+
+    /// <summary>The options in use.</summary>
+    public MonitorOptions Options => _options;
+
+    /// <summary>Index of the current training step (0-based; advanced by <see cref="Step"/>).</summary>
+    public long CurrentStep { get; private set; }
+
+    /// <summary>Whether the current step is recorded (every <see cref="MonitorOptions.RecordEvery"/>-th step, starting at step 0).</summary>
+    public bool IsRecordingStep => CurrentStep % _options.RecordEvery == 0;
+
+    /// <summary>The most recent record, or null before the first recorded step.</summary>
+    public StepRecord? LastRecord { get; private set; }
+
+    /// <summary>Whether a reference snapshot is set (see <see cref="CaptureReference"/>).</summary>
+    public bool HasReference => _layers.Any(l => l.Reference is not null);
+
+    /// <summary>Device-to-host transfers made so far (at most one per recorded step; zero for CPU float32 models).</summary>
+    public int HostTransfers => _engine.HostTransfers;
+
+    private void OnForward(MonitoredLayer layer, nn.Module<Tensor, Tensor> module, Tensor output)
+    {
+        if (_disposed || !module.training || layer.FiredThisStep || !IsRecordingStep) return;
+        layer.FiredThisStep = true;
+        _engine.CaptureActivation(layer, output);
+    }
+
+    /// <summary>
+    /// Records the gradient norm, weight norm and a snapshot of the parameters of every monitored layer with trainable
+    /// parameters. Call it after <c>backward()</c> and before <c>optimizer.step()</c>; <see cref="Step"/> then also
+    /// measures the size of the update. Does nothing on steps that are not recorded.
+    /// </summary>
+    public void RecordGradients()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (!IsRecordingStep) return;
+        foreach (var layer in _layers)
+            if (layer.Parameters.Length > 0) _engine.CaptureGradients(layer);
+    }
+
+    /// <summary>
+    /// Ends the current training step and advances to the next. On a recorded step it collects what the hooks
+    /// captured (one host transfer at most), computes shift metrics and anomalies, writes the record to every sink
+    /// and observer and returns it; otherwise it returns null. Pass the step's loss to have it recorded too (read in
+    /// the same transfer).
+    /// </summary>
+    public StepRecord? Step(Tensor? loss = null)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        try
+        {
+            if (!IsRecordingStep) return null;
+            if (loss is not null) _engine.CaptureLoss(loss);
+            _engine.Collect(_layers);
+            return Finish();
+        }
+        finally
+        {
+            foreach (var layer in _layers) layer.ResetStep();
+            _engine.ResetLoss();
+            CurrentStep++;
+        }
+    }
+
+    private StepRecord? Finish()
+    {
+        bool anyFired = _layers.Any(l => l.FiredThisStep);
+        bool anyGradients = _layers.Any(l => l.PendingGradients is not null);
+        if (!anyFired && !anyGradients)
+        {
+            if (!_warnedNothingRan)
+            {
+                _warnedNothingRan = true;
+                _log?.Warning("No monitored layer ran in training mode during step {Step}: call the model with call() in training mode between Step() calls (eval-mode passes are not recorded).", CurrentStep);
+            }
+            return null;
+        }
+
+        var records = new List<LayerRecord>(_layers.Count);
+        var anomalies = new List<Anomaly>();
+        foreach (var layer in _layers)
+        {
+            var stats = layer.Pending is { } p ? BuildStatistics(layer, p) : null;
+            var record = new LayerRecord(
+                CurrentStep, layer.Name, layer.LayerType, stats,
+                Shift: Compare(stats, layer.Previous),
+                ReferenceShift: Compare(stats, layer.Reference),
+                Gradients: layer.PendingGradients is { } g ? BuildGradients(g) : null);
+            records.Add(record);
+            anomalies.AddRange(AnomalyDetector.Detect(record, _options));
+            if (stats is not null) layer.Previous = stats;
+            else if (anyFired && !layer.WarnedNotCalled)
+            {
+                layer.WarnedNotCalled = true;
+                anomalies.Add(AnomalyDetector.NotCalled(CurrentStep, layer.Name));
+            }
+        }
+
+        var step = new StepRecord(CurrentStep, _engine.Loss, records, anomalies);
+        LastRecord = step;
+        foreach (var sink in _sinks) sink.Write(step);
+        foreach (var observer in _observers.ToArray()) observer.OnNext(step);
+        return step;
+    }
+
+    private LayerStatistics BuildStatistics(MonitoredLayer layer, ActivationSummary s)
+    {
+        var sample = s.Sample.AsSpan(0, s.SampleCount);
+        var percentiles = SampleStatistics.Percentiles(sample, PercentileLevels);
+        (double Low, double High) range;
+        if (layer.HistogramRange is { } fixedRange) range = fixedRange;
+        else
+        {
+            range = SampleStatistics.ChooseRange(s.Min, s.Max, layer.Saturation);
+            if (s.FiniteCount > 0) layer.HistogramRange = range;   // fixed from the first record with finite values
+        }
+        var counts = SampleStatistics.Histogram(sample, range.Low, range.High, _options.HistogramBins);
+        return new LayerStatistics(
+            Count: s.Count,
+            Mean: s.Mean,
+            Std: Math.Sqrt(s.Variance),
+            Min: s.Min,
+            Max: s.Max,
+            P15: percentiles[0],
+            P50: percentiles[1],
+            P85: percentiles[2],
+            NearZeroFraction: (double)s.NearZero / s.Count,
+            SaturatedFraction: layer.Saturation is null ? null : (double)s.Saturated / s.Count,
+            NanCount: s.Nan,
+            InfCount: s.Inf,
+            ChannelSquaredMean: s.ChannelSquaredMean,
+            ChannelVariance: s.ChannelVariance,
+            Histogram: new Histogram(range.Low, range.High, counts));
+    }
+
+    private static ShiftMetrics? Compare(LayerStatistics? current, LayerStatistics? earlier)
+    {
+        if (current is null || earlier is null) return null;
+        var (a, b) = (current.Histogram, earlier.Histogram);
+        if (a.Low != b.Low || a.High != b.High || a.Counts.Count != b.Counts.Count) return null;
+        return ShiftCalculator.Compute(current, earlier);
+    }
+
+    private static GradientStatistics BuildGradients(GradientCapture g)
+    {
+        double grad = Math.Sqrt(g.GradSquares), weight = Math.Sqrt(g.WeightSquares);
+        return new GradientStatistics(
+            GradNorm: grad,
+            WeightNorm: weight,
+            GradToWeightRatio: weight > 0 ? grad / weight : double.NaN,
+            UpdateNorm: g.UpdateSquares is { } u ? Math.Sqrt(u) : null,
+            Parameters: g.Elements);
+    }
+
+    /// <summary>
+    /// Makes the latest recorded statistics of every layer the reference snapshot: from now on every record also
+    /// carries <see cref="LayerRecord.ReferenceShift"/> against it (e.g. capture before fine-tuning on a new domain).
+    /// </summary>
+    /// <exception cref="InvalidOperationException">No step has been recorded yet.</exception>
+    public void CaptureReference()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (_layers.All(l => l.Previous is null))
+            throw new InvalidOperationException("There is nothing to capture yet: record at least one training step (Step() on a recorded step after a forward pass) before CaptureReference().");
+        foreach (var layer in _layers) layer.Reference = layer.Previous;
+    }
+
+    /// <summary>Forgets the reference snapshot.</summary>
+    public void ClearReference()
+    {
+        foreach (var layer in _layers) layer.Reference = null;
+    }
+
+    /// <summary>Receives every record from now on (in-memory consumers). Dispose the returned handle to unsubscribe.</summary>
+    public IDisposable Subscribe(IObserver<StepRecord> observer)
+    {
+        ArgumentNullException.ThrowIfNull(observer);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        _observers.Add(observer);
+        return new HookHandle(() => _observers.Remove(observer));
+    }
+
+    /// <summary>Removes every hook, releases every tensor the monitor holds, closes the sinks and completes the observers.</summary>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        foreach (var layer in _layers) layer.Dispose();
+        _engine.Dispose();
+        foreach (var sink in _sinks) sink.Dispose();
+        foreach (var observer in _observers.ToArray()) observer.OnCompleted();
+        _observers.Clear();
+    }
+
+    private sealed class HookHandle(Action remove) : IDisposable
+    {
+        private Action? _remove = remove;
+
+        public void Dispose()
+        {
+            _remove?.Invoke();
+            _remove = null;
+        }
+    }
+}

@@ -1,0 +1,83 @@
+using System.Text.RegularExpressions;
+using Serilog;
+
+namespace CovariateShift;
+
+/// <summary>Where the monitor computes statistics.</summary>
+public enum StatisticsEngineKind
+{
+    /// <summary>CPU float32 tensors: one vectorized managed pass over the tensor's memory, no copies.
+    /// Other tensors (CUDA, other dtypes): TorchSharp operations on the tensor's device.</summary>
+    Auto,
+    /// <summary>Always TorchSharp operations on the tensor's device, one host transfer per recorded step.</summary>
+    Device,
+}
+
+/// <summary>
+/// Settings for an <see cref="ActivationMonitor"/>. All members have sensible defaults;
+/// <see cref="Validate"/> (called on attach) rejects values that cannot work, naming the value and what is expected.
+/// </summary>
+public sealed record MonitorOptions
+{
+    /// <summary>Record every N-th training step (N = 1 records every step). Hooks do no work on other steps. Default 1.</summary>
+    public int RecordEvery { get; init; } = 1;
+
+    /// <summary>Interior histogram bins per layer (underflow and overflow bins come on top). At least 2. Default 64.</summary>
+    public int HistogramBins { get; init; } = 64;
+
+    /// <summary>Largest number of elements per layer and step used for percentiles and the histogram
+    /// (a fixed stratified sample; the other statistics use every element). At least 16. Default 2048.</summary>
+    public int SampleSize { get; init; } = 2048;
+
+    /// <summary>|x| at or below this counts as near zero. Default 0.05 (as fastai's ActivationStats).</summary>
+    public double NearZeroThreshold { get; init; } = 0.05;
+
+    /// <summary>Layer-type filter: when not empty, only leaf layers whose type name (e.g. "Linear", "Conv2d",
+    /// "BatchNorm1d", "ReLU") is in this set are monitored. Case-insensitive.</summary>
+    public IReadOnlyCollection<string> LayerTypes { get; init; } = [];
+
+    /// <summary>Layer-name filter: when set, only leaf layers whose dotted name matches are monitored.</summary>
+    public Regex? LayerNamePattern { get; init; }
+
+    /// <summary>Serilog logger for per-layer (Debug), per-step (Information) and anomaly (Warning) events. Null: no logging.</summary>
+    public ILogger? Logger { get; init; }
+
+    /// <summary>Path of a JSON Lines metrics file (one object per layer per recorded step), created or truncated on attach. Null: none.</summary>
+    public string? JsonLinesPath { get; init; }
+
+    /// <summary>Directory for TensorBoard event files (scalars and histograms per layer). Null: none.</summary>
+    public string? TensorBoardDirectory { get; init; }
+
+    /// <summary>Write TensorBoard histograms every this many recorded steps (they are the costly part). Default 10.</summary>
+    public int TensorBoardHistogramEvery { get; init; } = 10;
+
+    /// <summary>Gradient norms below this are flagged as vanishing. Default 1e-7.</summary>
+    public double VanishingGradientThreshold { get; init; } = 1e-7;
+
+    /// <summary>Gradient norms above this are flagged as exploding. Default 1e3.</summary>
+    public double ExplodingGradientThreshold { get; init; } = 1e3;
+
+    /// <summary>Where statistics are computed. Default <see cref="StatisticsEngineKind.Auto"/>.</summary>
+    public StatisticsEngineKind Engine { get; init; } = StatisticsEngineKind.Auto;
+
+    /// <summary>Seed of the per-layer sample positions (so runs are reproducible). Default 0.</summary>
+    public int Seed { get; init; }
+
+    /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first invalid value and what is expected.</summary>
+    public void Validate()
+    {
+        if (RecordEvery <= 0)
+            throw new ArgumentOutOfRangeException(nameof(RecordEvery), RecordEvery, $"RecordEvery must be a positive number of steps (1 = every step); got {RecordEvery}.");
+        if (HistogramBins < 2)
+            throw new ArgumentOutOfRangeException(nameof(HistogramBins), HistogramBins, $"HistogramBins must be at least 2; got {HistogramBins}.");
+        if (SampleSize < 16)
+            throw new ArgumentOutOfRangeException(nameof(SampleSize), SampleSize, $"SampleSize must be at least 16 elements; got {SampleSize}.");
+        if (!(NearZeroThreshold >= 0) || double.IsInfinity(NearZeroThreshold))
+            throw new ArgumentOutOfRangeException(nameof(NearZeroThreshold), NearZeroThreshold, $"NearZeroThreshold must be a finite number >= 0; got {NearZeroThreshold}.");
+        if (TensorBoardHistogramEvery <= 0)
+            throw new ArgumentOutOfRangeException(nameof(TensorBoardHistogramEvery), TensorBoardHistogramEvery, $"TensorBoardHistogramEvery must be positive; got {TensorBoardHistogramEvery}.");
+        if (!(VanishingGradientThreshold >= 0) || !(ExplodingGradientThreshold > VanishingGradientThreshold))
+            throw new ArgumentOutOfRangeException(nameof(ExplodingGradientThreshold), ExplodingGradientThreshold,
+                $"Gradient thresholds must satisfy 0 <= vanishing < exploding; got vanishing {VanishingGradientThreshold}, exploding {ExplodingGradientThreshold}.");
+    }
+}

@@ -1,0 +1,110 @@
+using CovariateShift.Records;
+
+namespace CovariateShift.Shift;
+
+/// <summary>
+/// Shift metrics between two statistics of the same layer (plain C# on small arrays; definitions in
+/// <see cref="ShiftMetrics"/>).
+/// </summary>
+public static class ShiftCalculator
+{
+    /// <summary>Added to the earlier variance in the variance ratio.</summary>
+    public const double VarianceEpsilon = 1e-8;
+
+    /// <summary>Pseudo-count added to every histogram bin before the KL divergence (Krichevsky-Trofimov / Jeffreys prior).</summary>
+    public const double KlPseudoCount = 0.5;
+
+    /// <summary>Shift of <paramref name="current"/> relative to <paramref name="earlier"/>.</summary>
+    /// <exception cref="ArgumentException">The histograms have different edges (they come from different layers).</exception>
+    public static ShiftMetrics Compute(LayerStatistics current, LayerStatistics earlier)
+    {
+        ArgumentNullException.ThrowIfNull(current);
+        ArgumentNullException.ThrowIfNull(earlier);
+        var p = current.Histogram;
+        var q = earlier.Histogram;
+        if (p.Counts.Count != q.Counts.Count || p.Low != q.Low || p.High != q.High)
+            throw new ArgumentException($"Histograms are not comparable: [{p.Low}, {p.High}) with {p.Bins} bins vs [{q.Low}, {q.High}) with {q.Bins} bins.");
+        return new ShiftMetrics(
+            MeanDrift: Math.Abs(current.Mean - earlier.Mean),
+            VarianceRatio: current.Variance / (earlier.Variance + VarianceEpsilon),
+            KlDivergence: KlDivergence(p.Counts, q.Counts),
+            JensenShannon: JensenShannon(p.Counts, q.Counts),
+            Wasserstein1: Wasserstein1(p.Counts, q.Counts, p.BinWidth));
+    }
+
+    /// <summary>
+    /// KL(p || q) in nats from two count vectors over the same bins, each smoothed as
+    /// (c_i + <see cref="KlPseudoCount"/>) / (n + K * <see cref="KlPseudoCount"/>). 0 for identical counts; NaN when either
+    /// vector is empty (no values at all).
+    /// </summary>
+    public static double KlDivergence(IReadOnlyList<long> p, IReadOnlyList<long> q)
+    {
+        CheckSameLength(p, q);
+        double np = Sum(p), nq = Sum(q);
+        if (np == 0 || nq == 0) return double.NaN;
+        int k = p.Count;
+        double kl = 0;
+        for (int i = 0; i < k; i++)
+        {
+            double pi = (p[i] + KlPseudoCount) / (np + k * KlPseudoCount);
+            double qi = (q[i] + KlPseudoCount) / (nq + k * KlPseudoCount);
+            kl += pi * Math.Log(pi / qi);
+        }
+        return Math.Max(0.0, kl);
+    }
+
+    /// <summary>
+    /// Jensen-Shannon divergence in bits: JS = H(m) - (H(p) + H(q)) / 2 with m = (p + q) / 2, on the normalized counts
+    /// (no smoothing needed: always finite, symmetric, in [0, 1]). NaN when either vector is empty.
+    /// </summary>
+    public static double JensenShannon(IReadOnlyList<long> p, IReadOnlyList<long> q)
+    {
+        CheckSameLength(p, q);
+        double np = Sum(p), nq = Sum(q);
+        if (np == 0 || nq == 0) return double.NaN;
+        double js = 0;
+        for (int i = 0; i < p.Count; i++)
+        {
+            double pi = p[i] / np, qi = q[i] / nq, mi = (pi + qi) / 2;
+            if (pi > 0) js += 0.5 * pi * Math.Log2(pi / mi);
+            if (qi > 0) js += 0.5 * qi * Math.Log2(qi / mi);
+        }
+        return Math.Clamp(js, 0.0, 1.0);
+    }
+
+    /// <summary>
+    /// Wasserstein-1 (earth mover's) distance between two histograms over the same bins, in the units of the values:
+    /// integral of |F_p(x) - F_q(x)| dx where the interior bins' mass sits at their centres, the underflow mass at the
+    /// low edge and the overflow mass at the high edge (so consecutive positions are half a bin apart at both ends,
+    /// a bin apart inside). NaN when either vector is empty.
+    /// </summary>
+    public static double Wasserstein1(IReadOnlyList<long> p, IReadOnlyList<long> q, double binWidth)
+    {
+        CheckSameLength(p, q);
+        double np = Sum(p), nq = Sum(q);
+        if (np == 0 || nq == 0) return double.NaN;
+        int last = p.Count - 1;
+        double fp = 0, fq = 0, w = 0;
+        for (int i = 0; i < last; i++)
+        {
+            fp += p[i] / np;
+            fq += q[i] / nq;
+            double gap = i == 0 || i == last - 1 ? binWidth / 2 : binWidth;
+            w += Math.Abs(fp - fq) * gap;
+        }
+        return w;
+    }
+
+    private static double Sum(IReadOnlyList<long> c)
+    {
+        double s = 0;
+        foreach (var v in c) s += v;
+        return s;
+    }
+
+    private static void CheckSameLength(IReadOnlyList<long> p, IReadOnlyList<long> q)
+    {
+        if (p.Count != q.Count)
+            throw new ArgumentException($"Count vectors differ in length: {p.Count} vs {q.Count}.");
+    }
+}

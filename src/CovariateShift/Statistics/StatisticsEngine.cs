@@ -1,0 +1,280 @@
+using System.Runtime.InteropServices;
+using CovariateShift.Hooks;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace CovariateShift.Statistics;
+
+/// <summary>
+/// Computes the raw reductions of activations and gradients where the tensors live.
+/// <para>CPU float32 tensors (engine <see cref="StatisticsEngineKind.Auto"/>): one vectorized pass over the tensor's own
+/// memory in the hook (<see cref="CpuKernel"/>); nothing is copied and no tensor is kept.</para>
+/// <para>Other tensors (CUDA, other dtypes, or engine <see cref="StatisticsEngineKind.Device"/>): TorchSharp operations
+/// on the tensor's device, under no_grad on detached data, each producing one small float64 "pack" tensor that this
+/// engine owns until <see cref="Collect"/>, where all packs of the step are concatenated and copied to the host in a
+/// single transfer.</para>
+/// </summary>
+internal sealed class StatisticsEngine : IDisposable
+{
+    /// <summary>Scalars at the head of an activation pack, followed by the sampled values.</summary>
+    private const int ActivationScalars = 13;
+
+    private readonly MonitorOptions _options;
+    private readonly List<(MonitoredLayer Layer, Tensor Pack, bool Channels)> _activationPacks = [];
+    private Tensor? _lossPack;
+    private double? _loss;
+
+    public StatisticsEngine(MonitorOptions options) => _options = options;
+
+    /// <summary>Number of device-to-host transfers made so far (diagnostics and tests).</summary>
+    public int HostTransfers { get; private set; }
+
+    /// <summary>Loss of the step collected last.</summary>
+    public double? Loss => _loss;
+
+    private bool UseCpuKernel(Tensor t) =>
+        _options.Engine == StatisticsEngineKind.Auto && t.device_type == DeviceType.CPU &&
+        t.dtype == ScalarType.Float32 && t.numel() <= int.MaxValue / sizeof(float);
+
+    public void CaptureActivation(MonitoredLayer layer, Tensor output)
+    {
+        long n = output.numel();
+        if (n == 0) return;
+        if (UseCpuKernel(output) && output.is_contiguous())
+        {
+            // Reads the tensor's own memory: no TorchSharp operation, no copy, nothing kept.
+            layer.Pending = SummarizeOnCpu(layer, MemoryMarshal.Cast<byte, float>(output.bytes), output);
+            return;
+        }
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var x = output.detach();
+        if (UseCpuKernel(x))
+        {
+            x = x.contiguous();
+            layer.Pending = SummarizeOnCpu(layer, MemoryMarshal.Cast<byte, float>(x.bytes), x);
+            return;
+        }
+        bool channels = x.dim() == 4;
+        var pack = DeviceActivationPack(layer, x, channels);
+        _activationPacks.Add((layer, pack.DetachFromDisposeScope(), channels));
+    }
+
+    private ActivationSummary SummarizeOnCpu(MonitoredLayer layer, ReadOnlySpan<float> data, Tensor shapeOf)
+    {
+        bool channels = shapeOf.dim() == 4;
+        var summary = new ActivationSummary();
+        CpuKernel.Summarize(data, channels ? (int)shapeOf.shape[1] : 0, channels ? (int)(shapeOf.shape[2] * shapeOf.shape[3]) : 0,
+            (float)_options.NearZeroThreshold, layer.Saturation, summary);
+        var sample = layer.SampleFor(data.Length, _options.SampleSize, _options.Seed);
+        summary.Sample = layer.SampleBuffer(sample.Positions.Length);
+        summary.SampleCount = sample.Gather(data, summary.Sample);
+        return summary;
+    }
+
+    private Tensor DeviceActivationPack(MonitoredLayer layer, Tensor x, bool channels)
+    {
+        var dev = x.device;
+        var flat = x.to_type(ScalarType.Float64).reshape(-1);
+        var finite = flat.isfinite();
+        var notFinite = finite.logical_not();
+        var first = flat[0];
+        var shift = where(first.isfinite(), first, zeros_like(first));
+        var d = (flat - shift).masked_fill(notFinite, 0.0);
+        var finiteCount = finite.sum().to_type(ScalarType.Float64);
+        var parts = new List<Tensor>
+        {
+            full(1, (double)flat.numel(), dtype: ScalarType.Float64, device: dev).squeeze(),
+            finiteCount,
+            shift,
+            d.sum(),
+            d.square().sum(),
+            flat.masked_fill(notFinite, double.PositiveInfinity).min(),
+            flat.masked_fill(notFinite, double.NegativeInfinity).max(),
+            flat.abs().le(_options.NearZeroThreshold).sum().to_type(ScalarType.Float64),
+        };
+        if (layer.Saturation is { } sat)
+            parts.Add(flat.le(sat.Low).logical_or(flat.ge(sat.High)).sum().to_type(ScalarType.Float64));
+        else
+            parts.Add(zeros(1, dtype: ScalarType.Float64, device: dev).squeeze());
+        parts.Add(flat.isnan().sum().to_type(ScalarType.Float64));
+        parts.Add(flat.isinf().sum().to_type(ScalarType.Float64));
+        if (channels)
+        {
+            var x4 = x.to_type(ScalarType.Float64);
+            var fin4 = x4.isfinite();
+            var d4 = (x4 - shift).masked_fill(fin4.logical_not(), 0.0);
+            long[] dims = [0, 2, 3];
+            var nC = fin4.sum(dims).to_type(ScalarType.Float64);
+            var valid = nC.gt(0);
+            var safeN = nC.clamp_min(1.0);
+            var mC = d4.sum(dims) / safeN;
+            var meanC = mC + shift;
+            var varC = (d4.square().sum(dims) / safeN - mC.square()).clamp_min(0.0);
+            var used = valid.sum().to_type(ScalarType.Float64);
+            parts.Add(meanC.square().masked_fill(valid.logical_not(), 0.0).sum() / used);
+            parts.Add(varC.masked_fill(valid.logical_not(), 0.0).sum() / used);
+        }
+        else
+        {
+            parts.Add(full(1, double.NaN, dtype: ScalarType.Float64, device: dev).squeeze());
+            parts.Add(full(1, double.NaN, dtype: ScalarType.Float64, device: dev).squeeze());
+        }
+        var positions = layer.DevicePositions(flat.numel(), _options.SampleSize, _options.Seed, dev);
+        var sampled = flat.index_select(0, positions);
+        return cat([stack(parts), sampled]);
+    }
+
+    public void CaptureGradients(MonitoredLayer layer)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        GradientCapture? capture = null;
+        var deviceParts = new List<Tensor>();
+        foreach (var p in layer.Parameters)
+        {
+            if (!p.requires_grad) continue;
+            var g = p.grad;
+            if (g is null) continue;
+            capture ??= new GradientCapture();
+            capture.Elements += p.numel();
+            if (UseCpuKernel(p) && UseCpuKernel(g) && p.is_contiguous() && g.is_contiguous())
+            {
+                var w = MemoryMarshal.Cast<byte, float>(p.detach().bytes);
+                capture.GradSquares += CpuNorms.SumSquares(MemoryMarshal.Cast<byte, float>(g.bytes));
+                capture.WeightSquares += CpuNorms.SumSquares(w);
+                var buffer = layer.SnapshotBuffer(capture.HostSnapshots.Count, w.Length);
+                w.CopyTo(buffer);
+                capture.HostSnapshots.Add((p, buffer));
+            }
+            else
+            {
+                capture.OnDevice = true;
+                deviceParts.Add(g.to_type(ScalarType.Float64).square().sum());
+                deviceParts.Add(p.detach().to_type(ScalarType.Float64).square().sum());
+                capture.DeviceSnapshots.Add((p, p.detach().clone().DetachFromDisposeScope()));
+            }
+        }
+        if (capture is null) return;
+        if (deviceParts.Count > 0)
+        {
+            var s = stack(deviceParts).reshape(-1, 2).sum(0);
+            capture.DevicePack = s.DetachFromDisposeScope();
+        }
+        layer.PendingGradients?.Dispose();
+        layer.PendingGradients = capture;
+    }
+
+    public void CaptureLoss(Tensor loss)
+    {
+        using var scope = NewDisposeScope();
+        var l = loss.detach().reshape(-1)[0].to_type(ScalarType.Float64);
+        if (l.device_type == DeviceType.CPU)
+        {
+            _loss = l.item<double>();
+            return;
+        }
+        _lossPack?.Dispose();
+        _lossPack = l.reshape(1).DetachFromDisposeScope();
+    }
+
+    /// <summary>
+    /// Finishes the step: measures the optimizer's update for captured gradients, then copies every device pack to
+    /// the host in one transfer and turns them into <see cref="ActivationSummary"/> / gradient values on the layers.
+    /// </summary>
+    public void Collect(IReadOnlyList<MonitoredLayer> layers)
+    {
+        var packs = new List<Tensor>();
+        var updateLayers = new List<MonitoredLayer>();
+        using (var scope = NewDisposeScope())
+        using (var noGrad = no_grad())
+        {
+            foreach (var layer in layers)
+            {
+                var g = layer.PendingGradients;
+                if (g is null) continue;
+                double host = 0;
+                foreach (var (p, values) in g.HostSnapshots)
+                    host += CpuNorms.SumSquaredDifference(MemoryMarshal.Cast<byte, float>(p.detach().bytes), values);
+                g.UpdateSquares = host;
+                if (g.OnDevice)
+                {
+                    var parts = g.DeviceSnapshots.Select(s => (s.Parameter.detach().to_type(ScalarType.Float64) - s.Values.to_type(ScalarType.Float64)).square().sum()).ToList();
+                    var update = parts.Count > 0 ? stack(parts).sum().reshape(1) : zeros(1, dtype: ScalarType.Float64, device: g.DevicePack!.device);
+                    packs.Add(cat([g.DevicePack!, update]).DetachFromDisposeScope());
+                    updateLayers.Add(layer);
+                }
+            }
+        }
+
+        var all = new List<Tensor>(_activationPacks.Select(a => a.Pack));
+        all.AddRange(packs);
+        if (_lossPack is not null) all.Add(_lossPack);
+        if (all.Count > 0)
+        {
+            double[] host;
+            using (var scope = NewDisposeScope())
+            {
+                var target = all[0].device;
+                var joined = cat(all.Select(t => t.device == target ? t : t.to(target)).ToList());
+                host = joined.cpu().data<double>().ToArray();
+                HostTransfers++;
+            }
+            int offset = 0;
+            foreach (var (layer, pack, channels) in _activationPacks)
+            {
+                int length = (int)pack.shape[0];
+                layer.Pending = ParseActivationPack(host.AsSpan(offset, length), channels);
+                offset += length;
+            }
+            foreach (var layer in updateLayers)
+            {
+                var g = layer.PendingGradients!;
+                g.GradSquares += host[offset];
+                g.WeightSquares += host[offset + 1];
+                g.UpdateSquares = (g.UpdateSquares ?? 0) + host[offset + 2];
+                offset += 3;
+            }
+            if (_lossPack is not null) _loss = host[offset];
+        }
+        foreach (var t in all) t.Dispose();
+        _activationPacks.Clear();
+        _lossPack = null;
+    }
+
+    /// <summary>Forgets the loss of the previous step (called when a new step starts).</summary>
+    public void ResetLoss() => _loss = null;
+
+    private static ActivationSummary ParseActivationPack(ReadOnlySpan<double> pack, bool channels)
+    {
+        var s = new ActivationSummary
+        {
+            Count = (long)pack[0],
+            FiniteCount = (long)pack[1],
+            Shift = pack[2],
+            ShiftedSum = pack[3],
+            ShiftedSumSquares = pack[4],
+            Min = pack[1] > 0 ? pack[5] : double.NaN,
+            Max = pack[1] > 0 ? pack[6] : double.NaN,
+            NearZero = (long)pack[7],
+            Saturated = (long)pack[8],
+            Nan = (long)pack[9],
+            Inf = (long)pack[10],
+            ChannelSquaredMean = channels ? pack[11] : null,
+            ChannelVariance = channels ? pack[12] : null,
+        };
+        var sampled = pack[ActivationScalars..];
+        s.Sample = new float[sampled.Length];
+        foreach (var v in sampled)
+            if (double.IsFinite(v)) s.Sample[s.SampleCount++] = (float)v;
+        return s;
+    }
+
+    public void Dispose()
+    {
+        foreach (var (_, pack, _) in _activationPacks) pack.Dispose();
+        _activationPacks.Clear();
+        _lossPack?.Dispose();
+        _lossPack = null;
+    }
+}

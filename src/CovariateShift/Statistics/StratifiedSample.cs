@@ -1,0 +1,48 @@
+namespace CovariateShift.Statistics;
+
+/// <summary>
+/// Fixed sample positions for a tensor of <see cref="Length"/> elements: the index range is cut into
+/// <c>m = min(Length, sampleSize)</c> equal strata and one position is drawn uniformly inside each, once, with a seeded
+/// generator. Every element has the same chance to be picked, the positions are sorted (cache friendly) and, unlike a
+/// plain stride, they do not alias with the tensor's layout (e.g. every 8th feature). When Length &lt;= sampleSize
+/// every element is taken.
+/// </summary>
+internal sealed class StratifiedSample
+{
+    public StratifiedSample(long length, int sampleSize, int seed)
+    {
+        Length = length;
+        if (length <= sampleSize)
+        {
+            Positions = new long[length];
+            for (long i = 0; i < length; i++) Positions[i] = i;
+            return;
+        }
+        var rng = new Random(seed);
+        Positions = new long[sampleSize];
+        for (int k = 0; k < sampleSize; k++)
+        {
+            long from = k * length / sampleSize;
+            long to = (k + 1) * length / sampleSize;
+            Positions[k] = from + rng.NextInt64(to - from);
+        }
+    }
+
+    /// <summary>Number of elements of the tensor the positions are for.</summary>
+    public long Length { get; }
+
+    /// <summary>Sorted, distinct element positions.</summary>
+    public long[] Positions { get; }
+
+    /// <summary>Copies the finite values at the sample positions into <paramref name="destination"/>; returns how many.</summary>
+    public int Gather(ReadOnlySpan<float> data, float[] destination)
+    {
+        int n = 0;
+        foreach (var p in Positions)
+        {
+            var v = data[(int)p];
+            if (float.IsFinite(v)) destination[n++] = v;
+        }
+        return n;
+    }
+}
