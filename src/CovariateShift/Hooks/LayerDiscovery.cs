@@ -6,8 +6,19 @@ namespace CovariateShift.Hooks;
 /// <summary>Finds the leaf layers of a model that the monitor can hook, and applies the type/name filters.</summary>
 internal static class LayerDiscovery
 {
+    /// <summary>Depth-first, in registration order (the order layers are usually called in), with dotted names.</summary>
+    private static void CollectLeaves(nn.Module module, string prefix, List<(string, nn.Module)> leaves)
+    {
+        foreach (var (name, child) in module.named_children())
+        {
+            var full = prefix.Length == 0 ? name : $"{prefix}.{name}";
+            if (child.children().Any()) CollectLeaves(child, full, leaves);
+            else leaves.Add((full, child));
+        }
+    }
+
     /// <summary>
-    /// Leaf layers (modules without children) in model order with their dotted <c>named_modules()</c> names. A model
+    /// Leaf layers (modules without children) in model order (depth-first) with their dotted <c>named_modules()</c> names. A model
     /// without children that has parameters is itself the only layer (named after its type). Leaves that are not
     /// <c>Module&lt;Tensor, Tensor&gt;</c> cannot carry a tensor forward hook and are returned in <paramref name="skipped"/>.
     /// </summary>
@@ -16,8 +27,7 @@ internal static class LayerDiscovery
         ArgumentNullException.ThrowIfNull(model);
         skipped = [];
         var leaves = new List<(string, nn.Module)>();
-        foreach (var (name, module) in model.named_modules())
-            if (!module.children().Any()) leaves.Add((name, module));
+        CollectLeaves(model, "", leaves);
         if (leaves.Count == 0 && !model.children().Any() && model.parameters().Any())
             leaves.Add((model.GetType().Name, model));
 

@@ -158,7 +158,7 @@ internal sealed class StatisticsEngine : IDisposable
         if (capture is null) return;
         if (deviceParts.Count > 0)
         {
-            var s = stack(deviceParts).reshape(-1, 2).sum(0);
+            var s = stack(deviceParts).reshape(-1, 2).sum(dim: 0);
             capture.DevicePack = s.DetachFromDisposeScope();
         }
         layer.PendingGradients?.Dispose();

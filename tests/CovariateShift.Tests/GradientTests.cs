@@ -1,0 +1,64 @@
+using CovariateShift.Records;
+using CovariateShift.Tests.Support;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace CovariateShift.Tests;
+
+public sealed class GradientTests
+{
+    public static TheoryData<StatisticsEngineKind> Engines => new() { StatisticsEngineKind.Auto, StatisticsEngineKind.Device };
+
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void Gradient_norm_ratio_and_SGD_update_size_match_their_definitions(StatisticsEngineKind engine)
+    {
+        using var scope = NewDisposeScope();
+        torch.manual_seed(1);
+        var fc1 = nn.Linear(10, 8);
+        var model = nn.Sequential(("fc1", fc1), ("act", nn.ReLU()), ("fc2", nn.Linear(8, 3)));
+        const double lr = 0.1;
+        var opt = optim.SGD(model.parameters(), lr);   // plain SGD: update = -lr * grad
+        using var monitor = ActivationMonitor.Attach(model, new MonitorOptions { Engine = engine });
+        var loss = nn.functional.cross_entropy(model.call(randn(16, 10)), randint(0, 3, [16]));
+        loss.backward();
+        monitor.RecordGradients();
+        var grads = fc1.parameters().SelectMany(p => TorchData.ToDoubles(p.grad!)).ToArray();
+        var weights = fc1.parameters().SelectMany(p => TorchData.ToDoubles(p)).ToArray();
+        opt.step();
+        var r = monitor.Step(loss)!;
+        var g = r.Layers.Single(l => l.Layer == "fc1").Gradients!;
+        double gradNorm = Math.Sqrt(grads.Sum(v => v * v)), weightNorm = Math.Sqrt(weights.Sum(v => v * v));
+        Assert.Equal(gradNorm, g.GradNorm, 5);
+        Assert.Equal(weightNorm, g.WeightNorm, 5);
+        Assert.Equal(gradNorm / weightNorm, g.GradToWeightRatio, 5);
+        Assert.Equal(lr * gradNorm, g.UpdateNorm!.Value, 5);
+        Assert.Equal(10 * 8 + 8, g.Parameters);
+        Assert.Null(r.Layers.Single(l => l.Layer == "act").Gradients);   // no parameters
+        Assert.Equal(TorchData.ToDoubles(loss)[0], r.Loss!.Value, 6);
+    }
+
+    [Fact]
+    public void Vanishing_exploding_and_non_finite_gradients_are_flagged()
+    {
+        using var scope = NewDisposeScope();
+        var fc = nn.Linear(4, 4);
+        var model = nn.Sequential(("fc", fc));
+        using var monitor = ActivationMonitor.Attach(model);
+        AnomalyKind? Run(float scale)
+        {
+            using var s = NewDisposeScope();
+            fc.zero_grad();
+            var y = model.call(ones(2, 4));
+            (y.sum() * scale).backward();
+            monitor.RecordGradients();
+            var r = monitor.Step()!;
+            return r.Anomalies.Where(a => a.Layer == "fc" && a.Kind is AnomalyKind.VanishingGradient or AnomalyKind.ExplodingGradient or AnomalyKind.NonFiniteGradient)
+                .Select(a => (AnomalyKind?)a.Kind).SingleOrDefault();
+        }
+        Assert.Null(Run(1f));
+        Assert.Equal(AnomalyKind.VanishingGradient, Run(1e-12f));
+        Assert.Equal(AnomalyKind.ExplodingGradient, Run(1e6f));
+        Assert.Equal(AnomalyKind.NonFiniteGradient, Run(float.NaN));
+    }
+}

@@ -1,0 +1,129 @@
+using CovariateShift.Records;
+using CovariateShift.Shift;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace CovariateShift.Tests;
+
+public sealed class ShiftTests
+{
+    private static LayerStatistics Stats(double mean, double std, long[] counts, double low = -10, double high = 10) =>
+        new(1000, mean, std, 0, 0, 0, 0, 0, 0, null, 0, 0, null, null, new Histogram(low, high, counts));
+
+    private static long[] GaussianHistogram(double mu, double sigma, int n, int bins, double low, double high, int seed)
+    {
+        var rng = new Random(seed);
+        var c = new long[bins + 2];
+        double width = (high - low) / bins;
+        for (int i = 0; i < n; i++)
+        {
+            // Box-Muller
+            double u1 = 1.0 - rng.NextDouble(), u2 = rng.NextDouble();
+            double x = mu + sigma * Math.Sqrt(-2 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2);
+            c[x < low ? 0 : x >= high ? bins + 1 : 1 + (int)((x - low) / width)]++;
+        }
+        return c;
+    }
+
+    [Fact]
+    public void Identical_distributions_have_no_shift()
+    {
+        var counts = GaussianHistogram(0, 1, 10_000, 64, -5, 5, 1);
+        var a = Stats(0.3, 1.7, counts, -5, 5);
+        var m = ShiftCalculator.Compute(a, a with { });
+        Assert.Equal(0.0, m.MeanDrift);
+        Assert.Equal(1.0, m.VarianceRatio, 8);   // Var / (Var + 1e-8), Var = 2.89
+        Assert.Equal(0.0, m.KlDivergence, 12);
+        Assert.Equal(0.0, m.JensenShannon, 12);
+        Assert.Equal(0.0, m.Wasserstein1, 12);
+    }
+
+    [Fact]
+    public void KL_of_two_histogrammed_Gaussians_matches_the_analytic_value()
+    {
+        // KL(N(m1, s1^2) || N(m2, s2^2)) = ln(s2/s1) + (s1^2 + (m1-m2)^2) / (2 s2^2) - 1/2
+        double m1 = 0, s1 = 1, m2 = 0.5, s2 = 1.5;
+        double analytic = Math.Log(s2 / s1) + (s1 * s1 + (m1 - m2) * (m1 - m2)) / (2 * s2 * s2) - 0.5;   // 0.18324
+        var p = GaussianHistogram(m1, s1, 2_000_000, 400, -10, 10, 2);
+        var q = GaussianHistogram(m2, s2, 2_000_000, 400, -10, 10, 3);
+        double kl = ShiftCalculator.KlDivergence(p, q);
+        // Binning (width 0.05), sampling and the 0.5 pseudo-count together stay well under 2%.
+        Assert.InRange(kl, analytic * 0.98, analytic * 1.02);
+        // Reverse direction differs (KL is asymmetric): KL(q||p) = ln(s1/s2) + (s2^2 + d^2)/(2 s1^2) - 1/2 = 0.34453.
+        // Here q's wide tails fall where p has (almost) no samples; the pseudo-count raises p there and lowers the
+        // estimate by about 3%: 5% tolerance.
+        double reverse = Math.Log(s1 / s2) + (s2 * s2 + 0.25) / (2 * s1 * s1) - 0.5;
+        Assert.InRange(ShiftCalculator.KlDivergence(q, p), reverse * 0.95, reverse * 1.05);
+    }
+
+    [Fact]
+    public void Jensen_Shannon_is_symmetric_bounded_and_finite_even_for_disjoint_supports()
+    {
+        long[] a = [0, 10, 0, 0, 0, 0];
+        long[] b = [0, 0, 0, 0, 10, 0];
+        Assert.Equal(1.0, ShiftCalculator.JensenShannon(a, b), 12);     // disjoint: exactly 1 bit
+        var p = GaussianHistogram(0, 1, 100_000, 50, -5, 5, 4);
+        var q = GaussianHistogram(1, 1, 100_000, 50, -5, 5, 5);
+        double pq = ShiftCalculator.JensenShannon(p, q), qp = ShiftCalculator.JensenShannon(q, p);
+        Assert.Equal(pq, qp, 12);
+        Assert.InRange(pq, 0.0, 1.0);
+    }
+
+    [Fact]
+    public void Wasserstein1_of_shifted_Gaussians_equals_the_shift()
+    {
+        // W1(N(0,1), N(0.5,1)) = 0.5 exactly; histogram discretization (width 0.02) and sampling: within 2%.
+        var p = GaussianHistogram(0, 1, 1_000_000, 1000, -10, 10, 6);
+        var q = GaussianHistogram(0.5, 1, 1_000_000, 1000, -10, 10, 7);
+        Assert.InRange(ShiftCalculator.Wasserstein1(p, q, 0.02), 0.49, 0.51);
+        // A point mass moved from the first to the last interior bin of [0, 4) with 4 bins: centres 0.5 -> 3.5.
+        Assert.Equal(3.0, ShiftCalculator.Wasserstein1([0, 1, 0, 0, 0, 0], [0, 0, 0, 0, 1, 0], 1.0), 12);
+        // Underflow sits on the low edge (0), overflow on the high edge (4).
+        Assert.Equal(4.0, ShiftCalculator.Wasserstein1([1, 0, 0, 0, 0, 0], [0, 0, 0, 0, 0, 1], 1.0), 12);
+    }
+
+    [Fact]
+    public void Mean_drift_and_variance_ratio_follow_their_definitions()
+    {
+        var c = new long[] { 0, 5, 5, 0 };
+        var now = Stats(2.5, 3.0, c);
+        var before = Stats(1.0, 1.5, c);
+        var m = ShiftCalculator.Compute(now, before);
+        Assert.Equal(1.5, m.MeanDrift, 12);
+        Assert.Equal(9.0 / (2.25 + 1e-8), m.VarianceRatio, 10);
+    }
+
+    [Fact]
+    public void Histograms_with_different_edges_are_refused()
+    {
+        var a = Stats(0, 1, [0, 1, 1, 0], -1, 1);
+        var b = Stats(0, 1, [0, 1, 1, 0], -2, 2);
+        var e = Assert.Throws<ArgumentException>(() => ShiftCalculator.Compute(a, b));
+        Assert.Contains("[-1, 1)", e.Message);
+    }
+
+    [Fact]
+    public void The_monitor_reports_shift_between_steps_and_against_a_reference()
+    {
+        using var scope = NewDisposeScope();
+        var model = nn.Sequential(("id", nn.Identity()));
+        using var monitor = ActivationMonitor.Attach(model, new MonitorOptions { SampleSize = 4096 });
+        var gen = new Generator(9);
+        using (var s = NewDisposeScope()) model.call(randn(4096, generator: gen));
+        var r0 = monitor.Step()!.Layers[0];
+        Assert.Null(r0.Shift);
+        monitor.CaptureReference();
+        using (var s = NewDisposeScope()) model.call(randn(4096, generator: gen) * 2 + 1);
+        var r1 = monitor.Step()!.Layers[0];
+        Assert.NotNull(r1.Shift);
+        Assert.Equal(ShiftCalculator.Compute(r1.Statistics!, r0.Statistics!), r1.Shift);
+        Assert.Equal(r1.Shift, r1.ReferenceShift);
+        Assert.InRange(r1.Shift!.MeanDrift, 0.9, 1.1);
+        Assert.InRange(r1.Shift.VarianceRatio, 3.6, 4.4);
+        using (var s = NewDisposeScope()) model.call(randn(4096, generator: gen) * 2 + 1);
+        var r2 = monitor.Step()!.Layers[0];
+        Assert.InRange(r2.Shift!.MeanDrift, 0, 0.15);               // same distribution as step 1
+        Assert.InRange(r2.ReferenceShift!.MeanDrift, 0.9, 1.1);     // still far from the reference
+        Assert.Equal(ShiftCalculator.Compute(r2.Statistics!, r0.Statistics!), r2.ReferenceShift);
+    }
+}

@@ -1,0 +1,169 @@
+using CovariateShift.Records;
+using CovariateShift.Tests.Support;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace CovariateShift.Tests;
+
+/// <summary>Every statistic against an independent double-precision computation, for both engine paths.</summary>
+public sealed class StatisticsTests
+{
+    // Tolerances: moments are accumulated in float per chunk and double overall (CPU path) or in double (device path);
+    // relative 1e-5 covers float rounding of ~1e5 values. Min/max/percentiles are exact float values: 1e-6.
+    private const double Relative = 1e-5;
+
+    public static TheoryData<StatisticsEngineKind> Engines => new() { StatisticsEngineKind.Auto, StatisticsEngineKind.Device };
+
+    private static LayerStatistics RecordOnce(nn.Module<Tensor, Tensor> model, Tensor input, MonitorOptions options, string layer)
+    {
+        using var monitor = ActivationMonitor.Attach(model, options);
+        using (var scope = NewDisposeScope()) model.call(input);
+        var record = monitor.Step() ?? throw new InvalidOperationException("step 0 must be recorded");
+        return record.Layers.Single(l => l.Layer == layer).Statistics!;
+    }
+
+    private static void AssertClose(double expected, double actual, double relative, string what)
+    {
+        double tol = relative * Math.Max(1.0, Math.Abs(expected));
+        Assert.True(Math.Abs(expected - actual) <= tol, $"{what}: expected {expected:R}, got {actual:R} (tolerance {tol:G3})");
+    }
+
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void Statistics_of_random_data_match_an_independent_computation(StatisticsEngineKind engine)
+    {
+        using var scope = NewDisposeScope();
+        var gen = new Generator(42);
+        // Mixed data: Gaussian around 3 with a spike of exact zeros and values near zero, NaN and Inf planted.
+        var x = (randn([64, 300], generator: gen) * 2 + 3);
+        x[0, ..20] = zeros(20);
+        x[1, ..30] = randn(30, generator: gen) * 0.01;
+        x[2, 5] = tensor(float.NaN);
+        x[3, 7] = tensor(float.PositiveInfinity);
+        x[4, 9] = tensor(float.NegativeInfinity);
+        x[5, 11] = tensor(float.NaN);
+        var model = nn.Sequential(("id", nn.Identity()));
+        var s = RecordOnce(model, x, new MonitorOptions { Engine = engine, SampleSize = 64 * 300, HistogramBins = 32 }, "id");
+
+        var all = TorchData.ToDoubles(x);
+        var finite = Reference.Finite(all);
+        Assert.Equal(all.Length, s.Count);
+        Assert.Equal(2, s.NanCount);
+        Assert.Equal(2, s.InfCount);
+        AssertClose(Reference.Mean(finite), s.Mean, Relative, "mean");
+        AssertClose(Reference.Std(finite), s.Std, Relative, "std");
+        AssertClose(finite.Min(), s.Min, 1e-7, "min");
+        AssertClose(finite.Max(), s.Max, 1e-7, "max");
+        Assert.Equal(all.Count(v => Math.Abs(v) <= 0.05) / (double)all.Length, s.NearZeroFraction, 12);
+        Assert.Null(s.SaturatedFraction);
+        Assert.Null(s.ChannelSquaredMean);
+        // Whole tensor fits in the sample: percentiles are exact.
+        AssertClose(Reference.Percentile(finite, 0.15), s.P15, 1e-6, "p15");
+        AssertClose(Reference.Percentile(finite, 0.50), s.P50, 1e-6, "p50");
+        AssertClose(Reference.Percentile(finite, 0.85), s.P85, 1e-6, "p85");
+        // Histogram: the documented range rule, then independent binning of every finite value.
+        double min = finite.Min(), max = finite.Max(), span = max - min;
+        Assert.Equal(min - span / 2, s.Histogram.Low, 5);
+        Assert.Equal(max + span / 2, s.Histogram.High, 5);
+        Assert.Equal(Reference.Histogram(finite, s.Histogram.Low, s.Histogram.High, 32), s.Histogram.Counts);
+    }
+
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void Channel_statistics_of_a_conv_output_follow_Brock_et_al(StatisticsEngineKind engine)
+    {
+        using var scope = NewDisposeScope();
+        var gen = new Generator(7);
+        var x = randn([6, 5, 4, 3], generator: gen) * arange(1, 6).reshape(1, 5, 1, 1) + arange(5).reshape(1, 5, 1, 1);
+        var model = nn.Sequential(("id", nn.Identity()));
+        var s = RecordOnce(model, x, new MonitorOptions { Engine = engine }, "id");
+        var (sq, var) = Reference.ChannelStatistics(TorchData.ToDoubles(x), 6, 5, 12);
+        AssertClose(sq, s.ChannelSquaredMean!.Value, Relative, "channel squared mean");
+        AssertClose(var, s.ChannelVariance!.Value, Relative, "channel variance");
+    }
+
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void Saturation_of_sigmoid_and_tanh_counts_values_within_one_percent_of_the_bounds(StatisticsEngineKind engine)
+    {
+        using var scope = NewDisposeScope();
+        var x = randn([50, 80], generator: new Generator(3)) * 4;
+        var input = TorchData.ToDoubles(x);
+
+        var sig = RecordOnce(nn.Sequential(("act", nn.Sigmoid())), x, new MonitorOptions { Engine = engine }, "act");
+        var sigOut = input.Select(v => 1 / (1 + Math.Exp(-v))).ToArray();
+        Assert.Equal(sigOut.Count(v => v <= 0.01 || v >= 0.99) / (double)sigOut.Length, sig.SaturatedFraction!.Value, 3);
+        Assert.Equal(0.0, sig.Histogram.Low);
+        Assert.Equal(1.0, sig.Histogram.High);
+
+        var tanh = RecordOnce(nn.Sequential(("act", nn.Tanh())), x, new MonitorOptions { Engine = engine }, "act");
+        var tanhOut = input.Select(Math.Tanh).ToArray();
+        Assert.Equal(tanhOut.Count(v => Math.Abs(v) >= 0.98) / (double)tanhOut.Length, tanh.SaturatedFraction!.Value, 3);
+    }
+
+    [Fact]
+    public void Percentiles_of_a_large_output_come_from_the_sample_within_sampling_error()
+    {
+        using var scope = NewDisposeScope();
+        var x = randn([64, 1024], generator: new Generator(11));     // 65,536 values, sample 2,048
+        var s = RecordOnce(nn.Sequential(("id", nn.Identity())), x, new MonitorOptions(), "id");
+        var all = TorchData.ToDoubles(x);
+        // Standard error of a sample quantile: sqrt(q(1-q)/n) / pdf(x_q); at n = 2048 about 0.034 for q = 0.15 of N(0,1).
+        // 0.15 is more than 4 standard errors.
+        Assert.InRange(s.P15 - Reference.Percentile(all, 0.15), -0.15, 0.15);
+        Assert.InRange(s.P50 - Reference.Percentile(all, 0.50), -0.15, 0.15);
+        Assert.InRange(s.P85 - Reference.Percentile(all, 0.85), -0.15, 0.15);
+        Assert.Equal(2048, s.Histogram.Total);
+        // Mean and std use every element: exact.
+        AssertClose(Reference.Mean(all), s.Mean, Relative, "mean");
+        AssertClose(Reference.Std(all), s.Std, Relative, "std");
+    }
+
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void Statistics_of_real_Fashion_MNIST_activations_match(StatisticsEngineKind engine)
+    {
+        using var scope = NewDisposeScope();
+        var data = TorchData.FashionMnist512;
+        var images = data.Images[..256];
+        torch.manual_seed(5);
+        var conv = nn.Conv2d(1, 8, 3);
+        var model = nn.Sequential(("conv", conv), ("relu", nn.ReLU()));
+        // 256*8*26*26 = 1,384,448 conv outputs; a sample that large makes percentiles and histogram exact.
+        var s = RecordOnce(model, images, new MonitorOptions { Engine = engine, SampleSize = 1_400_000 }, "conv");
+        Tensor expectedOut;
+        using (no_grad()) expectedOut = conv.call(images);
+        var v = TorchData.ToDoubles(expectedOut);
+        AssertClose(Reference.Mean(v), s.Mean, Relative, "mean");
+        AssertClose(Reference.Std(v), s.Std, Relative, "std");
+        AssertClose(v.Min(), s.Min, 1e-6, "min");
+        AssertClose(v.Max(), s.Max, 1e-6, "max");
+        AssertClose(Reference.Percentile(v, 0.15), s.P15, 1e-6, "p15");
+        AssertClose(Reference.Percentile(v, 0.50), s.P50, 1e-6, "p50");
+        AssertClose(Reference.Percentile(v, 0.85), s.P85, 1e-6, "p85");
+        Assert.Equal(v.Count(a => Math.Abs(a) <= 0.05) / (double)v.Length, s.NearZeroFraction, 12);
+        var (sq, var) = Reference.ChannelStatistics(v, 256, 8, 26 * 26);
+        AssertClose(sq, s.ChannelSquaredMean!.Value, 1e-4, "channel squared mean");
+        AssertClose(var, s.ChannelVariance!.Value, 1e-4, "channel variance");
+        Assert.Equal(Reference.Histogram(v, s.Histogram.Low, s.Histogram.High, 64), s.Histogram.Counts);
+    }
+
+    [Fact]
+    public void The_histogram_range_is_fixed_at_the_first_record_and_values_outside_land_in_under_and_overflow()
+    {
+        using var scope = NewDisposeScope();
+        var model = nn.Sequential(("id", nn.Identity()));
+        using var monitor = ActivationMonitor.Attach(model, new MonitorOptions { HistogramBins = 10 });
+        using (var s1 = NewDisposeScope()) model.call(linspace(-1, 1, 101));
+        var first = monitor.Step()!.Layers[0].Statistics!.Histogram;
+        Assert.Equal(-2.0, first.Low, 6);     // min - span/2
+        Assert.Equal(2.0, first.High, 6);
+        using (var s2 = NewDisposeScope()) model.call(tensor(new float[] { -5, -1.5f, 0.1f, 1.9f, 2f, 7 }));
+        var second = monitor.Step()!.Layers[0].Statistics!.Histogram;
+        Assert.Equal(first.Low, second.Low);
+        Assert.Equal(first.High, second.High);
+        Assert.Equal(1, second.Underflow);       // -5
+        Assert.Equal(2, second.Overflow);        // 2 (= high, right-open) and 7
+        Assert.Equal(6, second.Total);
+    }
+}
