@@ -95,4 +95,4 @@ if [ "${COVSHIFT_SKIP_DATA:-0}" != "1" ] && [ ! -f "$FMNIST_DIR/train-images-idx
   [ -f "$FMNIST_DIR/train-images-idx3-ubyte.gz" ] || fail "dataset-fashion-mnist installed but $FMNIST_DIR/train-images-idx3-ubyte.gz is missing."
 fi
 
-say "ready (.NET $(dotnet --version), libstdc++ OK, Fashion-MNIST: ${FMNIST_DIR})"
+[ "${COVSHIFT_QUIET:-0}" = "1" ] || say "ready (.NET $(dotnet --version), libstdc++ OK, Fashion-MNIST: ${FMNIST_DIR})"

@@ -1,0 +1,80 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using CovariateShift.Training.Benchmarks;
+using CovariateShift.Training.Data;
+using CovariateShift.Training.Runtime;
+
+namespace CovariateShift.Cli.Commands;
+
+/// <summary><c>covshift bench</c>: the monitor's overhead in a real training step (see <see cref="OverheadBenchmark"/>).</summary>
+internal static class BenchCommand
+{
+    public static Command Create()
+    {
+        var models = new Option<string[]>("--models") { Description = "Models to measure: mlp (8x256 ReLU MLP), cnn (4-conv CNN with batch norm).", DefaultValueFactory = _ => ["mlp", "cnn"], AllowMultipleArgumentsPerToken = true };
+        var every = new Option<int[]>("--record-every") { Description = "RecordEvery settings to measure.", DefaultValueFactory = _ => [1, 16], AllowMultipleArgumentsPerToken = true };
+        var repeats = new Option<int>("--repeats") { Description = "A/B pairs per configuration (the median ratio is reported).", DefaultValueFactory = _ => 7 }.AtLeast(1);
+        var mlpSteps = new Option<int>("--mlp-steps") { Description = "Timed MLP steps per block (rounded up to a multiple of record-every).", DefaultValueFactory = _ => 64 }.AtLeast(1);
+        var cnnSteps = new Option<int>("--cnn-steps") { Description = "Timed CNN steps per block (rounded up to a multiple of record-every).", DefaultValueFactory = _ => 16 }.AtLeast(1);
+        var batch = new Option<int>("--batch-size") { Description = "Mini-batch size.", DefaultValueFactory = _ => 128 }.AtLeast(1);
+        var device = new Option<string>("--device") { Description = "auto, cpu or cuda.", DefaultValueFactory = _ => "auto" };
+        var json = new Option<bool>("--json") { Description = "Print the results as one JSON object on the last line." };
+        var cmd = new Command("bench", "Measure the monitor's overhead: step time with the monitor / without, A/B interleaved, median over repeats.")
+        {
+            models, every, repeats, mlpSteps, cnnSteps, batch, device, json,
+        };
+        cmd.SetAction(parse => CliRunner.Run(() =>
+        {
+            var modelList = parse.GetValue(models)!.SelectMany(m => m.Split(',', StringSplitOptions.RemoveEmptyEntries)).ToArray();
+            foreach (var m in modelList)
+                if (!OverheadBenchmark.Models.Contains(m))
+                    throw new ArgumentException($"--models: unknown model '{m}'; expected {string.Join(", ", OverheadBenchmark.Models)}.");
+            var everyList = parse.GetValue(every)!;
+            foreach (var e in everyList)
+                if (e < 1) throw new ArgumentException($"--record-every must be at least 1; got {e}.");
+            var dev = DeviceSelector.Resolve(parse.GetValue(device)!);
+            var progress = new Action<string>(line => Console.Error.WriteLine(line));
+            Console.Error.WriteLine($"Loading Fashion-MNIST from {MnistFormat.FashionMnistDirectory} ...");
+            using var data = MnistFormat.LoadFashionMnist(train: true, limit: 8 * parse.GetValue(batch));
+            var bench = new OverheadBenchmark(dev, data, parse.GetValue(batch), progress);
+            var results = new List<OverheadResult>();
+            foreach (var m in modelList)
+                foreach (var e in everyList)
+                {
+                    int steps = m == "mlp" ? parse.GetValue(mlpSteps) : parse.GetValue(cnnSteps);
+                    int warmup = m == "mlp" ? 30 : 4;
+                    results.Add(bench.Run(m, e, parse.GetValue(repeats), steps, warmup));
+                }
+
+            Console.WriteLine($"device: {dev.type.ToString().ToLowerInvariant()}, batch {parse.GetValue(batch)}, threads {TorchSharp.torch.get_num_threads()}");
+            Console.WriteLine("| model | record every | plain ms/step | monitored ms/step | ratio (median) | ratio range | pairs x steps |");
+            Console.WriteLine("|---|---|---|---|---|---|---|");
+            foreach (var r in results)
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                    $"| {r.Model} | {r.RecordEvery} | {r.PlainMs:F2} | {r.MonitoredMs:F2} | {r.Ratio:F3} | {r.RatioMin:F3}-{r.RatioMax:F3} | {r.Repeats} x {r.StepsPerBlock} |"));
+            if (parse.GetValue(json))
+            {
+                var payload = new
+                {
+                    device = dev.type.ToString().ToLowerInvariant(),
+                    results = results.Select(r => new
+                    {
+                        model = r.Model,
+                        record_every = r.RecordEvery,
+                        ratio = Math.Round(r.Ratio, 4),
+                        plain_ms = Math.Round(r.PlainMs, 3),
+                        monitored_ms = Math.Round(r.MonitoredMs, 3),
+                        ratio_min = Math.Round(r.RatioMin, 4),
+                        ratio_max = Math.Round(r.RatioMax, 4),
+                        repeats = r.Repeats,
+                        steps_per_block = r.StepsPerBlock,
+                    }),
+                };
+                Console.WriteLine(JsonSerializer.Serialize(payload));
+            }
+            return 0;
+        }));
+        return cmd;
+    }
+}
