@@ -40,6 +40,9 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
 {
     private static readonly double[] PercentileLevels = [0.15, 0.50, 0.85];
 
+    /// <summary>From this many layers on, a step's per-layer statistics are built in parallel.</summary>
+    private const int ParallelThreshold = 4;
+
     private readonly MonitorOptions _options;
     private readonly List<MonitoredLayer> _layers;
     private readonly List<IStepSink> _sinks;
@@ -154,8 +157,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (!IsRecordingStep) return;
-        foreach (var layer in _layers)
-            if (layer.Parameters.Length > 0) _engine.CaptureGradients(layer);
+        _engine.CaptureGradients(_layers.Where(l => l.Parameters.Length > 0).ToList());
     }
 
     /// <summary>
@@ -196,19 +198,29 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
             return null;
         }
 
-        var records = new List<LayerRecord>(_layers.Count);
-        var anomalies = new List<Anomaly>();
-        foreach (var layer in _layers)
+        // Per-layer work (percentiles, histogram, shift metrics) is independent plain C#: spread it over the cores.
+        var records = new LayerRecord[_layers.Count];
+        var found = new List<Anomaly>[_layers.Count];
+        void Build(int i)
         {
+            var layer = _layers[i];
             var stats = layer.Pending is { } p ? BuildStatistics(layer, p) : null;
-            var record = new LayerRecord(
+            records[i] = new LayerRecord(
                 CurrentStep, layer.Name, layer.LayerType, stats,
                 Shift: Compare(stats, layer.Previous),
                 ReferenceShift: Compare(stats, layer.Reference),
                 Gradients: layer.PendingGradients is { } g ? BuildGradients(g) : null);
-            records.Add(record);
-            anomalies.AddRange(AnomalyDetector.Detect(record, _options));
-            if (stats is not null) layer.Previous = stats;
+            found[i] = AnomalyDetector.Detect(records[i], _options).ToList();
+        }
+        if (_layers.Count >= ParallelThreshold && Environment.ProcessorCount > 1) Parallel.For(0, _layers.Count, Build);
+        else for (int i = 0; i < _layers.Count; i++) Build(i);
+
+        var anomalies = new List<Anomaly>();
+        for (int i = 0; i < _layers.Count; i++)
+        {
+            var layer = _layers[i];
+            anomalies.AddRange(found[i]);
+            if (records[i].Statistics is { } stats) layer.Previous = stats;
             else if (anyFired && !layer.WarnedNotCalled)
             {
                 layer.WarnedNotCalled = true;

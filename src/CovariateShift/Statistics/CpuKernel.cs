@@ -193,6 +193,33 @@ internal static class CpuNorms
         return total;
     }
 
+    /// <summary>Sum of x_i^2, copying x into <paramref name="copy"/> in the same pass.</summary>
+    public static double SumSquaresAndCopy(ReadOnlySpan<float> x, Span<float> copy)
+    {
+        if (copy.Length != x.Length) throw new ArgumentException($"Buffers differ in length: {x.Length} vs {copy.Length}.");
+        var vectors = MemoryMarshal.Cast<float, Vector<float>>(x);
+        var target = MemoryMarshal.Cast<float, Vector<float>>(copy);
+        double total = 0;
+        for (int start = 0; start < vectors.Length; start += ChunkVectors)
+        {
+            var acc = Vector<float>.Zero;
+            int end = Math.Min(vectors.Length, start + ChunkVectors);
+            for (int i = start; i < end; i++)
+            {
+                var v = vectors[i];
+                target[i] = v;
+                acc += v * v;
+            }
+            total += Vector.Sum(acc);
+        }
+        for (int i = vectors.Length * Vector<float>.Count; i < x.Length; i++)
+        {
+            copy[i] = x[i];
+            total += (double)x[i] * x[i];
+        }
+        return total;
+    }
+
     /// <summary>Sum of (a_i - b_i)^2.</summary>
     public static double SumSquaredDifference(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
     {

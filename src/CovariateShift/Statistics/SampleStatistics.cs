@@ -80,15 +80,32 @@ internal static class SampleStatistics
     /// </summary>
     public static long[] Histogram(ReadOnlySpan<float> values, double low, double high, int bins)
     {
-        var counts = new long[bins + 2];
+        // Four interleaved count arrays: runs of equal values (e.g. ReLU zeros) would otherwise serialize on one counter.
+        int stride = bins + 2;
+        Span<int> partial = stride * 4 <= 4096 ? stackalloc int[stride * 4] : new int[stride * 4];
+        partial.Clear();
         double scale = bins / (high - low);
-        foreach (var v in values)
+        int i = 0;
+        for (; i + 4 <= values.Length; i += 4)
         {
-            double t = (v - low) * scale;
-            int index = t < 0 ? 0 : t >= bins ? bins + 1 : (int)t + 1;
-            counts[index]++;
+            partial[Bin(values[i], low, scale, bins)]++;
+            partial[stride + Bin(values[i + 1], low, scale, bins)]++;
+            partial[2 * stride + Bin(values[i + 2], low, scale, bins)]++;
+            partial[3 * stride + Bin(values[i + 3], low, scale, bins)]++;
         }
+        for (; i < values.Length; i++) partial[Bin(values[i], low, scale, bins)]++;
+        var counts = new long[stride];
+        for (int b = 0; b < stride; b++)
+            counts[b] = (long)partial[b] + partial[stride + b] + partial[2 * stride + b] + partial[3 * stride + b];
         return counts;
+    }
+
+    /// <summary>Bin index of <paramref name="v"/>: 0 below the range, bins + 1 at or above its end.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private static int Bin(float v, double low, double scale, int bins)
+    {
+        double t = (v - low) * scale;
+        return t < 0 ? 0 : t >= bins ? bins + 1 : (int)t + 1;
     }
 
     /// <summary>

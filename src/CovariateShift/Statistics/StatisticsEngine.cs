@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using CovariateShift.Hooks;
 using TorchSharp;
@@ -125,44 +126,65 @@ internal sealed class StatisticsEngine : IDisposable
         return cat([stack(parts), sampled]);
     }
 
-    public void CaptureGradients(MonitoredLayer layer)
+    /// <summary>
+    /// Gradient and weight norms of every layer's own parameters, and a snapshot of the parameters for the update size.
+    /// CPU float32 parameters are read in place (the reductions of all parameters run in parallel); others use device ops.
+    /// </summary>
+    public unsafe void CaptureGradients(IReadOnlyList<MonitoredLayer> layers)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        GradientCapture? capture = null;
-        var deviceParts = new List<Tensor>();
-        foreach (var p in layer.Parameters)
+        var work = new List<(GradientCapture Capture, IntPtr Grad, IntPtr Weight, float[] Snapshot)>();
+        foreach (var layer in layers)
         {
-            if (!p.requires_grad) continue;
-            var g = p.grad;
-            if (g is null) continue;
-            capture ??= new GradientCapture();
-            capture.Elements += p.numel();
-            if (UseCpuKernel(p) && UseCpuKernel(g) && p.is_contiguous() && g.is_contiguous())
+            GradientCapture? capture = null;
+            var deviceParts = new List<Tensor>();
+            foreach (var p in layer.Parameters)
             {
-                var w = MemoryMarshal.Cast<byte, float>(p.detach().bytes);
-                capture.GradSquares += CpuNorms.SumSquares(MemoryMarshal.Cast<byte, float>(g.bytes));
-                capture.WeightSquares += CpuNorms.SumSquares(w);
-                var buffer = layer.SnapshotBuffer(capture.HostSnapshots.Count, w.Length);
-                w.CopyTo(buffer);
-                capture.HostSnapshots.Add((p, buffer));
+                if (!p.requires_grad) continue;
+                var g = p.grad;
+                if (g is null) continue;
+                capture ??= new GradientCapture();
+                capture.Elements += p.numel();
+                if (UseCpuKernel(p) && UseCpuKernel(g) && p.is_contiguous() && g.is_contiguous())
+                {
+                    var w = MemoryMarshal.Cast<byte, float>(p.bytes);
+                    var buffer = layer.SnapshotBuffer(capture.HostSnapshots.Count, w.Length);
+                    capture.HostSnapshots.Add((p, buffer));
+                    // The tensors stay alive until the end of this method (parameters and their grads are owned by the model).
+                    work.Add((capture, (IntPtr)Unsafe.AsPointer(ref MemoryMarshal.GetReference(MemoryMarshal.Cast<byte, float>(g.bytes))),
+                        (IntPtr)Unsafe.AsPointer(ref MemoryMarshal.GetReference(w)), buffer));
+                }
+                else
+                {
+                    capture.OnDevice = true;
+                    deviceParts.Add(g.to_type(ScalarType.Float64).square().sum());
+                    deviceParts.Add(p.detach().to_type(ScalarType.Float64).square().sum());
+                    capture.DeviceSnapshots.Add((p, p.detach().clone().DetachFromDisposeScope()));
+                }
             }
-            else
-            {
-                capture.OnDevice = true;
-                deviceParts.Add(g.to_type(ScalarType.Float64).square().sum());
-                deviceParts.Add(p.detach().to_type(ScalarType.Float64).square().sum());
-                capture.DeviceSnapshots.Add((p, p.detach().clone().DetachFromDisposeScope()));
-            }
+            if (capture is null) continue;
+            if (deviceParts.Count > 0)
+                capture.DevicePack = stack(deviceParts).reshape(-1, 2).sum(dim: 0).DetachFromDisposeScope();
+            layer.PendingGradients?.Dispose();
+            layer.PendingGradients = capture;
         }
-        if (capture is null) return;
-        if (deviceParts.Count > 0)
+
+        var sums = new (double Grad, double Weight)[work.Count];
+        void Reduce(int i)
         {
-            var s = stack(deviceParts).reshape(-1, 2).sum(dim: 0);
-            capture.DevicePack = s.DetachFromDisposeScope();
+            var (_, grad, weight, snapshot) = work[i];
+            var g = new ReadOnlySpan<float>((void*)grad, snapshot.Length);
+            var w = new ReadOnlySpan<float>((void*)weight, snapshot.Length);
+            sums[i] = (CpuNorms.SumSquares(g), CpuNorms.SumSquaresAndCopy(w, snapshot));
         }
-        layer.PendingGradients?.Dispose();
-        layer.PendingGradients = capture;
+        if (work.Count > 1 && Environment.ProcessorCount > 1) Parallel.For(0, work.Count, Reduce);
+        else for (int i = 0; i < work.Count; i++) Reduce(i);
+        for (int i = 0; i < work.Count; i++)
+        {
+            work[i].Capture.GradSquares += sums[i].Grad;
+            work[i].Capture.WeightSquares += sums[i].Weight;
+        }
     }
 
     public void CaptureLoss(Tensor loss)
@@ -184,6 +206,10 @@ internal sealed class StatisticsEngine : IDisposable
     /// </summary>
     public void Collect(IReadOnlyList<MonitoredLayer> layers)
     {
+        var captures = layers.Select(l => l.PendingGradients).OfType<GradientCapture>().ToList();
+        var hostUpdates = UpdateSquares(captures.SelectMany(c => c.HostSnapshots.Select(s => (Capture: c, s.Parameter, s.Values))).ToList());
+        foreach (var c in captures) c.UpdateSquares = hostUpdates.GetValueOrDefault(c);
+
         var packs = new List<Tensor>();
         var updateLayers = new List<MonitoredLayer>();
         using (var scope = NewDisposeScope())
@@ -192,18 +218,11 @@ internal sealed class StatisticsEngine : IDisposable
             foreach (var layer in layers)
             {
                 var g = layer.PendingGradients;
-                if (g is null) continue;
-                double host = 0;
-                foreach (var (p, values) in g.HostSnapshots)
-                    host += CpuNorms.SumSquaredDifference(MemoryMarshal.Cast<byte, float>(p.detach().bytes), values);
-                g.UpdateSquares = host;
-                if (g.OnDevice)
-                {
-                    var parts = g.DeviceSnapshots.Select(s => (s.Parameter.detach().to_type(ScalarType.Float64) - s.Values.to_type(ScalarType.Float64)).square().sum()).ToList();
-                    var update = parts.Count > 0 ? stack(parts).sum().reshape(1) : zeros(1, dtype: ScalarType.Float64, device: g.DevicePack!.device);
-                    packs.Add(cat([g.DevicePack!, update]).DetachFromDisposeScope());
-                    updateLayers.Add(layer);
-                }
+                if (g is null || !g.OnDevice) continue;
+                var parts = g.DeviceSnapshots.Select(s => (s.Parameter.detach().to_type(ScalarType.Float64) - s.Values.to_type(ScalarType.Float64)).square().sum()).ToList();
+                var update = parts.Count > 0 ? stack(parts).sum().reshape(1) : zeros(1, dtype: ScalarType.Float64, device: g.DevicePack!.device);
+                packs.Add(cat([g.DevicePack!, update]).DetachFromDisposeScope());
+                updateLayers.Add(layer);
             }
         }
 
@@ -240,6 +259,19 @@ internal sealed class StatisticsEngine : IDisposable
         foreach (var t in all) t.Dispose();
         _activationPacks.Clear();
         _lossPack = null;
+    }
+
+    /// <summary>Per capture, the sum over its host parameters of (current - snapshot)^2; all parameters reduced in parallel.</summary>
+    private static unsafe Dictionary<GradientCapture, double> UpdateSquares(List<(GradientCapture Capture, TorchSharp.Modules.Parameter Parameter, float[] Values)> items)
+    {
+        var pointers = items.Select(s => (IntPtr)Unsafe.AsPointer(ref MemoryMarshal.GetReference(MemoryMarshal.Cast<byte, float>(s.Parameter.bytes)))).ToArray();
+        var parts = new double[items.Count];
+        void Reduce(int i) => parts[i] = CpuNorms.SumSquaredDifference(new ReadOnlySpan<float>((void*)pointers[i], items[i].Values.Length), items[i].Values);
+        if (items.Count > 1 && Environment.ProcessorCount > 1) Parallel.For(0, items.Count, Reduce);
+        else for (int i = 0; i < items.Count; i++) Reduce(i);
+        var result = new Dictionary<GradientCapture, double>();
+        for (int i = 0; i < items.Count; i++) result[items[i].Capture] = result.GetValueOrDefault(items[i].Capture) + parts[i];
+        return result;
     }
 
     /// <summary>Forgets the loss of the previous step (called when a new step starts).</summary>

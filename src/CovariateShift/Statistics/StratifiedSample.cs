@@ -1,3 +1,6 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
 namespace CovariateShift.Statistics;
 
 /// <summary>
@@ -37,11 +40,14 @@ internal sealed class StratifiedSample
     /// <summary>Copies the finite values at the sample positions into <paramref name="destination"/>; returns how many.</summary>
     public int Gather(ReadOnlySpan<float> data, float[] destination)
     {
+        if (Length != data.Length) throw new ArgumentException($"Sample positions are for {Length} elements, the data has {data.Length}.");
+        ref float first = ref MemoryMarshal.GetReference(data);
         int n = 0;
         foreach (var p in Positions)
         {
-            var v = data[(int)p];
-            if (float.IsFinite(v)) destination[n++] = v;
+            var v = Unsafe.Add(ref first, (nint)p);     // positions are < Length (checked above)
+            destination[n] = v;
+            n += float.IsFinite(v) ? 1 : 0;
         }
         return n;
     }
