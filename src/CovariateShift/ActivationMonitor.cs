@@ -31,8 +31,8 @@ namespace CovariateShift;
 /// </code>
 /// </example>
 /// <remarks>
-/// Hooks fire only for layers invoked with <c>call()</c> and only do work on recorded steps while the layer is in
-/// training mode (evaluation passes are never mixed into training records). Per recorded step the hooks compute
+/// Hooks fire only for layers invoked with <c>call()</c>; they are registered only during recorded steps and only do
+/// work while the layer is in training mode (evaluation passes are never mixed into training records). Per recorded step the hooks compute
 /// their reductions where the activations live and keep no activation; the host receives at most one transfer for
 /// all layers together. The monitor owns every tensor it keeps and disposes it; <see cref="Dispose"/> removes every hook.
 /// </remarks>
@@ -50,6 +50,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     private readonly StatisticsEngine _engine;
     private readonly ILogger? _log;
     private bool _warnedNothingRan;
+    private bool _armed;
     private bool _disposed;
 
     private ActivationMonitor(MonitorOptions options, List<MonitoredLayer> layers, List<IStepSink> sinks, IReadOnlyList<string> skipped)
@@ -60,6 +61,16 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         _engine = new StatisticsEngine(options);
         _log = options.Logger?.ForContext(Serilog.Core.Constants.SourceContextPropertyName, "CovariateShift");
         SkippedLayers = skipped;
+        ArmHooks();   // step 0 is always recorded
+    }
+
+    /// <summary>
+    /// Hooks are registered only for recorded steps (TorchSharp's call() is slower on a module with hooks even when the
+    /// hook returns at once): armed when a recorded step begins, removed when it ends if the next step is not recorded.
+    /// </summary>
+    private void ArmHooks()
+    {
+        if (_armed) return;
         foreach (var layer in _layers)
         {
             var l = layer;
@@ -70,6 +81,18 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
             });
             l.Hook = new HookHandle(remover.remove);
         }
+        _armed = true;
+    }
+
+    private void DisarmHooks()
+    {
+        if (!_armed) return;
+        foreach (var layer in _layers)
+        {
+            layer.Hook?.Dispose();
+            layer.Hook = null;
+        }
+        _armed = false;
     }
 
     /// <summary>
@@ -181,6 +204,8 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
             foreach (var layer in _layers) layer.ResetStep();
             _engine.ResetLoss();
             CurrentStep++;
+            if (IsRecordingStep) ArmHooks();
+            else DisarmHooks();
         }
     }
 
@@ -317,6 +342,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     {
         if (_disposed) return;
         _disposed = true;
+        DisarmHooks();
         foreach (var layer in _layers) layer.Dispose();
         _engine.Dispose();
         foreach (var sink in _sinks) sink.Dispose();

@@ -1,0 +1,201 @@
+using System.CommandLine;
+using System.Globalization;
+using CovariateShift.Nn.Checkpoints;
+using CovariateShift.Nn.Models;
+using CovariateShift.Nn.Normalization;
+using CovariateShift.Training.Data;
+using CovariateShift.Training.Runtime;
+using CovariateShift.Training.Training;
+using Serilog;
+using Serilog.Events;
+using Serilog.Formatting.Compact;
+using TorchSharp;
+
+namespace CovariateShift.Cli.Commands;
+
+/// <summary>
+/// <c>covshift train</c>: trains a zoo model or a JSON-spec model on Fashion-MNIST with the monitor attached (see
+/// <see cref="Trainer"/>) and writes metrics.jsonl, log.clef, model.json, checkpoint.bin and summary.json to --out.
+/// Every argument, the model and the data are checked before anything is written there.
+/// </summary>
+internal static class TrainCommand
+{
+    private static readonly string[] Datasets = ["fashion-mnist"];
+    private static readonly long[] FashionMnistShape = [1, 28, 28];
+    private const int FashionMnistClasses = 10;
+
+    /// <summary>Output file names in --out.</summary>
+    public const string LogFileName = "log.clef";
+    public const string SpecFileName = "model.json";
+    public const string CheckpointFileName = "checkpoint.bin";
+    public const string SummaryFileName = "summary.json";
+
+    public static Command Create()
+    {
+        var model = new Option<string>("--model") { Description = $"Zoo model ({string.Join(", ", ModelZoo.Names)}) or the path of a .json model spec (see models/).", DefaultValueFactory = _ => "mlp" };
+        var norm = new Option<string?>("--norm") { Description = $"Normalization: {string.Join(", ", NormKinds.CliNames)}. Default: none for a zoo model, the spec's for a .json spec." };
+        var depth = new Option<int?>("--depth") { Description = $"Hidden layers (mlp) or conv layers (cnn). Zoo default: mlp {ModelSpecResolver.DefaultMlpDepth}, cnn {ModelSpecResolver.DefaultCnnDepth}." }.PositiveIfGiven();
+        var width = new Option<int?>("--width") { Description = $"Units per hidden layer (mlp) or base width (cnn). Zoo default: mlp {ModelSpecResolver.DefaultMlpWidth}, cnn {ModelSpecResolver.DefaultCnnWidth}." }.PositiveIfGiven();
+        var activation = new Option<string?>("--activation") { Description = $"Hidden nonlinearity: {string.Join(", ", ActivationKinds.CliNames)}. Zoo default: relu." };
+        var init = new Option<string?>("--init") { Description = $"Weight init: {string.Join(", ", WeightInit.CliForms)}. Zoo default: he (xavier for sigmoid/tanh)." };
+        var placement = new Option<string?>("--norm-placement") { Description = $"Normalization {string.Join(" or ", NormPlacements.CliNames)} the activation. Zoo default: before." };
+        var groups = new Option<int?>("--groups") { Description = "Group count of group / weight-std normalization (must divide every normalized layer's channels)." }.PositiveIfGiven();
+        var dataset = new Option<string>("--dataset") { Description = $"Data set: {string.Join(", ", Datasets)}.", DefaultValueFactory = _ => "fashion-mnist" };
+        var dataDir = new Option<string?>("--data-dir") { Description = $"Directory of the MNIST-format files. Default: ${MnistFormat.FashionMnistVariable} or {MnistFormat.DefaultFashionMnistDirectory}." };
+        var trainLimit = new Option<int?>("--train-limit") { Description = "Use only the first N training images. Default: all." }.PositiveIfGiven();
+        var testLimit = new Option<int?>("--test-limit") { Description = "Evaluate on only the first N test images. Default: all." }.PositiveIfGiven();
+        var steps = new Option<int>("--steps") { Description = "Optimizer steps (epochs repeat as needed).", DefaultValueFactory = _ => 500 }.AtLeast(1);
+        var batch = new Option<int>("--batch-size") { Description = "Mini-batch size.", DefaultValueFactory = _ => 128 }.AtLeast(1);
+        var lr = new Option<double>("--lr") { Description = "SGD learning rate.", DefaultValueFactory = _ => 0.01 }.Positive();
+        var momentum = new Option<double>("--momentum") { Description = "SGD momentum, in [0, 1).", DefaultValueFactory = _ => 0.9 }.InRange(0, 1);
+        var weightDecay = new Option<double>("--weight-decay") { Description = "SGD weight decay (L2), >= 0.", DefaultValueFactory = _ => 0.0 }.InRange(0, double.PositiveInfinity);
+        var recordEvery = new Option<int>("--record-every") { Description = "The monitor records every K-th step.", DefaultValueFactory = _ => 10 }.AtLeast(1);
+        var evalEvery = new Option<int>("--eval-every") { Description = "Evaluate on the test set every K steps; 0 = only at the end.", DefaultValueFactory = _ => 0 }.AtLeast(0);
+        var logEvery = new Option<int>("--log-every") { Description = "Log the training loss every K steps.", DefaultValueFactory = _ => 50 }.AtLeast(1);
+        var seed = new Option<int>("--seed") { Description = "Seed of the initialization and the shuffling.", DefaultValueFactory = _ => 0 };
+        var device = new Option<string>("--device") { Description = "auto, cpu or cuda.", DefaultValueFactory = _ => "auto" };
+        var output = new Option<string>("--out") { Description = "Output directory (created; an existing file is refused).", Required = true };
+        var cmd = new Command("train", "Train a model on Fashion-MNIST with the monitor attached; writes metrics.jsonl, log.clef, model.json, checkpoint.bin and summary.json to --out.")
+        {
+            model, norm, depth, width, activation, init, placement, groups, dataset, dataDir, trainLimit, testLimit,
+            steps, batch, lr, momentum, weightDecay, recordEvery, evalEvery, logEvery, seed, device, output,
+        };
+        cmd.SetAction(parse => CliRunner.Run(() =>
+        {
+            // 1. Everything that can be checked without data: data set, model spec and overrides, device, --out.
+            var datasetName = parse.GetValue(dataset)!;
+            if (!Datasets.Contains(datasetName.Trim().ToLowerInvariant()))
+                throw new ArgumentException($"--dataset '{datasetName}' is not supported; valid values: {string.Join(", ", Datasets)}.");
+            var overrides = new ModelOverrides
+            {
+                Norm = parse.GetValue(norm) is { } n ? NormKinds.Parse(n) : null,
+                Depth = parse.GetValue(depth),
+                Width = parse.GetValue(width),
+                Activation = parse.GetValue(activation) is { } a ? ActivationKinds.Parse(a) : null,
+                Init = parse.GetValue(init) is { } i ? WeightInit.Parse(i) : null,
+                NormPlacement = parse.GetValue(placement) is { } p ? NormPlacements.Parse(p) : null,
+                Groups = parse.GetValue(groups),
+            };
+            var spec = ModelSpecResolver.Resolve(parse.GetValue(model)!, overrides, FashionMnistShape, FashionMnistClasses);
+            var dev = DeviceSelector.Resolve(parse.GetValue(device)!);
+            var outArg = parse.GetValue(output)!;
+            var outDir = CheckOutputDirectory(outArg);
+
+            // 2. The model (ModelZoo checks the remaining combinations: instance norm on an mlp, group counts, ...).
+            int seedValue = parse.GetValue(seed);
+            torch.manual_seed(seedValue);
+            using var net = ModelZoo.Create(spec);
+
+            // 3. The data.
+            var dir = parse.GetValue(dataDir) ?? MnistFormat.FashionMnistDirectory;
+            using var train = MnistFormat.Load(dir, "fashion-mnist", train: true, parse.GetValue(trainLimit));
+            using var test = MnistFormat.Load(dir, "fashion-mnist", train: false, parse.GetValue(testLimit));
+            int batchSize = parse.GetValue(batch);
+            if (batchSize > train.Count)
+                throw new ArgumentException($"--batch-size {batchSize} is larger than the {train.Count} training images; expected at most {train.Count}.");
+            var options = new TrainerOptions
+            {
+                Steps = parse.GetValue(steps),
+                BatchSize = batchSize,
+                LearningRate = parse.GetValue(lr),
+                Momentum = parse.GetValue(momentum),
+                WeightDecay = parse.GetValue(weightDecay),
+                Seed = seedValue,
+                RecordEvery = parse.GetValue(recordEvery),
+                EvaluateEvery = parse.GetValue(evalEvery),
+                LogEvery = parse.GetValue(logEvery),
+                Device = dev,
+                OutputDirectory = outDir,
+            };
+            options.Validate();
+
+            // 4. Only now: the output directory and its files.
+            CreateOutputDirectory(outArg, outDir, spec);
+            using var log = CreateLogger(outDir);
+            log.Information("covshift train: {Model} ({Architecture}, norm {Norm}, init {Init}) -> {OutputDirectory}",
+                parse.GetValue(model), spec.Architecture, spec.Norm.ToCliName(), spec.Init.ToCliName(), outDir);
+            var result = new Trainer(options with { Logger = log }).Train(net, train, test);
+            Checkpoint.Save(net, Path.Combine(outDir, CheckpointFileName));
+            File.WriteAllText(Path.Combine(outDir, SummaryFileName), result.ToJson() + "\n");
+            if (result.Diverged)
+                log.Warning("Diverged at step {DivergedAtStep}: {Message}", result.DivergedAtStep, result.DivergenceMessage);
+            log.Information("Final test accuracy {TestAccuracy:F4}, test loss {TestLoss:F4}, train loss {FinalTrainLoss:F4}; wrote {Files} to {OutputDirectory}",
+                result.TestAccuracy, result.TestLoss, result.FinalTrainLoss,
+                string.Join(", ", TrainerOptions.MetricsFileName, LogFileName, SpecFileName, CheckpointFileName, SummaryFileName), outDir);
+            return 0;
+        }));
+        return cmd;
+    }
+
+    /// <summary>The full path of --out; refuses an existing file, or a path below one.</summary>
+    private static string CheckOutputDirectory(string outArg)
+    {
+        if (string.IsNullOrWhiteSpace(outArg)) throw new ArgumentException("--out must name a directory; got an empty value.");
+        var full = Path.GetFullPath(outArg);
+        if (File.Exists(full)) throw new IOException($"--out '{outArg}' is an existing file; expected a directory (it is created when missing).");
+        for (var parent = Path.GetDirectoryName(full); parent is not null; parent = Path.GetDirectoryName(parent))
+        {
+            if (File.Exists(parent)) throw new IOException($"--out '{outArg}' cannot be created: '{parent}' is a file, not a directory.");
+            if (Directory.Exists(parent)) break;
+        }
+        return full;
+    }
+
+    /// <summary>Creates --out and writes model.json; on failure removes what it created and reports the path.</summary>
+    private static void CreateOutputDirectory(string outArg, string outDir, ModelSpec spec)
+    {
+        var firstCreated = Path.GetFullPath(outDir);
+        while (Path.GetDirectoryName(firstCreated) is { } parent && !Directory.Exists(parent)) firstCreated = parent;
+        bool existed = Directory.Exists(outDir);
+        var specPath = Path.Combine(outDir, SpecFileName);
+        try
+        {
+            Directory.CreateDirectory(outDir);
+            spec.Save(specPath);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            if (!existed && Directory.Exists(firstCreated)) Directory.Delete(firstCreated, recursive: true);
+            else if (existed && File.Exists(specPath)) File.Delete(specPath);
+            throw new IOException($"Cannot write to --out '{outArg}': {e.Message} Expected a writable directory.", e);
+        }
+    }
+
+    /// <summary>
+    /// Everything from Debug up (the monitor's per-layer events included) to log.clef as compact JSON; Information and
+    /// up to the console, except the monitor's per-step summaries (its warnings are shown).
+    /// </summary>
+    private static Serilog.Core.Logger CreateLogger(string outDir) =>
+        new LoggerConfiguration()
+            .MinimumLevel.Debug()
+            .WriteTo.File(new CompactJsonFormatter(), Path.Combine(outDir, LogFileName))
+            .WriteTo.Logger(console => console
+                .Filter.ByExcluding(IsMonitorDetail)
+                .WriteTo.Console(restrictedToMinimumLevel: LogEventLevel.Information, formatProvider: CultureInfo.InvariantCulture))
+            .CreateLogger();
+
+    private static bool IsMonitorDetail(LogEvent e) =>
+        e.Level < LogEventLevel.Warning
+        && e.Properties.TryGetValue(Serilog.Core.Constants.SourceContextPropertyName, out var source)
+        && source is ScalarValue { Value: "CovariateShift" };
+
+    private static Option<int?> PositiveIfGiven(this Option<int?> option)
+    {
+        option.Validators.Add(r =>
+        {
+            if (r.GetValueOrDefault<int?>() is { } v && v < 1) r.AddError($"{option.Name} must be at least 1; got {v}.");
+        });
+        return option;
+    }
+
+    private static Option<double> InRange(this Option<double> option, double min, double maxExclusive)
+    {
+        option.Validators.Add(r =>
+        {
+            var v = r.GetValueOrDefault<double>();
+            if (!(v >= min && v < maxExclusive))
+                r.AddError(string.Create(CultureInfo.InvariantCulture, $"{option.Name} must be in [{min}, {maxExclusive}); got {v}."));
+        });
+        return option;
+    }
+}

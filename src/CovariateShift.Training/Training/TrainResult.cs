@@ -1,0 +1,51 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace CovariateShift.Training.Training;
+
+/// <summary>What a <see cref="Trainer"/> run did and reached.</summary>
+/// <param name="Steps">Optimizer steps completed (fewer than <paramref name="RequestedSteps"/> when the run diverged).</param>
+/// <param name="RequestedSteps">Steps the run was set to take (<see cref="TrainerOptions.Steps"/>).</param>
+/// <param name="Epochs">Passes over the training set completed: Steps × batch size / training examples.</param>
+/// <param name="FinalTrainLoss">Mean training loss of the last <see cref="TrainerOptions.LossWindow"/> completed steps (NaN when no step completed).</param>
+/// <param name="TestAccuracy">Accuracy of the last evaluation; null when there was no test set.</param>
+/// <param name="TestLoss">Mean cross-entropy of the last evaluation; null when there was no test set.</param>
+/// <param name="Evaluations">Every evaluation, in order (periodic ones, then the final one).</param>
+/// <param name="WallTime">Wall time of the whole run, evaluations included.</param>
+/// <param name="StepsPerSecond">Completed steps per second of <paramref name="WallTime"/>.</param>
+/// <param name="OutputDirectory">Full path of <see cref="TrainerOptions.OutputDirectory"/>, or null.</param>
+/// <param name="MetricsPath">Full path of the monitor's JSON Lines metrics file, or null when none was written.</param>
+/// <param name="DivergedAtStep">0-based index of the step whose loss was NaN or infinite (training stopped there, before
+/// that step's update); null when the run did not diverge.</param>
+/// <param name="DivergenceMessage">What happened when the run diverged; null otherwise.</param>
+/// <param name="Losses">Training loss of every step taken, including a non-finite one at <paramref name="DivergedAtStep"/>
+/// (not written to JSON).</param>
+public sealed record TrainResult(
+    int Steps,
+    int RequestedSteps,
+    double Epochs,
+    double FinalTrainLoss,
+    double? TestAccuracy,
+    double? TestLoss,
+    IReadOnlyList<EvaluationResult> Evaluations,
+    TimeSpan WallTime,
+    double StepsPerSecond,
+    string? OutputDirectory,
+    string? MetricsPath,
+    long? DivergedAtStep,
+    string? DivergenceMessage,
+    [property: JsonIgnore] IReadOnlyList<double> Losses)
+{
+    private static readonly JsonSerializerOptions JsonOptions = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+        WriteIndented = true,
+    };
+
+    /// <summary>True when the loss became NaN or infinite and training stopped early.</summary>
+    public bool Diverged => DivergedAtStep is not null;
+
+    /// <summary>The result as indented camelCase JSON (NaN and infinities as the strings "NaN", "Infinity", "-Infinity"; no per-step losses).</summary>
+    public string ToJson() => JsonSerializer.Serialize(this, JsonOptions);
+}

@@ -1,0 +1,100 @@
+using Serilog;
+using static TorchSharp.torch;
+
+namespace CovariateShift.Training.Training;
+
+/// <summary>
+/// Settings of a <see cref="Trainer"/> run: SGD with momentum on the cross-entropy loss, a fixed number of steps
+/// (epochs cycle as needed), optional periodic evaluation, and how the <see cref="ActivationMonitor"/> records.
+/// <see cref="Validate"/> (called by <see cref="Trainer.Train"/>) rejects values that cannot work, naming the value
+/// and what is expected.
+/// </summary>
+public sealed record TrainerOptions
+{
+    /// <summary>Optimizer steps (mini-batches) to train for; epochs repeat with a new shuffle. At least 1. Default 500.</summary>
+    public int Steps { get; init; } = 500;
+
+    /// <summary>Mini-batch size; the last partial batch of an epoch is dropped. At least 1. Default 128.</summary>
+    public int BatchSize { get; init; } = 128;
+
+    /// <summary>SGD learning rate (constant). Finite and &gt; 0. Default 0.01.</summary>
+    public double LearningRate { get; init; } = 0.01;
+
+    /// <summary>SGD momentum, in [0, 1). Default 0.9.</summary>
+    public double Momentum { get; init; } = 0.9;
+
+    /// <summary>L2 weight decay added by the optimizer, finite and &gt;= 0. Default 0.</summary>
+    public double WeightDecay { get; init; }
+
+    /// <summary>Seed of <c>torch.manual_seed</c> and of the shuffling generator. Default 0.</summary>
+    public long Seed { get; init; }
+
+    /// <summary>The monitor records every this many steps (its <see cref="MonitorOptions.RecordEvery"/>). At least 1. Default 10.</summary>
+    public int RecordEvery { get; init; } = 10;
+
+    /// <summary>Evaluate on the test set every this many steps; 0 = only after the last step. At least 0. Default 0.</summary>
+    public int EvaluateEvery { get; init; }
+
+    /// <summary>Examples per evaluation batch (capped at the test set size). At least 1. Default 1000.</summary>
+    public int EvaluationBatchSize { get; init; } = 1000;
+
+    /// <summary>Report progress (logger at Information, <see cref="Progress"/>) every this many steps and after the last. At least 1. Default 50.</summary>
+    public int LogEvery { get; init; } = 50;
+
+    /// <summary>The final training loss is the mean loss of this many last steps. At least 1. Default 50.</summary>
+    public int LossWindow { get; init; } = 50;
+
+    /// <summary>Where training runs; the model is moved there. Null: CPU.</summary>
+    public Device? Device { get; init; }
+
+    /// <summary>
+    /// Directory for the monitor's <c>metrics.jsonl</c> (created when missing). Null: no metrics file unless
+    /// <see cref="Monitor"/> names one.
+    /// </summary>
+    public string? OutputDirectory { get; init; }
+
+    /// <summary>Serilog logger for progress (Information) and, through the monitor, per-layer (Debug) and anomaly (Warning) events. Null: none.</summary>
+    public ILogger? Logger { get; init; }
+
+    /// <summary>Receives a <see cref="TrainProgress"/> every <see cref="LogEvery"/> steps and after the last step. Null: none.</summary>
+    public IProgress<TrainProgress>? Progress { get; init; }
+
+    /// <summary>
+    /// Further monitor settings (layer filters, histogram bins, TensorBoard, ...). The trainer overrides
+    /// <see cref="MonitorOptions.RecordEvery"/> with <see cref="RecordEvery"/>, <see cref="MonitorOptions.JsonLinesPath"/>
+    /// with <c>OutputDirectory/metrics.jsonl</c> when <see cref="OutputDirectory"/> is set, and
+    /// <see cref="MonitorOptions.Logger"/> with <see cref="Logger"/> when that is set. Null: defaults.
+    /// </summary>
+    public MonitorOptions? Monitor { get; init; }
+
+    /// <summary>File name of the monitor's metrics in <see cref="OutputDirectory"/>.</summary>
+    public const string MetricsFileName = "metrics.jsonl";
+
+    /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first invalid value and what is expected.</summary>
+    public void Validate()
+    {
+        if (Steps < 1)
+            throw new ArgumentOutOfRangeException(nameof(Steps), Steps, $"Steps must be at least 1; got {Steps}.");
+        if (BatchSize < 1)
+            throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, $"BatchSize must be at least 1; got {BatchSize}.");
+        if (!(LearningRate > 0) || double.IsInfinity(LearningRate))
+            throw new ArgumentOutOfRangeException(nameof(LearningRate), LearningRate, $"LearningRate must be a finite number > 0; got {LearningRate}.");
+        if (!(Momentum >= 0 && Momentum < 1))
+            throw new ArgumentOutOfRangeException(nameof(Momentum), Momentum, $"Momentum must be in [0, 1); got {Momentum}.");
+        if (!(WeightDecay >= 0) || double.IsInfinity(WeightDecay))
+            throw new ArgumentOutOfRangeException(nameof(WeightDecay), WeightDecay, $"WeightDecay must be a finite number >= 0; got {WeightDecay}.");
+        if (RecordEvery < 1)
+            throw new ArgumentOutOfRangeException(nameof(RecordEvery), RecordEvery, $"RecordEvery must be at least 1 (1 = every step); got {RecordEvery}.");
+        if (EvaluateEvery < 0)
+            throw new ArgumentOutOfRangeException(nameof(EvaluateEvery), EvaluateEvery, $"EvaluateEvery must be at least 0 (0 = only after the last step); got {EvaluateEvery}.");
+        if (EvaluationBatchSize < 1)
+            throw new ArgumentOutOfRangeException(nameof(EvaluationBatchSize), EvaluationBatchSize, $"EvaluationBatchSize must be at least 1; got {EvaluationBatchSize}.");
+        if (LogEvery < 1)
+            throw new ArgumentOutOfRangeException(nameof(LogEvery), LogEvery, $"LogEvery must be at least 1; got {LogEvery}.");
+        if (LossWindow < 1)
+            throw new ArgumentOutOfRangeException(nameof(LossWindow), LossWindow, $"LossWindow must be at least 1; got {LossWindow}.");
+        if (OutputDirectory is { } dir && string.IsNullOrWhiteSpace(dir))
+            throw new ArgumentOutOfRangeException(nameof(OutputDirectory), OutputDirectory, "OutputDirectory must be a directory path or null; got an empty string.");
+        Monitor?.Validate();
+    }
+}
