@@ -107,34 +107,8 @@ internal static class CpuKernel
         for (int start = 0; start < vectors.Length; start += chunkVectors)
         {
             var chunk = vectors.Slice(start, Math.Min(chunkVectors, vectors.Length - start));
-            var vSum = Vector<float>.Zero;
-            var vSq = Vector<float>.Zero;
-            var cFinite = Vector<int>.Zero;
-            var cNear = Vector<int>.Zero;
-            var cSat = Vector<int>.Zero;
-            var cNan = Vector<int>.Zero;
-            foreach (var v in chunk)
-            {
-                var finite = Vector.Equals(v - v, Vector<float>.Zero);           // false for NaN and ±Inf
-                var d = Vector.ConditionalSelect(finite, v - vShift, Vector<float>.Zero);
-                vSum += d;
-                vSq += d * d;
-                vMin = Vector.Min(vMin, Vector.ConditionalSelect(finite, v, vPosInf));
-                vMax = Vector.Max(vMax, Vector.ConditionalSelect(finite, v, vNegInf));
-                cFinite -= finite;
-                cNear -= Vector.LessThanOrEqual(Vector.Abs(v), vNear);
-                cNan -= Vector.OnesComplement(Vector.Equals(v, v));
-                if (bounded)
-                    cSat -= Vector.BitwiseOr(Vector.LessThanOrEqual(v, vSatLo), Vector.GreaterThanOrEqual(v, vSatHi));
-            }
-            acc.Sum += HorizontalSum(vSum);
-            acc.SumSquares += HorizontalSum(vSq);
-            long finiteHere = Vector.Sum(cFinite);
-            acc.Finite += finiteHere;
-            acc.NearZero += Vector.Sum(cNear);
-            acc.Saturated += Vector.Sum(cSat);
-            acc.Nan += Vector.Sum(cNan);
-            acc.NonFinite += (long)chunk.Length * Vector<float>.Count - finiteHere;
+            if (!FastChunk(chunk, vShift, vNear, vSatLo, vSatHi, bounded, ref vMin, ref vMax, ref acc))
+                MaskedChunk(chunk, vShift, vNear, vSatLo, vSatHi, bounded, ref vMin, ref vMax, ref acc);
         }
         for (int k = 0; k < Vector<float>.Count; k++)
         {
@@ -161,6 +135,80 @@ internal static class CpuKernel
             if (Math.Abs(v) <= nearZero) acc.NearZero++;
             if (bounded && (v <= satLo || v >= satHi)) acc.Saturated++;
         }
+    }
+
+    /// <summary>
+    /// The common case: no NaN or Inf in the chunk. Accumulates without finiteness masks; the chunk's sums are finite
+    /// exactly when every element is (NaN and Inf propagate into the sum of squares), so a non-finite result means
+    /// "use <see cref="MaskedChunk"/>" and nothing of this chunk is kept.
+    /// </summary>
+    private static bool FastChunk(ReadOnlySpan<Vector<float>> chunk, Vector<float> vShift, Vector<float> vNear,
+        Vector<float> vSatLo, Vector<float> vSatHi, bool bounded, ref Vector<float> vMin, ref Vector<float> vMax, ref Accumulator acc)
+    {
+        var vSum = Vector<float>.Zero;
+        var vSq = Vector<float>.Zero;
+        var cNear = Vector<int>.Zero;
+        var cSat = Vector<int>.Zero;
+        var min = vMin;
+        var max = vMax;
+        foreach (var v in chunk)
+        {
+            var d = v - vShift;
+            vSum += d;
+            vSq += d * d;
+            min = Vector.Min(min, v);
+            max = Vector.Max(max, v);
+            cNear -= Vector.LessThanOrEqual(Vector.Abs(v), vNear);
+            if (bounded)
+                cSat -= Vector.BitwiseOr(Vector.LessThanOrEqual(v, vSatLo), Vector.GreaterThanOrEqual(v, vSatHi));
+        }
+        double sum = HorizontalSum(vSum), sq = HorizontalSum(vSq);
+        if (!double.IsFinite(sum) || !double.IsFinite(sq)) return false;
+        vMin = min;
+        vMax = max;
+        acc.Sum += sum;
+        acc.SumSquares += sq;
+        long elements = (long)chunk.Length * Vector<float>.Count;
+        acc.Finite += elements;
+        acc.NearZero += Vector.Sum(cNear);
+        acc.Saturated += Vector.Sum(cSat);
+        return true;
+    }
+
+    /// <summary>A chunk with NaN or Inf: every reduction masks the non-finite elements out and counts them.</summary>
+    private static void MaskedChunk(ReadOnlySpan<Vector<float>> chunk, Vector<float> vShift, Vector<float> vNear,
+        Vector<float> vSatLo, Vector<float> vSatHi, bool bounded, ref Vector<float> vMin, ref Vector<float> vMax, ref Accumulator acc)
+    {
+        var vPosInf = new Vector<float>(float.PositiveInfinity);
+        var vNegInf = new Vector<float>(float.NegativeInfinity);
+        var vSum = Vector<float>.Zero;
+        var vSq = Vector<float>.Zero;
+        var cFinite = Vector<int>.Zero;
+        var cNear = Vector<int>.Zero;
+        var cSat = Vector<int>.Zero;
+        var cNan = Vector<int>.Zero;
+        foreach (var v in chunk)
+        {
+            var finite = Vector.Equals(v - v, Vector<float>.Zero);           // false for NaN and ±Inf
+            var d = Vector.ConditionalSelect(finite, v - vShift, Vector<float>.Zero);
+            vSum += d;
+            vSq += d * d;
+            vMin = Vector.Min(vMin, Vector.ConditionalSelect(finite, v, vPosInf));
+            vMax = Vector.Max(vMax, Vector.ConditionalSelect(finite, v, vNegInf));
+            cFinite -= finite;
+            cNear -= Vector.LessThanOrEqual(Vector.Abs(v), vNear);
+            cNan -= Vector.OnesComplement(Vector.Equals(v, v));
+            if (bounded)
+                cSat -= Vector.BitwiseOr(Vector.LessThanOrEqual(v, vSatLo), Vector.GreaterThanOrEqual(v, vSatHi));
+        }
+        acc.Sum += HorizontalSum(vSum);
+        acc.SumSquares += HorizontalSum(vSq);
+        long finiteHere = Vector.Sum(cFinite);
+        acc.Finite += finiteHere;
+        acc.NearZero += Vector.Sum(cNear);
+        acc.Saturated += Vector.Sum(cSat);
+        acc.Nan += Vector.Sum(cNan);
+        acc.NonFinite += (long)chunk.Length * Vector<float>.Count - finiteHere;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -1,13 +1,16 @@
+using System.Runtime.InteropServices;
+
 namespace CovariateShift.Statistics;
 
 /// <summary>Percentiles and histograms of a sample of finite values (host side, shared by both engine paths).</summary>
 internal static class SampleStatistics
 {
     /// <summary>
-    /// Percentiles q (in [0, 1], ascending) of <paramref name="values"/>, with numpy's default linear interpolation:
+    /// Percentiles q (in [0, 1]) of <paramref name="values"/> (all finite), with numpy's default linear interpolation:
     /// h = (n - 1) q, result = a[floor h] + (h - floor h) (a[floor h + 1] - a[floor h]) over the sorted values.
-    /// Uses selection (expected linear time) rather than a full sort; reorders <paramref name="values"/>.
-    /// Returns NaN for every q when the sample is empty.
+    /// Sorts with a branch-free radix sort (three 11-bit passes over order-preserving integer keys): its cost does not
+    /// depend on the data, unlike comparison-based selection whose branches mispredict on random activations.
+    /// Reorders <paramref name="values"/>. Returns NaN for every q when the sample is empty.
     /// </summary>
     public static double[] Percentiles(Span<float> values, ReadOnlySpan<double> q)
     {
@@ -18,61 +21,63 @@ internal static class SampleStatistics
             Array.Fill(result, double.NaN);
             return result;
         }
-        int done = 0; // values[..done] are all <= values[done..] and already in final sorted position up to done-1
+        RadixSort(values);
         for (int j = 0; j < q.Length; j++)
         {
             double h = (n - 1) * q[j];
             int lo = (int)Math.Floor(h);
-            double frac = h - lo;
-            double a = SelectFrom(values, done, lo);
-            done = lo;
-            double b = a;
-            if (frac > 0 && lo + 1 < n)
-                b = MinOf(values[(lo + 1)..]);
-            result[j] = a + frac * (b - a);
+            int hi = Math.Min(lo + 1, n - 1);
+            result[j] = values[lo] + (h - lo) * ((double)values[hi] - values[lo]);
         }
         return result;
     }
 
-    /// <summary>Puts the k-th smallest element at index k, smaller ones before it, larger after (within [from, n)).</summary>
-    private static float SelectFrom(Span<float> a, int from, int k)
+    /// <summary>Sorts finite floats ascending (LSD radix sort on order-preserving 32-bit keys, digits of 11, 11 and 10 bits).</summary>
+    internal static void RadixSort(Span<float> values)
     {
-        int left = from, right = a.Length - 1;
-        while (right > left)
+        const int Buckets = 2048;
+        int n = values.Length;
+        var keys = MemoryMarshal.Cast<float, uint>(values);
+        var rented = System.Buffers.ArrayPool<uint>.Shared.Rent(n);
+        var scratch = rented.AsSpan(0, n);
+        Span<int> counts = stackalloc int[3 * Buckets];
+        counts.Clear();
+        for (int i = 0; i < n; i++)
         {
-            int mid = left + (right - left) / 2;
-            // median of three as pivot
-            if (a[mid] < a[left]) Swap(a, mid, left);
-            if (a[right] < a[left]) Swap(a, right, left);
-            if (a[right] < a[mid]) Swap(a, right, mid);
-            float pivot = a[mid];
-            int i = left, j = right;
-            while (i <= j)
-            {
-                while (a[i] < pivot) i++;
-                while (a[j] > pivot) j--;
-                if (i <= j)
-                {
-                    Swap(a, i, j);
-                    i++;
-                    j--;
-                }
-            }
-            if (k <= j) right = j;
-            else if (k >= i) left = i;
-            else break;
+            // Flip all bits of negative numbers and only the sign bit of positive ones: unsigned order = float order.
+            uint k = keys[i];
+            k ^= (uint)((int)k >> 31) | 0x8000_0000u;
+            keys[i] = k;
+            counts[(int)(k & 0x7FF)]++;
+            counts[Buckets + (int)((k >> 11) & 0x7FF)]++;
+            counts[2 * Buckets + (int)(k >> 22)]++;
         }
-        return a[k];
+        Span<uint> from = keys, to = scratch;
+        for (int pass = 0; pass < 3; pass++)
+        {
+            var c = counts.Slice(pass * Buckets, Buckets);
+            int shift = pass * 11;
+            if (c[(int)((from[0] >> shift) & 0x7FF)] == n) continue;   // every key has the same digit: nothing to do
+            int sum = 0;
+            for (int b = 0; b < Buckets; b++)
+            {
+                int t = c[b];
+                c[b] = sum;
+                sum += t;
+            }
+            foreach (var k in from) to[c[(int)((k >> shift) & 0x7FF)]++] = k;
+            var swap = from;
+            from = to;
+            to = swap;
+        }
+        for (int i = 0; i < n; i++)
+        {
+            uint k = from[i];
+            k ^= (k & 0x8000_0000u) != 0 ? 0x8000_0000u : 0xFFFF_FFFFu;
+            keys[i] = k;
+        }
+        System.Buffers.ArrayPool<uint>.Shared.Return(rented);
     }
-
-    private static float MinOf(ReadOnlySpan<float> a)
-    {
-        float m = a[0];
-        foreach (var v in a) if (v < m) m = v;
-        return m;
-    }
-
-    private static void Swap(Span<float> a, int i, int j) => (a[i], a[j]) = (a[j], a[i]);
 
     /// <summary>
     /// Counts <paramref name="values"/> into <paramref name="bins"/> equal bins over [low, high) plus underflow

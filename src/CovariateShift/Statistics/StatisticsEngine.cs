@@ -189,6 +189,18 @@ internal sealed class StatisticsEngine : IDisposable
 
     public void CaptureLoss(Tensor loss)
     {
+        if (loss.numel() == 0) return;
+        if (loss.device_type == DeviceType.CPU && loss.numel() == 1)
+        {
+            // Reading a CPU scalar is a memory read, not a device transfer.
+            _loss = loss.dtype switch
+            {
+                ScalarType.Float32 => loss.item<float>(),
+                ScalarType.Float64 => loss.item<double>(),
+                _ => null,
+            };
+            if (_loss is not null) return;
+        }
         using var scope = NewDisposeScope();
         var l = loss.detach().reshape(-1)[0].to_type(ScalarType.Float64);
         if (l.device_type == DeviceType.CPU)
