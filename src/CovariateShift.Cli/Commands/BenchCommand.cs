@@ -14,15 +14,16 @@ internal static class BenchCommand
     {
         var models = new Option<string[]>("--models") { Description = "Models to measure: mlp (8x256 ReLU MLP), cnn (4-conv CNN with batch norm).", DefaultValueFactory = _ => ["mlp", "cnn"], AllowMultipleArgumentsPerToken = true };
         var every = new Option<int[]>("--record-every") { Description = "RecordEvery settings to measure.", DefaultValueFactory = _ => [1, 16], AllowMultipleArgumentsPerToken = true };
-        var repeats = new Option<int>("--repeats") { Description = "A/B pairs per configuration (the median ratio is reported).", DefaultValueFactory = _ => 7 }.AtLeast(1);
-        var mlpSteps = new Option<int>("--mlp-steps") { Description = "Timed MLP steps per block (rounded up to a multiple of record-every).", DefaultValueFactory = _ => 64 }.AtLeast(1);
-        var cnnSteps = new Option<int>("--cnn-steps") { Description = "Timed CNN steps per block (rounded up to a multiple of record-every).", DefaultValueFactory = _ => 16 }.AtLeast(1);
+        var mlpPairs = new Option<int>("--mlp-pairs") { Description = "A/B pairs per MLP configuration (the median ratio is reported).", DefaultValueFactory = _ => 60 }.AtLeast(1);
+        var cnnPairs = new Option<int>("--cnn-pairs") { Description = "A/B pairs per CNN configuration.", DefaultValueFactory = _ => 16 }.AtLeast(1);
+        var mlpSteps = new Option<int>("--mlp-steps") { Description = "Timed MLP steps per block (rounded up to a multiple of record-every).", DefaultValueFactory = _ => 8 }.AtLeast(1);
+        var cnnSteps = new Option<int>("--cnn-steps") { Description = "Timed CNN steps per block (rounded up to a multiple of record-every).", DefaultValueFactory = _ => 2 }.AtLeast(1);
         var batch = new Option<int>("--batch-size") { Description = "Mini-batch size.", DefaultValueFactory = _ => 128 }.AtLeast(1);
         var device = new Option<string>("--device") { Description = "auto, cpu or cuda.", DefaultValueFactory = _ => "auto" };
         var json = new Option<bool>("--json") { Description = "Print the results as one JSON object on the last line." };
-        var cmd = new Command("bench", "Measure the monitor's overhead: step time with the monitor / without, A/B interleaved, median over repeats.")
+        var cmd = new Command("bench", "Measure the monitor's overhead: step time with the monitor / without, A/B interleaved blocks, median over pairs.")
         {
-            models, every, repeats, mlpSteps, cnnSteps, batch, device, json,
+            models, every, mlpPairs, cnnPairs, mlpSteps, cnnSteps, batch, device, json,
         };
         cmd.SetAction(parse => CliRunner.Run(() =>
         {
@@ -42,17 +43,19 @@ internal static class BenchCommand
             foreach (var m in modelList)
                 foreach (var e in everyList)
                 {
-                    int steps = m == "mlp" ? parse.GetValue(mlpSteps) : parse.GetValue(cnnSteps);
-                    int warmup = m == "mlp" ? 30 : 4;
-                    results.Add(bench.Run(m, e, parse.GetValue(repeats), steps, warmup));
+                    bool mlp = m == "mlp";
+                    results.Add(bench.Run(m, e,
+                        pairs: mlp ? parse.GetValue(mlpPairs) : parse.GetValue(cnnPairs),
+                        blockSteps: mlp ? parse.GetValue(mlpSteps) : parse.GetValue(cnnSteps),
+                        warmupSteps: mlp ? 32 : 4));
                 }
 
             Console.WriteLine($"device: {dev.type.ToString().ToLowerInvariant()}, batch {parse.GetValue(batch)}, threads {TorchSharp.torch.get_num_threads()}");
-            Console.WriteLine("| model | record every | plain ms/step | monitored ms/step | ratio (median) | ratio range | pairs x steps |");
+            Console.WriteLine("| model | record every | plain ms/step | monitored ms/step | ratio (median) | ratio IQR | pairs x steps |");
             Console.WriteLine("|---|---|---|---|---|---|---|");
             foreach (var r in results)
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"| {r.Model} | {r.RecordEvery} | {r.PlainMs:F2} | {r.MonitoredMs:F2} | {r.Ratio:F3} | {r.RatioMin:F3}-{r.RatioMax:F3} | {r.Repeats} x {r.StepsPerBlock} |"));
+                    $"| {r.Model} | {r.RecordEvery} | {r.PlainMs:F2} | {r.MonitoredMs:F2} | {r.Ratio:F3} | {r.RatioQ1:F3}-{r.RatioQ3:F3} | {r.Pairs} x {r.StepsPerBlock} |"));
             if (parse.GetValue(json))
             {
                 var payload = new
@@ -65,9 +68,9 @@ internal static class BenchCommand
                         ratio = Math.Round(r.Ratio, 4),
                         plain_ms = Math.Round(r.PlainMs, 3),
                         monitored_ms = Math.Round(r.MonitoredMs, 3),
-                        ratio_min = Math.Round(r.RatioMin, 4),
-                        ratio_max = Math.Round(r.RatioMax, 4),
-                        repeats = r.Repeats,
+                        ratio_q1 = Math.Round(r.RatioQ1, 4),
+                        ratio_q3 = Math.Round(r.RatioQ3, 4),
+                        pairs = r.Pairs,
                         steps_per_block = r.StepsPerBlock,
                     }),
                 };

@@ -10,11 +10,12 @@ namespace CovariateShift.Training.Benchmarks;
 /// <summary>
 /// Measures the monitor's cost in a real training loop: step time with the monitor attached (activation statistics,
 /// shift metrics, <c>RecordGradients</c> and <c>Step(loss)</c>, in-memory output) divided by step time without it.
-/// Protocol: warm-up, then <c>repeats</c> A/B pairs in one process, each pair one block of plain steps and one block of
-/// monitored steps on the same model, optimizer and batches, the order alternating (AB, BA, ...) to cancel drift; the
-/// monitor is attached before its block (followed by one untimed recording cycle) and disposed after it; attach, the
-/// untimed cycle and dispose are not timed. The result is the median
-/// of the per-pair ratios. Blocks are whole multiples of <c>recordEvery</c>, so every block records the same share of steps.
+/// Protocol: two copies of the model with the same initialization, the same optimizer settings and the same batches,
+/// the monitor attached to one of them for the whole run (steady state, no attach/dispose inside the timing). After a
+/// warm-up of both, <c>pairs</c> A/B pairs alternate short blocks between the plain and the monitored copy, the order
+/// flipping every pair (AB, BA, ...) so slow drifts of the machine hit both sides alike. A block is a whole number of
+/// recording cycles (a multiple of <c>recordEvery</c> steps), so each monitored block holds the same share of recorded
+/// steps as a long run. The result is the median over pairs of (monitored block time / plain block time).
 /// </summary>
 public sealed class OverheadBenchmark
 {
@@ -52,25 +53,30 @@ public sealed class OverheadBenchmark
     /// <summary>Runs one configuration.</summary>
     /// <param name="model">mlp or cnn.</param>
     /// <param name="recordEvery">The monitor's RecordEvery.</param>
-    /// <param name="repeats">A/B pairs (at least 1).</param>
+    /// <param name="pairs">A/B pairs (at least 1).</param>
     /// <param name="blockSteps">Timed steps per block; rounded up to a multiple of <paramref name="recordEvery"/>.</param>
-    /// <param name="warmupSteps">Untimed steps before the first pair (plain, then monitored).</param>
-    public OverheadResult Run(string model, int recordEvery, int repeats, int blockSteps, int warmupSteps)
+    /// <param name="warmupSteps">Untimed steps of each copy before the first pair (rounded up to a multiple of <paramref name="recordEvery"/>).</param>
+    public OverheadResult Run(string model, int recordEvery, int pairs, int blockSteps, int warmupSteps)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(recordEvery, 1);
-        ArgumentOutOfRangeException.ThrowIfLessThan(repeats, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(pairs, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(blockSteps, 1);
-        blockSteps = (blockSteps + recordEvery - 1) / recordEvery * recordEvery;
+        blockSteps = RoundUp(blockSteps, recordEvery);
+        warmupSteps = RoundUp(Math.Max(1, warmupSteps), recordEvery);
 
-        torch.manual_seed(0);
-        using var net = ModelZoo.Create(SpecFor(model));
-        net.to(_device);
-        net.train();
-        using var optimizer = optim.SGD(net.parameters(), 0.01, momentum: 0.9);
         var batches = PrepareBatches(8);
-        int cursor = 0;
+        torch.manual_seed(0);
+        using var plainNet = ModelZoo.Create(SpecFor(model));
+        torch.manual_seed(0);
+        using var monitoredNet = ModelZoo.Create(SpecFor(model));
+        plainNet.to(_device).train();
+        monitoredNet.to(_device).train();
+        using var plainOptimizer = optim.SGD(plainNet.parameters(), 0.01, momentum: 0.9);
+        using var monitoredOptimizer = optim.SGD(monitoredNet.parameters(), 0.01, momentum: 0.9);
+        using var monitor = ActivationMonitor.Attach(monitoredNet, new MonitorOptions { RecordEvery = recordEvery });
+        int plainCursor = 0, monitoredCursor = 0;
 
-        double Block(ActivationMonitor? monitor, int steps)
+        double Block(nn.Module<Tensor, Tensor> net, optim.Optimizer optimizer, ActivationMonitor? m, ref int cursor, int steps)
         {
             Synchronize();
             var sw = Stopwatch.StartNew();
@@ -81,50 +87,42 @@ public sealed class OverheadBenchmark
                 optimizer.zero_grad();
                 var loss = nn.functional.cross_entropy(net.call(x), y);
                 loss.backward();
-                monitor?.RecordGradients();
+                m?.RecordGradients();
                 optimizer.step();
-                monitor?.Step(loss);
+                m?.Step(loss);
             }
             Synchronize();
             return sw.Elapsed.TotalMilliseconds / steps;
         }
 
-        double Monitored(int steps)
-        {
-            using var monitor = ActivationMonitor.Attach(net, new MonitorOptions { RecordEvery = recordEvery });
-            // One untimed recording cycle first: the first record of a fresh monitor allocates its buffers and fixes
-            // histogram ranges, a once-per-run cost that a long run never sees again. The timed block then starts on a
-            // recorded step and holds exactly steps / recordEvery records.
-            Block(monitor, recordEvery);
-            return Block(monitor, steps);
-        }
-
         try
         {
-            Block(null, warmupSteps);
-            Monitored(Math.Max(warmupSteps, recordEvery));
+            Block(plainNet, plainOptimizer, null, ref plainCursor, warmupSteps);
+            Block(monitoredNet, monitoredOptimizer, monitor, ref monitoredCursor, warmupSteps);
             var ratios = new List<double>();
             var plain = new List<double>();
             var monitored = new List<double>();
-            for (int r = 0; r < repeats; r++)
+            for (int r = 0; r < pairs; r++)
             {
                 double a, b;
                 if (r % 2 == 0)
                 {
-                    a = Block(null, blockSteps);
-                    b = Monitored(blockSteps);
+                    a = Block(plainNet, plainOptimizer, null, ref plainCursor, blockSteps);
+                    b = Block(monitoredNet, monitoredOptimizer, monitor, ref monitoredCursor, blockSteps);
                 }
                 else
                 {
-                    b = Monitored(blockSteps);
-                    a = Block(null, blockSteps);
+                    b = Block(monitoredNet, monitoredOptimizer, monitor, ref monitoredCursor, blockSteps);
+                    a = Block(plainNet, plainOptimizer, null, ref plainCursor, blockSteps);
                 }
                 plain.Add(a);
                 monitored.Add(b);
                 ratios.Add(b / a);
-                _progress?.Invoke($"{model} record-every {recordEvery}: pair {r + 1}/{repeats}: plain {a:F2} ms/step, monitored {b:F2} ms/step, ratio {b / a:F3}");
+                if ((r + 1) % Math.Max(1, pairs / 5) == 0 || r + 1 == pairs)
+                    _progress?.Invoke($"{model} record-every {recordEvery}: {r + 1}/{pairs} pairs, median ratio so far {Median(ratios):F3}");
             }
-            return new OverheadResult(model, recordEvery, Median(ratios), Median(plain), Median(monitored), repeats, blockSteps, ratios.Min(), ratios.Max());
+            return new OverheadResult(model, recordEvery, Median(ratios), Median(plain), Median(monitored), pairs, blockSteps,
+                Quantile(ratios, 0.25), Quantile(ratios, 0.75));
         }
         finally
         {
@@ -135,6 +133,8 @@ public sealed class OverheadBenchmark
             }
         }
     }
+
+    private static int RoundUp(int value, int multiple) => (value + multiple - 1) / multiple * multiple;
 
     private List<(Tensor X, Tensor Y)> PrepareBatches(int count)
     {
@@ -154,9 +154,15 @@ public sealed class OverheadBenchmark
         if (_device.type == DeviceType.CUDA) cuda.synchronize();
     }
 
-    private static double Median(List<double> values)
+    private static double Median(List<double> values) => Quantile(values, 0.5);
+
+    /// <summary>Linear-interpolation quantile (numpy's default).</summary>
+    private static double Quantile(List<double> values, double q)
     {
         var s = values.OrderBy(v => v).ToArray();
-        return s.Length % 2 == 1 ? s[s.Length / 2] : (s[s.Length / 2 - 1] + s[s.Length / 2]) / 2;
+        double h = (s.Length - 1) * q;
+        int lo = (int)Math.Floor(h);
+        int hi = Math.Min(lo + 1, s.Length - 1);
+        return s[lo] + (h - lo) * (s[hi] - s[lo]);
     }
 }

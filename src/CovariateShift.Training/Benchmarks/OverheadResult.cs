@@ -3,13 +3,13 @@ namespace CovariateShift.Training.Benchmarks;
 /// <summary>One benchmark configuration's outcome.</summary>
 /// <param name="Model">mlp or cnn.</param>
 /// <param name="RecordEvery">Monitor records every this many steps.</param>
-/// <param name="Ratio">Median over repeats of (mean step time with the monitor) / (mean step time without).</param>
+/// <param name="Ratio">Median over A/B pairs of (mean step time with the monitor) / (mean step time without).</param>
 /// <param name="PlainMs">Median mean step time without the monitor, milliseconds.</param>
 /// <param name="MonitoredMs">Median mean step time with the monitor, milliseconds.</param>
-/// <param name="Repeats">Number of A/B pairs.</param>
+/// <param name="Pairs">Number of A/B pairs.</param>
 /// <param name="StepsPerBlock">Timed steps in each A or B block.</param>
-/// <param name="RatioMin">Smallest ratio over the repeats.</param>
-/// <param name="RatioMax">Largest ratio over the repeats.</param>
+/// <param name="RatioQ1">First quartile of the per-pair ratios.</param>
+/// <param name="RatioQ3">Third quartile of the per-pair ratios.</param>
 public sealed record OverheadResult(
     string Model, int RecordEvery, double Ratio, double PlainMs, double MonitoredMs,
-    int Repeats, int StepsPerBlock, double RatioMin, double RatioMax);
+    int Pairs, int StepsPerBlock, double RatioQ1, double RatioQ3);
