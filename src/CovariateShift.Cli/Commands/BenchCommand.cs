@@ -15,15 +15,16 @@ internal static class BenchCommand
         var models = new Option<string[]>("--models") { Description = "Models to measure: mlp (8x256 ReLU MLP), cnn (4-conv CNN with batch norm).", DefaultValueFactory = _ => ["mlp", "cnn"], AllowMultipleArgumentsPerToken = true };
         var every = new Option<int[]>("--record-every") { Description = "RecordEvery settings to measure.", DefaultValueFactory = _ => [1, 16], AllowMultipleArgumentsPerToken = true };
         var mlpPairs = new Option<int>("--mlp-pairs") { Description = "A/B pairs per MLP configuration (the median ratio is reported).", DefaultValueFactory = _ => 60 }.AtLeast(1);
-        var cnnPairs = new Option<int>("--cnn-pairs") { Description = "A/B pairs per CNN configuration.", DefaultValueFactory = _ => 16 }.AtLeast(1);
+        var cnnPairs = new Option<int>("--cnn-pairs") { Description = "A/B pairs per CNN configuration.", DefaultValueFactory = _ => 12 }.AtLeast(1);
         var mlpSteps = new Option<int>("--mlp-steps") { Description = "Timed MLP steps per block (rounded up to a multiple of record-every).", DefaultValueFactory = _ => 8 }.AtLeast(1);
         var cnnSteps = new Option<int>("--cnn-steps") { Description = "Timed CNN steps per block (rounded up to a multiple of record-every).", DefaultValueFactory = _ => 2 }.AtLeast(1);
+        var grads = new Option<bool[]>("--gradients") { Description = "Monitored loop without (false) and/or with (true) RecordGradients() every step.", DefaultValueFactory = _ => [false, true], AllowMultipleArgumentsPerToken = true };
         var batch = new Option<int>("--batch-size") { Description = "Mini-batch size.", DefaultValueFactory = _ => 128 }.AtLeast(1);
         var device = new Option<string>("--device") { Description = "auto, cpu or cuda.", DefaultValueFactory = _ => "auto" };
         var json = new Option<bool>("--json") { Description = "Print the results as one JSON object on the last line." };
         var cmd = new Command("bench", "Measure the monitor's overhead: step time with the monitor / without, A/B interleaved blocks, median over pairs.")
         {
-            models, every, mlpPairs, cnnPairs, mlpSteps, cnnSteps, batch, device, json,
+            models, every, grads, mlpPairs, cnnPairs, mlpSteps, cnnSteps, batch, device, json,
         };
         cmd.SetAction(parse => CliRunner.Run(() =>
         {
@@ -41,21 +42,23 @@ internal static class BenchCommand
             var bench = new OverheadBenchmark(dev, data, parse.GetValue(batch), progress);
             var results = new List<OverheadResult>();
             foreach (var m in modelList)
-                foreach (var e in everyList)
-                {
-                    bool mlp = m == "mlp";
-                    results.Add(bench.Run(m, e,
-                        pairs: mlp ? parse.GetValue(mlpPairs) : parse.GetValue(cnnPairs),
-                        blockSteps: mlp ? parse.GetValue(mlpSteps) : parse.GetValue(cnnSteps),
-                        warmupSteps: mlp ? 32 : 4));
-                }
+                foreach (var g in parse.GetValue(grads)!)
+                    foreach (var e in everyList)
+                    {
+                        bool mlp = m == "mlp";
+                        results.Add(bench.Run(m, e,
+                            pairs: mlp ? parse.GetValue(mlpPairs) : parse.GetValue(cnnPairs),
+                            blockSteps: mlp ? parse.GetValue(mlpSteps) : parse.GetValue(cnnSteps),
+                            warmupSteps: mlp ? 32 : 4,
+                            gradients: g));
+                    }
 
             Console.WriteLine($"device: {dev.type.ToString().ToLowerInvariant()}, batch {parse.GetValue(batch)}, threads {TorchSharp.torch.get_num_threads()}");
-            Console.WriteLine("| model | record every | plain ms/step | monitored ms/step | ratio (median) | ratio IQR | pairs x steps |");
-            Console.WriteLine("|---|---|---|---|---|---|---|");
+            Console.WriteLine("| model | record every | gradients | plain ms/step | monitored ms/step | ratio (median) | ratio IQR | pairs x steps |");
+            Console.WriteLine("|---|---|---|---|---|---|---|---|");
             foreach (var r in results)
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"| {r.Model} | {r.RecordEvery} | {r.PlainMs:F2} | {r.MonitoredMs:F2} | {r.Ratio:F3} | {r.RatioQ1:F3}-{r.RatioQ3:F3} | {r.Pairs} x {r.StepsPerBlock} |"));
+                    $"| {r.Model} | {r.RecordEvery} | {(r.Gradients ? "yes" : "no")} | {r.PlainMs:F2} | {r.MonitoredMs:F2} | {r.Ratio:F3} | {r.RatioQ1:F3}-{r.RatioQ3:F3} | {r.Pairs} x {r.StepsPerBlock} |"));
             if (parse.GetValue(json))
             {
                 var payload = new
@@ -65,6 +68,7 @@ internal static class BenchCommand
                     {
                         model = r.Model,
                         record_every = r.RecordEvery,
+                        gradients = r.Gradients,
                         ratio = Math.Round(r.Ratio, 4),
                         plain_ms = Math.Round(r.PlainMs, 3),
                         monitored_ms = Math.Round(r.MonitoredMs, 3),

@@ -9,7 +9,7 @@ namespace CovariateShift.Training.Benchmarks;
 
 /// <summary>
 /// Measures the monitor's cost in a real training loop: step time with the monitor attached (activation statistics,
-/// shift metrics, <c>RecordGradients</c> and <c>Step(loss)</c>, in-memory output) divided by step time without it.
+/// shift metrics and <c>Step(loss)</c>, optionally <c>RecordGradients</c>; in-memory output) divided by step time without it.
 /// Protocol: two copies of the model with the same initialization, the same optimizer settings and the same batches,
 /// the monitor attached to one of them for the whole run (steady state, no attach/dispose inside the timing). After a
 /// warm-up of both, <c>pairs</c> A/B pairs alternate short blocks between the plain and the monitored copy, the order
@@ -56,7 +56,8 @@ public sealed class OverheadBenchmark
     /// <param name="pairs">A/B pairs (at least 1).</param>
     /// <param name="blockSteps">Timed steps per block; rounded up to a multiple of <paramref name="recordEvery"/>.</param>
     /// <param name="warmupSteps">Untimed steps of each copy before the first pair (rounded up to a multiple of <paramref name="recordEvery"/>).</param>
-    public OverheadResult Run(string model, int recordEvery, int pairs, int blockSteps, int warmupSteps)
+    /// <param name="gradients">Also call <c>RecordGradients()</c> every step (gradient norms, parameter snapshot, update size).</param>
+    public OverheadResult Run(string model, int recordEvery, int pairs, int blockSteps, int warmupSteps, bool gradients = true)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(recordEvery, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(pairs, 1);
@@ -87,7 +88,7 @@ public sealed class OverheadBenchmark
                 optimizer.zero_grad();
                 var loss = nn.functional.cross_entropy(net.call(x), y);
                 loss.backward();
-                m?.RecordGradients();
+                if (gradients) m?.RecordGradients();
                 optimizer.step();
                 m?.Step(loss);
             }
@@ -119,9 +120,9 @@ public sealed class OverheadBenchmark
                 monitored.Add(b);
                 ratios.Add(b / a);
                 if ((r + 1) % Math.Max(1, pairs / 5) == 0 || r + 1 == pairs)
-                    _progress?.Invoke($"{model} record-every {recordEvery}: {r + 1}/{pairs} pairs, median ratio so far {Median(ratios):F3}");
+                    _progress?.Invoke($"{model} record-every {recordEvery}{(gradients ? " +gradients" : "")}: {r + 1}/{pairs} pairs, median ratio so far {Median(ratios):F3}");
             }
-            return new OverheadResult(model, recordEvery, Median(ratios), Median(plain), Median(monitored), pairs, blockSteps,
+            return new OverheadResult(model, recordEvery, gradients, Median(ratios), Median(plain), Median(monitored), pairs, blockSteps,
                 Quantile(ratios, 0.25), Quantile(ratios, 0.75));
         }
         finally

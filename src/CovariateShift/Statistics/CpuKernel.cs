@@ -34,6 +34,7 @@ internal static class CpuKernel
     /// blocks of <paramref name="blockLength"/> = H*W elements per (sample, channel), and the channel statistics of
     /// Brock et al. are computed as well.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip tier-0 JIT (recorded steps can be rare)
     public static void Summarize(ReadOnlySpan<float> data, int channels, int blockLength, float nearZero,
         SaturationBounds? saturation, ActivationSummary result)
     {
@@ -89,6 +90,7 @@ internal static class CpuKernel
     }
 
     /// <summary>Adds the reductions of <paramref name="x"/> to <paramref name="acc"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip tier-0 JIT (recorded steps can be rare)
     internal static void Accumulate(ReadOnlySpan<float> x, float shift, float nearZero, SaturationBounds? saturation, ref Accumulator acc)
     {
         bool bounded = saturation.HasValue;
@@ -142,6 +144,7 @@ internal static class CpuKernel
     /// exactly when every element is (NaN and Inf propagate into the sum of squares), so a non-finite result means
     /// "use <see cref="MaskedChunk"/>" and nothing of this chunk is kept.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip tier-0 JIT (recorded steps can be rare)
     private static bool FastChunk(ReadOnlySpan<Vector<float>> chunk, Vector<float> vShift, Vector<float> vNear,
         Vector<float> vSatLo, Vector<float> vSatHi, bool bounded, ref Vector<float> vMin, ref Vector<float> vMax, ref Accumulator acc)
     {
@@ -176,6 +179,7 @@ internal static class CpuKernel
     }
 
     /// <summary>A chunk with NaN or Inf: every reduction masks the non-finite elements out and counts them.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip tier-0 JIT (recorded steps can be rare)
     private static void MaskedChunk(ReadOnlySpan<Vector<float>> chunk, Vector<float> vShift, Vector<float> vNear,
         Vector<float> vSatLo, Vector<float> vSatHi, bool bounded, ref Vector<float> vMin, ref Vector<float> vMax, ref Accumulator acc)
     {
@@ -226,6 +230,7 @@ internal static class CpuNorms
     private const int ChunkVectors = 512;
 
     /// <summary>Sum of x_i^2.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip tier-0 JIT (recorded steps can be rare)
     public static double SumSquares(ReadOnlySpan<float> x)
     {
         var vectors = MemoryMarshal.Cast<float, Vector<float>>(x);
@@ -242,6 +247,7 @@ internal static class CpuNorms
     }
 
     /// <summary>Sum of x_i^2, copying x into <paramref name="copy"/> in the same pass.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip tier-0 JIT (recorded steps can be rare)
     public static double SumSquaresAndCopy(ReadOnlySpan<float> x, Span<float> copy)
     {
         if (copy.Length != x.Length) throw new ArgumentException($"Buffers differ in length: {x.Length} vs {copy.Length}.");
@@ -269,6 +275,7 @@ internal static class CpuNorms
     }
 
     /// <summary>Sum of (a_i - b_i)^2.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip tier-0 JIT (recorded steps can be rare)
     public static double SumSquaredDifference(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
     {
         if (a.Length != b.Length) throw new ArgumentException($"Buffers differ in length: {a.Length} vs {b.Length}.");

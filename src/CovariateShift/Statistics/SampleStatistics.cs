@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
 namespace CovariateShift.Statistics;
@@ -33,6 +34,7 @@ internal static class SampleStatistics
     }
 
     /// <summary>Sorts finite floats ascending (LSD radix sort on order-preserving 32-bit keys, digits of 11, 11 and 10 bits).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip tier-0 JIT (recorded steps can be rare)
     internal static void RadixSort(Span<float> values)
     {
         const int Buckets = 2048;
@@ -83,6 +85,7 @@ internal static class SampleStatistics
     /// Counts <paramref name="values"/> into <paramref name="bins"/> equal bins over [low, high) plus underflow
     /// (index 0, values &lt; low) and overflow (index bins + 1, values &gt;= high).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip tier-0 JIT (recorded steps can be rare)
     public static long[] Histogram(ReadOnlySpan<float> values, double low, double high, int bins)
     {
         // Four interleaved count arrays: runs of equal values (e.g. ReLU zeros) would otherwise serialize on one counter.

@@ -38,6 +38,7 @@ internal sealed class StratifiedSample
     public long[] Positions { get; }
 
     /// <summary>Copies the finite values at the sample positions into <paramref name="destination"/>; returns how many.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip tier-0 JIT (recorded steps can be rare)
     public int Gather(ReadOnlySpan<float> data, float[] destination)
     {
         if (Length != data.Length) throw new ArgumentException($"Sample positions are for {Length} elements, the data has {data.Length}.");
