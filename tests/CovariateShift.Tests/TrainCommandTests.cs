@@ -39,6 +39,44 @@ public sealed class TrainCommandTests : IDisposable
     }
 
     [Fact]
+    public void Several_norms_train_one_run_each_and_print_a_comparison_computed_from_their_metrics()
+    {
+        var outDir = Path.Combine(_dir, "compare");
+        var output = new StringWriter();
+        var previous = Console.Out;
+        Console.SetOut(output);
+        (int Code, string Error) result;
+        try
+        {
+            result = Run("train", "--steps", "30", "--batch-size", "32", "--record-every", "5", "--model", "mlp", "--depth", "3", "--width", "32",
+                "--test-limit", "500", "--norm", "none", "batch", "--out", outDir);
+        }
+        finally
+        {
+            Console.SetOut(previous);
+        }
+        Assert.True(result.Code == 0, result.Error);
+        foreach (var norm in new[] { "none", "batch" })
+        {
+            var runDir = Path.Combine(outDir, norm);
+            Assert.Equal(norm, ModelSpec.Load(Path.Combine(runDir, "model.json")).Norm.ToCliName());
+            var rows = CovariateShift.Training.Analysis.MetricsFile.Read(Path.Combine(runDir, "metrics.jsonl"));
+            var hidden = CovariateShift.Training.Analysis.ShiftSummary.Compute(rows, r => r.Layer.EndsWith(".act", StringComparison.Ordinal));
+            Assert.Equal(["layers.0.act", "layers.1.act", "layers.2.act"], hidden.Layers);
+            Assert.Equal(3 * 5, hidden.Records);   // records at steps 5..25 have a shift; step 0 does not
+            // Independent check of one column: mean over rows of JS, read straight from the JSON lines.
+            var js = File.ReadAllLines(Path.Combine(runDir, "metrics.jsonl")).Select(l => JsonDocument.Parse(l).RootElement)
+                .Where(e => e.GetProperty("layer").GetString()!.EndsWith(".act", StringComparison.Ordinal) && e.GetProperty("shift").ValueKind == JsonValueKind.Object)
+                .Select(e => JsonLinesSink.ReadNumber(e.GetProperty("shift").GetProperty("js"))).Average();
+            Assert.Equal(js, hidden.MeanJensenShannon, 12);
+            var accuracy = JsonDocument.Parse(File.ReadAllText(Path.Combine(runDir, "summary.json"))).RootElement.GetProperty("testAccuracy").GetDouble();
+            var line = output.ToString().Split('\n').Single(l => l.StartsWith($"| {norm} |", StringComparison.Ordinal));
+            Assert.Contains(accuracy.ToString("F4", System.Globalization.CultureInfo.InvariantCulture), line);
+            Assert.Contains(hidden.MeanJensenShannon.ToString("F4", System.Globalization.CultureInfo.InvariantCulture), line);
+        }
+    }
+
+    [Fact]
     public void A_tiny_run_writes_metrics_log_spec_checkpoint_and_summary_that_agree_with_each_other()
     {
         var outDir = Path.Combine(_dir, "run", "a");   // two levels that do not exist yet

@@ -3,6 +3,7 @@ using System.Globalization;
 using CovariateShift.Nn.Checkpoints;
 using CovariateShift.Nn.Models;
 using CovariateShift.Nn.Normalization;
+using CovariateShift.Training.Analysis;
 using CovariateShift.Training.Data;
 using CovariateShift.Training.Runtime;
 using CovariateShift.Training.Training;
@@ -33,7 +34,7 @@ internal static class TrainCommand
     public static Command Create()
     {
         var model = new Option<string>("--model") { Description = $"Zoo model ({string.Join(", ", ModelZoo.Names)}) or the path of a .json model spec (see models/).", DefaultValueFactory = _ => "mlp" };
-        var norm = new Option<string?>("--norm") { Description = $"Normalization: {string.Join(", ", NormKinds.CliNames)}. Default: none for a zoo model, the spec's for a .json spec." };
+        var norm = new Option<string[]>("--norm") { Description = $"Normalization: {string.Join(", ", NormKinds.CliNames)}. Several (e.g. --norm none batch) train one run each into --out/<norm> and print a comparison. Default: none for a zoo model, the spec's for a .json spec.", AllowMultipleArgumentsPerToken = true };
         var depth = new Option<int?>("--depth") { Description = $"Hidden layers (mlp) or conv layers (cnn). Zoo default: mlp {ModelSpecResolver.DefaultMlpDepth}, cnn {ModelSpecResolver.DefaultCnnDepth}." }.PositiveIfGiven();
         var width = new Option<int?>("--width") { Description = $"Units per hidden layer (mlp) or base width (cnn). Zoo default: mlp {ModelSpecResolver.DefaultMlpWidth}, cnn {ModelSpecResolver.DefaultCnnWidth}." }.PositiveIfGiven();
         var activation = new Option<string?>("--activation") { Description = $"Hidden nonlinearity: {string.Join(", ", ActivationKinds.CliNames)}. Zoo default: relu." };
@@ -66,9 +67,10 @@ internal static class TrainCommand
             var datasetName = parse.GetValue(dataset)!;
             if (!Datasets.Contains(datasetName.Trim().ToLowerInvariant()))
                 throw new ArgumentException($"--dataset '{datasetName}' is not supported; valid values: {string.Join(", ", Datasets)}.");
-            var overrides = new ModelOverrides
+            var norms = (parse.GetValue(norm) ?? []).SelectMany(v => v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+                .Select(NormKinds.Parse).Distinct().Select(k => (NormKind?)k).DefaultIfEmpty(null).ToList();
+            var baseOverrides = new ModelOverrides
             {
-                Norm = parse.GetValue(norm) is { } n ? NormKinds.Parse(n) : null,
                 Depth = parse.GetValue(depth),
                 Width = parse.GetValue(width),
                 Activation = parse.GetValue(activation) is { } a ? ActivationKinds.Parse(a) : null,
@@ -76,15 +78,18 @@ internal static class TrainCommand
                 NormPlacement = parse.GetValue(placement) is { } p ? NormPlacements.Parse(p) : null,
                 Groups = parse.GetValue(groups),
             };
-            var spec = ModelSpecResolver.Resolve(parse.GetValue(model)!, overrides, FashionMnistShape, FashionMnistClasses);
+            var specs = norms.Select(n => ModelSpecResolver.Resolve(parse.GetValue(model)!, baseOverrides with { Norm = n }, FashionMnistShape, FashionMnistClasses)).ToList();
             var dev = DeviceSelector.Resolve(parse.GetValue(device)!);
             var outArg = parse.GetValue(output)!;
             var outDir = CheckOutputDirectory(outArg);
+            var runDirs = specs.Count == 1 ? [outDir] : specs.Select(sp => Path.Combine(outDir, sp.Norm.ToCliName())).ToList();
 
-            // 2. The model (ModelZoo checks the remaining combinations: instance norm on an mlp, group counts, ...).
+            // 2. The models (ModelZoo checks the remaining combinations: instance norm on an mlp, group counts, ...).
             int seedValue = parse.GetValue(seed);
-            torch.manual_seed(seedValue);
-            using var net = ModelZoo.Create(spec);
+            foreach (var sp in specs)
+            {
+                using var probe = ModelZoo.Create(sp);
+            }
 
             // 3. The data.
             var dir = parse.GetValue(dataDir) ?? MnistFormat.FashionMnistDirectory;
@@ -109,23 +114,55 @@ internal static class TrainCommand
             };
             options.Validate();
 
-            // 4. Only now: the output directory and its files.
-            CreateOutputDirectory(outArg, outDir, spec);
-            using var log = CreateLogger(outDir);
-            log.Information("covshift train: {Model} ({Architecture}, norm {Norm}, init {Init}) -> {OutputDirectory}",
-                parse.GetValue(model), spec.Architecture, spec.Norm.ToCliName(), spec.Init.ToCliName(), outDir);
-            var result = new Trainer(options with { Logger = log }).Train(net, train, test);
-            Checkpoint.Save(net, Path.Combine(outDir, CheckpointFileName));
-            File.WriteAllText(Path.Combine(outDir, SummaryFileName), result.ToJson() + "\n");
-            if (result.Diverged)
-                log.Warning("Diverged at step {DivergedAtStep}: {Message}", result.DivergedAtStep, result.DivergenceMessage);
-            log.Information("Final test accuracy {TestAccuracy:F4}, test loss {TestLoss:F4}, train loss {FinalTrainLoss:F4}; wrote {Files} to {OutputDirectory}",
-                result.TestAccuracy, result.TestLoss, result.FinalTrainLoss,
-                string.Join(", ", TrainerOptions.MetricsFileName, LogFileName, SpecFileName, CheckpointFileName, SummaryFileName), outDir);
+            // 4. Only now: the output directories and their files. One run per normalization, same seed and data.
+            var summaries = new List<(ModelSpec Spec, TrainResult Result)>();
+            for (int r = 0; r < specs.Count; r++)
+            {
+                var spec = specs[r];
+                var runDir = runDirs[r];
+                torch.manual_seed(seedValue);
+                using var net = ModelZoo.Create(spec);
+                CreateOutputDirectory(outArg, runDir, spec);
+                using var log = CreateLogger(runDir);
+                log.Information("covshift train: {Model} ({Architecture}, norm {Norm}, init {Init}) -> {OutputDirectory}",
+                    parse.GetValue(model), spec.Architecture, spec.Norm.ToCliName(), spec.Init.ToCliName(), runDir);
+                var result = new Trainer(options with { Logger = log, OutputDirectory = runDir }).Train(net, train, test);
+                Checkpoint.Save(net, Path.Combine(runDir, CheckpointFileName));
+                File.WriteAllText(Path.Combine(runDir, SummaryFileName), result.ToJson() + "\n");
+                if (result.Diverged)
+                    log.Warning("Diverged at step {DivergedAtStep}: {Message}", result.DivergedAtStep, result.DivergenceMessage);
+                log.Information("Final test accuracy {TestAccuracy:F4}, test loss {TestLoss:F4}, train loss {FinalTrainLoss:F4}; wrote {Files} to {OutputDirectory}",
+                    result.TestAccuracy, result.TestLoss, result.FinalTrainLoss,
+                    string.Join(", ", TrainerOptions.MetricsFileName, LogFileName, SpecFileName, CheckpointFileName, SummaryFileName), runDir);
+                summaries.Add((spec, result));
+            }
+            if (summaries.Count > 1) PrintComparison(summaries);
             return 0;
         }));
         return cmd;
     }
+
+    /// <summary>
+    /// Prints, per run, the test accuracy, the final training loss and how much the hidden activations (the outputs of
+    /// the activation functions: what the next layers receive) moved between recorded steps (see <see cref="ShiftSummary"/>).
+    /// </summary>
+    private static void PrintComparison(IReadOnlyList<(ModelSpec Spec, TrainResult Result)> runs)
+    {
+        Console.WriteLine();
+        Console.WriteLine("Hidden activations between consecutive records (mean over records and hidden layers):");
+        Console.WriteLine("| norm | test accuracy | train loss | JS divergence (bits) | mean drift / std | abs ln variance ratio | deepest layer std first -> last |");
+        Console.WriteLine("|---|---|---|---|---|---|---|");
+        foreach (var (spec, result) in runs)
+        {
+            var rows = result.MetricsPath is { } path ? MetricsFile.Read(path) : [];
+            var hidden = rows.Any(IsHiddenActivation) ? ShiftSummary.Compute(rows, IsHiddenActivation) : null;
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"| {spec.Norm.ToCliName()} | {result.TestAccuracy:F4} | {result.FinalTrainLoss:F4} | {hidden?.MeanJensenShannon:F4} | {hidden?.MeanRelativeDrift:F4} | {hidden?.MeanAbsLogVarianceRatio:F4} | {hidden?.LastLayerStd.First:F3} -> {hidden?.LastLayerStd.Last:F3} |"));
+        }
+    }
+
+    /// <summary>The output of a hidden layer's activation function (not the head).</summary>
+    private static bool IsHiddenActivation(MetricsRow row) => row.Layer.EndsWith(".act", StringComparison.Ordinal) || row.Layer.EndsWith(".act2", StringComparison.Ordinal);
 
     /// <summary>The full path of --out; refuses an existing file, or a path below one.</summary>
     private static string CheckOutputDirectory(string outArg)
