@@ -11,9 +11,10 @@ namespace CovariateShift.Training.Benchmarks;
 /// Measures the monitor's cost in a real training loop: step time with the monitor attached (activation statistics,
 /// shift metrics and <c>Step(loss)</c>, optionally <c>RecordGradients</c>; in-memory output) divided by step time without it.
 /// Protocol: two copies of the model with the same initialization, the same optimizer settings and the same batches,
-/// the monitor attached to one of them for the whole run (steady state, no attach/dispose inside the timing). After a
-/// warm-up of both, <c>pairs</c> A/B pairs alternate short blocks between the plain and the monitored copy, the order
-/// flipping every pair (AB, BA, ...) so slow drifts of the machine hit both sides alike. A block is a whole number of
+/// the monitor attached to one of them (steady state, no attach/dispose inside the timing). After a warm-up of both,
+/// A/B pairs alternate short blocks between the plain and the monitored copy, the order flipping every pair
+/// (AB, BA, ...) so slow drifts of the machine hit both sides alike; half-way the copies swap roles (the monitor moves
+/// to the other copy, then both warm up again) so a speed difference between the copies themselves cancels. A block is a whole number of
 /// recording cycles (a multiple of <c>recordEvery</c> steps), so each monitored block holds the same share of recorded
 /// steps as a long run. The result is the median over pairs of (monitored block time / plain block time).
 /// </summary>
@@ -66,24 +67,24 @@ public sealed class OverheadBenchmark
         warmupSteps = RoundUp(Math.Max(1, warmupSteps), recordEvery);
 
         var batches = PrepareBatches(8);
-        torch.manual_seed(0);
-        using var plainNet = ModelZoo.Create(SpecFor(model));
-        torch.manual_seed(0);
-        using var monitoredNet = ModelZoo.Create(SpecFor(model));
-        plainNet.to(_device).train();
-        monitoredNet.to(_device).train();
-        using var plainOptimizer = optim.SGD(plainNet.parameters(), 0.01, momentum: 0.9);
-        using var monitoredOptimizer = optim.SGD(monitoredNet.parameters(), 0.01, momentum: 0.9);
-        using var monitor = ActivationMonitor.Attach(monitoredNet, new MonitorOptions { RecordEvery = recordEvery });
-        int plainCursor = 0, monitoredCursor = 0;
-
-        double Block(nn.Module<Tensor, Tensor> net, optim.Optimizer optimizer, ActivationMonitor? m, ref int cursor, int steps)
+        var copies = new (nn.Module<Tensor, Tensor> Net, optim.Optimizer Optimizer)[2];
+        var cursors = new int[2];
+        for (int c = 0; c < 2; c++)
         {
+            torch.manual_seed(0);
+            var net = ModelZoo.Create(SpecFor(model));
+            net.to(_device).train();
+            copies[c] = (net, optim.SGD(net.parameters(), 0.01, momentum: 0.9));
+        }
+
+        double Block(int copy, ActivationMonitor? m, int steps)
+        {
+            var (net, optimizer) = copies[copy];
             Synchronize();
             var sw = Stopwatch.StartNew();
             for (int i = 0; i < steps; i++)
             {
-                var (x, y) = batches[cursor++ % batches.Count];
+                var (x, y) = batches[cursors[copy]++ % batches.Count];
                 using var scope = NewDisposeScope();
                 optimizer.zero_grad();
                 var loss = nn.functional.cross_entropy(net.call(x), y);
@@ -96,37 +97,53 @@ public sealed class OverheadBenchmark
             return sw.Elapsed.TotalMilliseconds / steps;
         }
 
+        ActivationMonitor? monitor = null;
         try
         {
-            Block(plainNet, plainOptimizer, null, ref plainCursor, warmupSteps);
-            Block(monitoredNet, monitoredOptimizer, monitor, ref monitoredCursor, warmupSteps);
             var ratios = new List<double>();
             var plain = new List<double>();
             var monitored = new List<double>();
-            for (int r = 0; r < pairs; r++)
+            // The copies swap roles half-way, so a speed difference between the two copies themselves (memory placement)
+            // cancels out of the median.
+            for (int half = 0; half < 2; half++)
             {
-                double a, b;
-                if (r % 2 == 0)
+                int monitoredCopy = half, plainCopy = 1 - half;
+                monitor = ActivationMonitor.Attach(copies[monitoredCopy].Net, new MonitorOptions { RecordEvery = recordEvery });
+                Block(plainCopy, null, warmupSteps);
+                Block(monitoredCopy, monitor, warmupSteps);
+                int count = half == 0 ? pairs / 2 : pairs - pairs / 2;
+                for (int r = 0; r < count; r++)
                 {
-                    a = Block(plainNet, plainOptimizer, null, ref plainCursor, blockSteps);
-                    b = Block(monitoredNet, monitoredOptimizer, monitor, ref monitoredCursor, blockSteps);
+                    double a, b;
+                    if (r % 2 == 0)
+                    {
+                        a = Block(plainCopy, null, blockSteps);
+                        b = Block(monitoredCopy, monitor, blockSteps);
+                    }
+                    else
+                    {
+                        b = Block(monitoredCopy, monitor, blockSteps);
+                        a = Block(plainCopy, null, blockSteps);
+                    }
+                    plain.Add(a);
+                    monitored.Add(b);
+                    ratios.Add(b / a);
                 }
-                else
-                {
-                    b = Block(monitoredNet, monitoredOptimizer, monitor, ref monitoredCursor, blockSteps);
-                    a = Block(plainNet, plainOptimizer, null, ref plainCursor, blockSteps);
-                }
-                plain.Add(a);
-                monitored.Add(b);
-                ratios.Add(b / a);
-                if ((r + 1) % Math.Max(1, pairs / 5) == 0 || r + 1 == pairs)
-                    _progress?.Invoke($"{model} record-every {recordEvery}{(gradients ? " +gradients" : "")}: {r + 1}/{pairs} pairs, median ratio so far {Median(ratios):F3}");
+                monitor.Dispose();
+                monitor = null;
+                _progress?.Invoke($"{model} record-every {recordEvery}{(gradients ? " +gradients" : "")}: {ratios.Count}/{pairs} pairs, median ratio so far {Median(ratios):F3}");
             }
             return new OverheadResult(model, recordEvery, gradients, Median(ratios), Median(plain), Median(monitored), pairs, blockSteps,
                 Quantile(ratios, 0.25), Quantile(ratios, 0.75));
         }
         finally
         {
+            monitor?.Dispose();
+            foreach (var (net, optimizer) in copies)
+            {
+                optimizer.Dispose();
+                net.Dispose();
+            }
             foreach (var (x, y) in batches)
             {
                 x.Dispose();
