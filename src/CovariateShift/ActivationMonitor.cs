@@ -43,6 +43,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     /// <summary>From this many layers on, a step's per-layer statistics are built in parallel.</summary>
     private const int ParallelThreshold = 4;
 
+    private readonly nn.Module _model;
     private readonly MonitorOptions _options;
     private readonly List<MonitoredLayer> _layers;
     private readonly List<IStepSink> _sinks;
@@ -53,8 +54,9 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     private bool _armed;
     private bool _disposed;
 
-    private ActivationMonitor(MonitorOptions options, List<MonitoredLayer> layers, List<IStepSink> sinks, IReadOnlyList<string> skipped)
+    private ActivationMonitor(nn.Module model, MonitorOptions options, List<MonitoredLayer> layers, List<IStepSink> sinks, IReadOnlyList<string> skipped)
     {
+        _model = model;
         _options = options;
         _layers = layers;
         _sinks = sinks;
@@ -74,9 +76,9 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         foreach (var layer in _layers)
         {
             var l = layer;
-            var remover = l.Module.register_forward_hook((module, _, output) =>
+            var remover = l.Module.register_forward_hook((_, _, output) =>
             {
-                OnForward(l, module, output);
+                OnForward(l, output);
                 return output;
             });
             l.Hook = new HookHandle(remover.remove);
@@ -110,7 +112,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         var found = LayerDiscovery.Find(model, options, out var skipped);
         var sinks = OpenSinks(options);
         var layers = found.Select((f, i) => new MonitoredLayer(i, f.Name, f.Module)).ToList();
-        return new ActivationMonitor(options, layers, sinks, skipped);
+        return new ActivationMonitor(model, options, layers, sinks, skipped);
     }
 
     private static List<IStepSink> OpenSinks(MonitorOptions options)
@@ -164,9 +166,11 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     /// <summary>Device-to-host transfers made so far (at most one per recorded step; zero for CPU float32 models).</summary>
     public int HostTransfers => _engine.HostTransfers;
 
-    private void OnForward(MonitoredLayer layer, nn.Module<Tensor, Tensor> module, Tensor output)
+    private void OnForward(MonitoredLayer layer, Tensor output)
     {
-        if (_disposed || !module.training || layer.FiredThisStep || !IsRecordingStep) return;
+        // Training mode is the model's, not the layer's: a frozen (eval-mode) layer inside a training model is still part
+        // of the training step, and a layer switched to training during an evaluation pass (MC dropout) is not.
+        if (_disposed || !_model.training || layer.FiredThisStep || !IsRecordingStep) return;
         layer.FiredThisStep = true;
         _engine.CaptureActivation(layer, output);
     }
@@ -180,7 +184,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (!IsRecordingStep) return;
-        _engine.CaptureGradients(_layers.Where(l => l.Parameters.Length > 0).ToList());
+        _engine.CaptureGradients(_layers.Where(l => l.HasParameters).ToList());
     }
 
     /// <summary>
@@ -268,8 +272,10 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         if (layer.HistogramRange is { } fixedRange) range = fixedRange;
         else
         {
-            range = SampleStatistics.ChooseRange(s.Min, s.Max, layer.Saturation);
-            if (s.FiniteCount > 0) layer.HistogramRange = range;   // fixed from the first record with finite values
+            range = SampleStatistics.ChooseRange(s.Min, s.Max, layer.Saturation, layer.NonNegative);
+            // Fixed from the first record whose finite values have a spread (an all-zero first output, e.g. a
+            // zero-initialized layer, would otherwise pin the range to a sliver).
+            if (s.FiniteCount > 0 && s.Max > s.Min) layer.HistogramRange = range;
         }
         var counts = SampleStatistics.Histogram(sample, range.Low, range.High, _options.HistogramBins);
         return new LayerStatistics(
@@ -282,6 +288,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
             P50: percentiles[1],
             P85: percentiles[2],
             NearZeroFraction: (double)s.NearZero / s.Count,
+            DeadUnitFraction: s.Units > 0 ? (double)s.DeadUnits / s.Units : double.NaN,
             SaturatedFraction: layer.Saturation is null ? null : (double)s.Saturated / s.Count,
             NanCount: s.Nan,
             InfCount: s.Inf,

@@ -5,7 +5,8 @@ namespace CovariateShift.Anomalies;
 /// <summary>
 /// Finds anomalies in a layer record. Thresholds: NaN/Inf present; gradient norm below
 /// <see cref="MonitorOptions.VanishingGradientThreshold"/> or above <see cref="MonitorOptions.ExplodingGradientThreshold"/>;
-/// more than half the elements near zero or (sigmoid/tanh) saturated; variance ratio to the previous record outside
+/// more than half of the units (dimension 1) near zero for the whole batch, or more than half of a sigmoid/tanh output
+/// saturated; variance ratio to the previous record outside
 /// [<see cref="LowVarianceRatio"/>, <see cref="HighVarianceRatio"/>].
 /// </summary>
 public static class AnomalyDetector
@@ -29,9 +30,9 @@ public static class AnomalyDetector
             if (s.HasNonFinite)
                 yield return new Anomaly(step, layer, AnomalyKind.NonFiniteActivation, s.NanCount + s.InfCount,
                     $"{s.NanCount} NaN and {s.InfCount} Inf values in the output: check the learning rate, the input data and any log/division upstream; gradient clipping or normalization may help.");
-            if (s.NearZeroFraction > MajorityFraction)
-                yield return new Anomaly(step, layer, AnomalyKind.MostlyNearZero, s.NearZeroFraction,
-                    $"{s.NearZeroFraction:P0} of the outputs are within {options.NearZeroThreshold} of zero: dead ReLUs or a collapsed signal? Check the initialization and learning rate; normalization before the activation or a leaky activation may help.");
+            if (s.DeadUnitFraction > MajorityFraction)
+                yield return new Anomaly(step, layer, AnomalyKind.MostlyNearZero, s.DeadUnitFraction,
+                    $"{s.DeadUnitFraction:P0} of the units are within {options.NearZeroThreshold} of zero for the whole batch: dead ReLUs or a collapsed signal. Check the initialization and learning rate; normalization before the activation or a leaky activation may help.");
             if (s.SaturatedFraction is > MajorityFraction)
                 yield return new Anomaly(step, layer, AnomalyKind.Saturated, s.SaturatedFraction.Value,
                     $"{s.SaturatedFraction:P0} of the outputs are saturated (gradients through them vanish): the pre-activations are too large; normalize before the activation or reduce the initialization scale.");

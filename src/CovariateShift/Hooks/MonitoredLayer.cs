@@ -22,15 +22,25 @@ internal sealed class MonitoredLayer : IDisposable
         Module = module;
         LayerType = module.GetType().Name;   // GetName() is wrong for BatchNorm2d/InstanceNorm2d in TorchSharp 0.107
         Saturation = SaturationBounds.ForLayerType(LayerType);
-        Parameters = module.parameters(recurse: false).ToArray();
+        HasParameters = module.parameters(recurse: false).Any();
+        NonNegative = NonNegativeTypes.Contains(LayerType);
     }
 
+    private static readonly HashSet<string> NonNegativeTypes = ["ReLU", "ReLU6", "Softplus", "Softmax", "Hardsigmoid"];
+
     public int Index { get; }
+
+    /// <summary>The layer's output cannot be negative (ReLU-like): its histogram range starts at 0.</summary>
+    public bool NonNegative { get; }
     public string Name { get; }
     public string LayerType { get; }
     public nn.Module<Tensor, Tensor> Module { get; }
     public SaturationBounds? Saturation { get; }
-    public TorchSharp.Modules.Parameter[] Parameters { get; }
+    /// <summary>The layer's own parameters, listed afresh (moving a model with <c>to()</c> replaces its Parameter objects).</summary>
+    public TorchSharp.Modules.Parameter[] Parameters => Module.parameters(recurse: false).ToArray();
+
+    /// <summary>Whether the layer has parameters of its own (fixed by the architecture).</summary>
+    public bool HasParameters { get; }
     public IDisposable? Hook { get; set; }
 
     /// <summary>Histogram edges, fixed at the first record.</summary>
@@ -53,7 +63,7 @@ internal sealed class MonitoredLayer : IDisposable
     {
         if (_sample is null || _sample.Length != length)
         {
-            _sample = new StratifiedSample(length, sampleSize, HashCode.Combine(seed, Index, length));
+            _sample = new StratifiedSample(length, sampleSize, StratifiedSample.SeedFor(seed, Index, length));
             _devicePositions?.Dispose();
             _devicePositions = null;
         }
@@ -63,7 +73,7 @@ internal sealed class MonitoredLayer : IDisposable
     public Tensor DevicePositions(long length, int sampleSize, int seed, Device device)
     {
         var sample = SampleFor(length, sampleSize, seed);
-        if (_devicePositions is null || _devicePositions.device != device)
+        if (_devicePositions is null || !StatisticsEngine.SameDevice(_devicePositions.device, device))
         {
             _devicePositions?.Dispose();
             _devicePositions = tensor(sample.Positions, dtype: ScalarType.Int64, device: device).DetachFromDisposeScope();

@@ -11,7 +11,7 @@ public enum AnomalyKind
     VanishingGradient,
     /// <summary>Gradient norm above <see cref="MonitorOptions.ExplodingGradientThreshold"/>.</summary>
     ExplodingGradient,
-    /// <summary>More than half of the output elements are near zero.</summary>
+    /// <summary>More than half of the units (features or channels) are near zero for the whole batch.</summary>
     MostlyNearZero,
     /// <summary>More than half of a sigmoid/tanh output is saturated.</summary>
     Saturated,

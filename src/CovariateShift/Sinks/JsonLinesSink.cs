@@ -10,7 +10,7 @@ namespace CovariateShift.Sinks;
 /// step (at most the step in progress is lost). Non-finite numbers are written as the strings "NaN", "Infinity",
 /// "-Infinity" (JSON has no such numbers).
 /// </summary>
-/// <remarks>Fields: step, layer, type, called, loss; when called: count, mean, std, min, max, p15, p50, p85, near_zero,
+/// <remarks>Fields: step, layer, type, called, loss; when called: count, mean, std, min, max, p15, p50, p85, near_zero, dead_units,
 /// saturated (null unless sigmoid/tanh), nan, inf, channel_sq_mean and channel_var (null unless 4-D),
 /// hist {low, high, counts (underflow first, overflow last)}; shift and ref_shift {mean_drift, variance_ratio, kl, js, w1}
 /// or null; grad {norm, weight_norm, ratio, update_norm, update_ratio} or null.</remarks>
@@ -75,6 +75,7 @@ public sealed class JsonLinesSink : IStepSink
             Number(w, "p50", s.P50);
             Number(w, "p85", s.P85);
             Number(w, "near_zero", s.NearZeroFraction);
+            Number(w, "dead_units", s.DeadUnitFraction);
             Number(w, "saturated", s.SaturatedFraction);
             w.WriteNumber("nan", s.NanCount);
             w.WriteNumber("inf", s.InfCount);

@@ -58,7 +58,7 @@ public sealed class SerilogSink : IStepSink
         {
             new PropertyEnricher("Min", s.Min), new PropertyEnricher("Max", s.Max),
             new PropertyEnricher("P15", s.P15), new PropertyEnricher("P50", s.P50), new PropertyEnricher("P85", s.P85),
-            new PropertyEnricher("Count", s.Count), new PropertyEnricher("NanCount", s.NanCount), new PropertyEnricher("InfCount", s.InfCount),
+            new PropertyEnricher("Count", s.Count), new PropertyEnricher("DeadUnits", s.DeadUnitFraction), new PropertyEnricher("NanCount", s.NanCount), new PropertyEnricher("InfCount", s.InfCount),
         };
         if (s.SaturatedFraction is { } sat) extra.Add(new PropertyEnricher("Saturated", sat));
         if (s.ChannelSquaredMean is { } csm) extra.Add(new PropertyEnricher("ChannelSquaredMean", csm));

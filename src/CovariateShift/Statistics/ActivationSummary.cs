@@ -17,6 +17,10 @@ internal sealed class ActivationSummary
     public double Min = double.PositiveInfinity;
     public double Max = double.NegativeInfinity;
     public long NearZero;
+    /// <summary>Units along dimension 1 (features or channels; 1 for a 1-D output).</summary>
+    public long Units;
+    /// <summary>Units all of whose elements in the batch are near zero.</summary>
+    public long DeadUnits;
     public long Saturated;
     public long Nan;
     public long Inf;

@@ -30,63 +30,126 @@ internal static class CpuKernel
     }
 
     /// <summary>
-    /// Summarizes <paramref name="data"/>. When <paramref name="channels"/> &gt; 0 the buffer is NCHW-contiguous with
-    /// blocks of <paramref name="blockLength"/> = H*W elements per (sample, channel), and the channel statistics of
-    /// Brock et al. are computed as well.
+    /// Summarizes <paramref name="data"/>, a contiguous [N, units, ...] buffer. When <paramref name="blockLength"/> &gt; 0
+    /// the buffer is N x <paramref name="units"/> blocks of <paramref name="blockLength"/> elements (one block per sample
+    /// and channel, e.g. H*W); each channel's moments are then taken about its own first value and merged (Chan et al.),
+    /// so a channel whose spread is tiny next to its offset keeps its variance. Otherwise the buffer is rows of
+    /// <paramref name="units"/> features (or one unit when <paramref name="units"/> is 1). Brock et al.'s channel
+    /// statistics are filled when <paramref name="channelStatistics"/> is set (4-D outputs).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip tier-0 JIT (recorded steps can be rare)
-    public static void Summarize(ReadOnlySpan<float> data, int channels, int blockLength, float nearZero,
+    public static void Summarize(ReadOnlySpan<float> data, int units, int blockLength, bool channelStatistics, float nearZero,
         SaturationBounds? saturation, ActivationSummary result)
     {
         result.Count = data.Length;
-        float shift = data.Length > 0 && float.IsFinite(data[0]) ? data[0] : 0f;
-        result.Shift = shift;
+        result.Units = units;
         var acc = Accumulator.Create();
-        if (channels > 0 && blockLength > 0)
+        if (blockLength > 0)
         {
-            var sumC = new double[channels];
-            var sumSqC = new double[channels];
-            var finC = new long[channels];
+            var shiftC = new float[units];
+            var sumC = new double[units];
+            var sumSqC = new double[units];
+            var finC = new long[units];
+            var activeC = new long[units];
+            for (int c = 0; c < units && c * blockLength < data.Length; c++)
+                shiftC[c] = FirstFinite(data.Slice(c * blockLength, blockLength));
             int blocks = data.Length / blockLength;
             for (int b = 0; b < blocks; b++)
             {
-                var c = b % channels;
-                var before = acc;
-                Accumulate(data.Slice(b * blockLength, blockLength), shift, nearZero, saturation, ref acc);
-                sumC[c] += acc.Sum - before.Sum;
-                sumSqC[c] += acc.SumSquares - before.SumSquares;
-                finC[c] += acc.Finite - before.Finite;
+                var c = b % units;
+                acc.Sum = 0;
+                acc.SumSquares = 0;
+                long finiteBefore = acc.Finite, nearBefore = acc.NearZero;
+                Accumulate(data.Slice(b * blockLength, blockLength), shiftC[c], nearZero, saturation, ref acc);
+                sumC[c] += acc.Sum;
+                sumSqC[c] += acc.SumSquares;
+                finC[c] += acc.Finite - finiteBefore;
+                activeC[c] += blockLength - (acc.NearZero - nearBefore);
             }
-            double sqMean = 0, varMean = 0;
-            int used = 0;
-            for (int c = 0; c < channels; c++)
+            // Merge the per-channel moments: n = sum n_c, mean = sum n_c m_c / n, M2 = sum (M2_c + n_c (m_c - mean)^2).
+            long n = 0;
+            double weighted = 0;
+            var meanC = new double[units];
+            var m2C = new double[units];
+            for (int c = 0; c < units; c++)
             {
                 if (finC[c] == 0) continue;
                 var m = sumC[c] / finC[c];
-                var mean = shift + m;
-                sqMean += mean * mean;
-                varMean += Math.Max(0.0, sumSqC[c] / finC[c] - m * m);
+                meanC[c] = shiftC[c] + m;
+                m2C[c] = Math.Max(0.0, sumSqC[c] - m * sumC[c]);
+                n += finC[c];
+                weighted += finC[c] * meanC[c];
+            }
+            double mean = n > 0 ? weighted / n : 0, m2 = 0, sqMean = 0, varMean = 0;
+            int used = 0;
+            for (int c = 0; c < units; c++)
+            {
+                if (finC[c] == 0) continue;
+                m2 += m2C[c] + finC[c] * (meanC[c] - mean) * (meanC[c] - mean);
+                sqMean += meanC[c] * meanC[c];
+                varMean += m2C[c] / finC[c];
                 used++;
             }
-            result.ChannelSquaredMean = used > 0 ? sqMean / used : double.NaN;
-            result.ChannelVariance = used > 0 ? varMean / used : double.NaN;
+            result.Shift = mean;
+            result.ShiftedSum = 0;
+            result.ShiftedSumSquares = m2;
+            result.DeadUnits = activeC.Count(a => a == 0);
+            result.ChannelSquaredMean = channelStatistics ? (used > 0 ? sqMean / used : double.NaN) : null;
+            result.ChannelVariance = channelStatistics ? (used > 0 ? varMean / used : double.NaN) : null;
         }
         else
         {
+            float shift = FirstFinite(data);
             Accumulate(data, shift, nearZero, saturation, ref acc);
+            result.Shift = shift;
+            result.ShiftedSum = acc.Sum;
+            result.ShiftedSumSquares = acc.SumSquares;
+            result.DeadUnits = units > 1 ? DeadFeatures(data, units, nearZero) : (acc.NearZero == data.Length && data.Length > 0 ? 1 : 0);
             result.ChannelSquaredMean = null;
             result.ChannelVariance = null;
         }
 
         result.FiniteCount = acc.Finite;
-        result.ShiftedSum = acc.Sum;
-        result.ShiftedSumSquares = acc.SumSquares;
         result.Min = acc.Finite > 0 ? acc.Min : double.NaN;
         result.Max = acc.Finite > 0 ? acc.Max : double.NaN;
         result.NearZero = acc.NearZero;
         result.Saturated = acc.Saturated;
         result.Nan = acc.Nan;
         result.Inf = acc.NonFinite - acc.Nan;
+    }
+
+    private static float FirstFinite(ReadOnlySpan<float> data)
+    {
+        foreach (var v in data)
+            if (float.IsFinite(v)) return v;
+        return 0f;
+    }
+
+    /// <summary>
+    /// Features (columns of a row-major [rows, features] buffer) whose every element is near zero: |x| &lt;= nearZero
+    /// (NaN counts as not near zero). One vectorized pass counting, per feature, the elements that are not near zero.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static int DeadFeatures(ReadOnlySpan<float> data, int features, float nearZero)
+    {
+        int w = Vector<float>.Count;
+        int vectorFeatures = features / w * w;
+        var active = new int[features];
+        var counts = new Vector<int>[vectorFeatures / w];
+        var vNear = new Vector<float>(nearZero);
+        int rows = data.Length / features;
+        for (int r = 0; r < rows; r++)
+        {
+            var row = data.Slice(r * features, features);
+            var vectors = MemoryMarshal.Cast<float, Vector<float>>(row[..vectorFeatures]);
+            for (int k = 0; k < vectors.Length; k++)
+                counts[k] -= Vector.OnesComplement(Vector.LessThanOrEqual(Vector.Abs(vectors[k]), vNear));
+            for (int f = vectorFeatures; f < features; f++)
+                if (!(Math.Abs(row[f]) <= nearZero)) active[f]++;
+        }
+        for (int k = 0; k < counts.Length; k++)
+            for (int j = 0; j < w; j++) active[k * w + j] += counts[k][j];
+        return active.Count(a => a == 0);
     }
 
     /// <summary>Adds the reductions of <paramref name="x"/> to <paramref name="acc"/>.</summary>
@@ -140,9 +203,9 @@ internal static class CpuKernel
     }
 
     /// <summary>
-    /// The common case: no NaN or Inf in the chunk. Accumulates without finiteness masks; the chunk's sums are finite
-    /// exactly when every element is (NaN and Inf propagate into the sum of squares), so a non-finite result means
-    /// "use <see cref="MaskedChunk"/>" and nothing of this chunk is kept.
+    /// The common case: every element finite and moderate. Accumulates in float without finiteness masks. NaN and Inf
+    /// propagate into the float sum of squares, which also overflows for |x| above ~1e19; a non-finite result therefore
+    /// means "use <see cref="MaskedChunk"/>" and nothing of this chunk is kept.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip tier-0 JIT (recorded steps can be rare)
     private static bool FastChunk(ReadOnlySpan<Vector<float>> chunk, Vector<float> vShift, Vector<float> vNear,
@@ -178,15 +241,17 @@ internal static class CpuKernel
         return true;
     }
 
-    /// <summary>A chunk with NaN or Inf: every reduction masks the non-finite elements out and counts them.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip tier-0 JIT (recorded steps can be rare)
+    /// <summary>
+    /// A chunk with NaN or Inf, or whose float sums overflowed: every reduction masks the non-finite elements out and
+    /// counts them, and the moments are accumulated in double (|x| up to float's limit squares without overflow).
+    /// </summary>
     private static void MaskedChunk(ReadOnlySpan<Vector<float>> chunk, Vector<float> vShift, Vector<float> vNear,
         Vector<float> vSatLo, Vector<float> vSatHi, bool bounded, ref Vector<float> vMin, ref Vector<float> vMax, ref Accumulator acc)
     {
         var vPosInf = new Vector<float>(float.PositiveInfinity);
         var vNegInf = new Vector<float>(float.NegativeInfinity);
-        var vSum = Vector<float>.Zero;
-        var vSq = Vector<float>.Zero;
+        var vSum = Vector<double>.Zero;
+        var vSq = Vector<double>.Zero;
         var cFinite = Vector<int>.Zero;
         var cNear = Vector<int>.Zero;
         var cSat = Vector<int>.Zero;
@@ -194,9 +259,12 @@ internal static class CpuKernel
         foreach (var v in chunk)
         {
             var finite = Vector.Equals(v - v, Vector<float>.Zero);           // false for NaN and ±Inf
-            var d = Vector.ConditionalSelect(finite, v - vShift, Vector<float>.Zero);
-            vSum += d;
-            vSq += d * d;
+            Vector.Widen(Vector.ConditionalSelect(finite, v, vShift), out var wide0, out var wide1);
+            Vector.Widen(vShift, out var shift0, out var shift1);
+            var d0 = wide0 - shift0;
+            var d1 = wide1 - shift1;
+            vSum += d0 + d1;
+            vSq += d0 * d0 + d1 * d1;
             vMin = Vector.Min(vMin, Vector.ConditionalSelect(finite, v, vPosInf));
             vMax = Vector.Max(vMax, Vector.ConditionalSelect(finite, v, vNegInf));
             cFinite -= finite;
@@ -205,8 +273,8 @@ internal static class CpuKernel
             if (bounded)
                 cSat -= Vector.BitwiseOr(Vector.LessThanOrEqual(v, vSatLo), Vector.GreaterThanOrEqual(v, vSatHi));
         }
-        acc.Sum += HorizontalSum(vSum);
-        acc.SumSquares += HorizontalSum(vSq);
+        acc.Sum += Vector.Sum(vSum);
+        acc.SumSquares += Vector.Sum(vSq);
         long finiteHere = Vector.Sum(cFinite);
         acc.Finite += finiteHere;
         acc.NearZero += Vector.Sum(cNear);

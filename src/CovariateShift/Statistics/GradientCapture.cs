@@ -13,7 +13,6 @@ internal sealed class GradientCapture : IDisposable
     public double GradSquares;
     public double WeightSquares;
     public long Elements;
-    public bool OnDevice;
     /// <summary>Sum of squared parameter changes made by the optimizer step (filled at collection).</summary>
     public double? UpdateSquares;
     public readonly List<(TorchSharp.Modules.Parameter Parameter, float[] Values)> HostSnapshots = [];

@@ -117,20 +117,20 @@ internal static class SampleStatistics
     }
 
     /// <summary>
-    /// The fixed histogram range of a layer, chosen from its first recorded output: the output range for bounded
-    /// activations (sigmoid [0, 1], tanh [-1, 1]); otherwise [min - s/2, max + s/2] with s = max - min (s = max(|max|, 1)
-    /// when all values are equal), where the low edge is not taken below 0 when min &gt;= 0 (ReLU-like outputs stay
-    /// non-negative). With no finite value at all it falls back to [-1, 1]. Values that later fall outside land in
-    /// the underflow/overflow bins, which the shift metrics include.
+    /// The fixed histogram range of a layer, chosen from its first recorded output with a spread: the output range for
+    /// bounded activations (sigmoid [0, 1], tanh [-1, 1]); otherwise [min - s/2, max + s/2] with s = max - min
+    /// (s = max(|max|, 1) when all values are equal, a range that is then not kept), where the low edge is 0 for layers
+    /// whose output cannot be negative (ReLU, ReLU6, Softplus, Softmax, Hardsigmoid). With no finite value at all it
+    /// falls back to [-1, 1] (not kept either). Values that later fall outside land in the underflow/overflow bins,
+    /// which the shift metrics include.
     /// </summary>
-    public static (double Low, double High) ChooseRange(double min, double max, SaturationBounds? bounds)
+    public static (double Low, double High) ChooseRange(double min, double max, SaturationBounds? bounds, bool nonNegative)
     {
         if (bounds is { } b) return (b.RangeLow, b.RangeHigh);
         if (!double.IsFinite(min) || !double.IsFinite(max)) return (-1.0, 1.0);
         double span = max - min;
         if (span <= 0) span = Math.Max(Math.Abs(max), 1.0);
-        double low = min - span / 2;
-        if (min >= 0) low = Math.Max(0.0, low);
+        double low = nonNegative && min >= 0 ? 0.0 : min - span / 2;
         return (low, max + span / 2);
     }
 }

@@ -18,20 +18,35 @@ namespace CovariateShift.Statistics;
 internal sealed class StatisticsEngine : IDisposable
 {
     /// <summary>Scalars at the head of an activation pack, followed by the sampled values.</summary>
-    private const int ActivationScalars = 13;
+    private const int ActivationScalars = 15;
 
     private readonly MonitorOptions _options;
     private readonly List<(MonitoredLayer Layer, Tensor Pack, bool Channels)> _activationPacks = [];
     private Tensor? _lossPack;
     private double? _loss;
 
-    public StatisticsEngine(MonitorOptions options) => _options = options;
+    // TorchSharp turns a C# number passed to an operation into a native Scalar that only a finalizer frees; the
+    // device path uses these, created once and disposed with the engine.
+    private readonly Scalar _zero = 0.0.ToScalar();
+    private readonly Scalar _one = 1.0.ToScalar();
+    private readonly Scalar _positiveInfinity = double.PositiveInfinity.ToScalar();
+    private readonly Scalar _negativeInfinity = double.NegativeInfinity.ToScalar();
+    private readonly Scalar _nearZero;
+
+    public StatisticsEngine(MonitorOptions options)
+    {
+        _options = options;
+        _nearZero = options.NearZeroThreshold.ToScalar();
+    }
 
     /// <summary>Number of device-to-host transfers made so far (diagnostics and tests).</summary>
     public int HostTransfers { get; private set; }
 
     /// <summary>Loss of the step collected last.</summary>
     public double? Loss => _loss;
+
+    /// <summary>TorchSharp's Device has no value equality (and Tensor.device makes a new object per call).</summary>
+    internal static bool SameDevice(Device a, Device b) => a.type == b.type && a.index == b.index;
 
     private bool UseCpuKernel(Tensor t) =>
         _options.Engine == StatisticsEngineKind.Auto && t.device_type == DeviceType.CPU &&
@@ -40,7 +55,11 @@ internal sealed class StatisticsEngine : IDisposable
     public void CaptureActivation(MonitoredLayer layer, Tensor output)
     {
         long n = output.numel();
-        if (n == 0) return;
+        if (n == 0)
+        {
+            layer.Pending = new ActivationSummary();   // ran, but produced nothing: Count 0, NaN moments
+            return;
+        }
         if (UseCpuKernel(output) && output.is_contiguous())
         {
             // Reads the tensor's own memory: no TorchSharp operation, no copy, nothing kept.
@@ -63,9 +82,11 @@ internal sealed class StatisticsEngine : IDisposable
 
     private ActivationSummary SummarizeOnCpu(MonitoredLayer layer, ReadOnlySpan<float> data, Tensor shapeOf)
     {
-        bool channels = shapeOf.dim() == 4;
+        var shape = shapeOf.shape;
+        int units = shape.Length >= 2 ? (int)shape[1] : 1;
+        long block = shape.Length >= 3 ? shape[2..].Aggregate(1L, (a, b) => a * b) : 0;
         var summary = new ActivationSummary();
-        CpuKernel.Summarize(data, channels ? (int)shapeOf.shape[1] : 0, channels ? (int)(shapeOf.shape[2] * shapeOf.shape[3]) : 0,
+        CpuKernel.Summarize(data, units, (int)block, channelStatistics: shape.Length == 4,
             (float)_options.NearZeroThreshold, layer.Saturation, summary);
         var sample = layer.SampleFor(data.Length, _options.SampleSize, _options.Seed);
         summary.Sample = layer.SampleBuffer(sample.Positions.Length);
@@ -76,51 +97,61 @@ internal sealed class StatisticsEngine : IDisposable
     private Tensor DeviceActivationPack(MonitoredLayer layer, Tensor x, bool channels)
     {
         var dev = x.device;
-        var flat = x.to_type(ScalarType.Float64).reshape(-1);
+        Tensor Value(double v) => tensor(v, ScalarType.Float64, dev);
+        var x64 = x.to_type(ScalarType.Float64);
+        var flat = x64.reshape(-1);
         var finite = flat.isfinite();
         var notFinite = finite.logical_not();
         var first = flat[0];
         var shift = where(first.isfinite(), first, zeros_like(first));
-        var d = (flat - shift).masked_fill(notFinite, 0.0);
-        var finiteCount = finite.sum().to_type(ScalarType.Float64);
+        var d = (flat - shift).masked_fill(notFinite, _zero);
+        var notNear = flat.abs().le(_nearZero).logical_not();          // NaN counts as not near zero
+        long[] unitShape = x.dim() >= 2 ? [x.shape[0], x.shape[1], -1] : [1, 1, -1];
+        var activePerUnit = notNear.reshape(unitShape).sum([0L, 2L]);
         var parts = new List<Tensor>
         {
-            full(1, (double)flat.numel(), dtype: ScalarType.Float64, device: dev).squeeze(),
-            finiteCount,
+            Value(flat.numel()),
+            finite.sum().to_type(ScalarType.Float64),
             shift,
             d.sum(),
             d.square().sum(),
-            flat.masked_fill(notFinite, double.PositiveInfinity).min(),
-            flat.masked_fill(notFinite, double.NegativeInfinity).max(),
-            flat.abs().le(_options.NearZeroThreshold).sum().to_type(ScalarType.Float64),
+            flat.masked_fill(notFinite, _positiveInfinity).min(),
+            flat.masked_fill(notFinite, _negativeInfinity).max(),
+            Value(flat.numel()) - notNear.sum().to_type(ScalarType.Float64),
         };
         if (layer.Saturation is { } sat)
-            parts.Add(flat.le(sat.Low).logical_or(flat.ge(sat.High)).sum().to_type(ScalarType.Float64));
+        {
+            using var low = sat.Low.ToScalar();
+            using var high = sat.High.ToScalar();
+            parts.Add(flat.le(low).logical_or(flat.ge(high)).sum().to_type(ScalarType.Float64));
+        }
         else
-            parts.Add(zeros(1, dtype: ScalarType.Float64, device: dev).squeeze());
+            parts.Add(Value(0));
         parts.Add(flat.isnan().sum().to_type(ScalarType.Float64));
         parts.Add(flat.isinf().sum().to_type(ScalarType.Float64));
         if (channels)
         {
-            var x4 = x.to_type(ScalarType.Float64);
-            var fin4 = x4.isfinite();
-            var d4 = (x4 - shift).masked_fill(fin4.logical_not(), 0.0);
+            // Per channel over (N, H, W), reusing the shifted, masked values (float64, so one shared shift is exact enough).
             long[] dims = [0, 2, 3];
-            var nC = fin4.sum(dims).to_type(ScalarType.Float64);
-            var valid = nC.gt(0);
-            var safeN = nC.clamp_min(1.0);
+            var d4 = d.view(x.shape);
+            var nC = finite.view(x.shape).sum(dims).to_type(ScalarType.Float64);
+            var valid = nC.gt(_zero);
+            var invalid = valid.logical_not();
+            var safeN = nC.clamp_min(_one);
             var mC = d4.sum(dims) / safeN;
             var meanC = mC + shift;
-            var varC = (d4.square().sum(dims) / safeN - mC.square()).clamp_min(0.0);
+            var varC = (d4.square().sum(dims) / safeN - mC.square()).clamp_min(_zero);
             var used = valid.sum().to_type(ScalarType.Float64);
-            parts.Add(meanC.square().masked_fill(valid.logical_not(), 0.0).sum() / used);
-            parts.Add(varC.masked_fill(valid.logical_not(), 0.0).sum() / used);
+            parts.Add(meanC.square().masked_fill(invalid, _zero).sum() / used);
+            parts.Add(varC.masked_fill(invalid, _zero).sum() / used);
         }
         else
         {
-            parts.Add(full(1, double.NaN, dtype: ScalarType.Float64, device: dev).squeeze());
-            parts.Add(full(1, double.NaN, dtype: ScalarType.Float64, device: dev).squeeze());
+            parts.Add(Value(double.NaN));
+            parts.Add(Value(double.NaN));
         }
+        parts.Add(Value(activePerUnit.numel()));
+        parts.Add(activePerUnit.eq(_zero).sum().to_type(ScalarType.Float64));
         var positions = layer.DevicePositions(flat.numel(), _options.SampleSize, _options.Seed, dev);
         var sampled = flat.index_select(0, positions);
         return cat([stack(parts), sampled]);
@@ -157,7 +188,6 @@ internal sealed class StatisticsEngine : IDisposable
                 }
                 else
                 {
-                    capture.OnDevice = true;
                     deviceParts.Add(g.to_type(ScalarType.Float64).square().sum());
                     deviceParts.Add(p.detach().to_type(ScalarType.Float64).square().sum());
                     capture.DeviceSnapshots.Add((p, p.detach().clone().DetachFromDisposeScope()));
@@ -218,36 +248,35 @@ internal sealed class StatisticsEngine : IDisposable
     /// </summary>
     public void Collect(IReadOnlyList<MonitoredLayer> layers)
     {
-        var captures = layers.Select(l => l.PendingGradients).OfType<GradientCapture>().ToList();
-        var hostUpdates = UpdateSquares(captures.SelectMany(c => c.HostSnapshots.Select(s => (Capture: c, s.Parameter, s.Values))).ToList());
-        foreach (var c in captures) c.UpdateSquares = hostUpdates.GetValueOrDefault(c);
-
-        var packs = new List<Tensor>();
-        var updateLayers = new List<MonitoredLayer>();
-        using (var scope = NewDisposeScope())
-        using (var noGrad = no_grad())
-        {
-            foreach (var layer in layers)
-            {
-                var g = layer.PendingGradients;
-                if (g is null || !g.OnDevice) continue;
-                var parts = g.DeviceSnapshots.Select(s => (s.Parameter.detach().to_type(ScalarType.Float64) - s.Values.to_type(ScalarType.Float64)).square().sum()).ToList();
-                var update = parts.Count > 0 ? stack(parts).sum().reshape(1) : zeros(1, dtype: ScalarType.Float64, device: g.DevicePack!.device);
-                packs.Add(cat([g.DevicePack!, update]).DetachFromDisposeScope());
-                updateLayers.Add(layer);
-            }
-        }
-
         var all = new List<Tensor>(_activationPacks.Select(a => a.Pack));
-        all.AddRange(packs);
-        if (_lossPack is not null) all.Add(_lossPack);
-        if (all.Count > 0)
+        try
         {
+            var captures = layers.Select(l => l.PendingGradients).OfType<GradientCapture>().ToList();
+            var hostUpdates = UpdateSquares(captures.SelectMany(c => c.HostSnapshots.Select(s => (Capture: c, s.Parameter, s.Values))).ToList());
+            foreach (var c in captures) c.UpdateSquares = hostUpdates.GetValueOrDefault(c);
+
+            var updateLayers = new List<MonitoredLayer>();
+            using (var scope = NewDisposeScope())
+            using (var noGrad = no_grad())
+            {
+                foreach (var layer in layers)
+                {
+                    var g = layer.PendingGradients;
+                    if (g?.DevicePack is null) continue;
+                    var parts = g.DeviceSnapshots.Select(s => (s.Parameter.detach().to_type(ScalarType.Float64) - s.Values.to_type(ScalarType.Float64)).square().sum()).ToList();
+                    var update = parts.Count > 0 ? stack(parts).sum().reshape(1) : zeros(1, dtype: ScalarType.Float64, device: g.DevicePack.device);
+                    all.Add(cat([g.DevicePack, update]).DetachFromDisposeScope());
+                    updateLayers.Add(layer);
+                }
+            }
+            if (_lossPack is not null) all.Add(_lossPack);
+            if (all.Count == 0) return;
+
             double[] host;
             using (var scope = NewDisposeScope())
             {
                 var target = all[0].device;
-                var joined = cat(all.Select(t => t.device == target ? t : t.to(target)).ToList());
+                var joined = cat(all.Select(t => SameDevice(t.device, target) ? t : t.to(target)).ToList());
                 host = joined.cpu().data<double>().ToArray();
                 HostTransfers++;
             }
@@ -255,7 +284,7 @@ internal sealed class StatisticsEngine : IDisposable
             foreach (var (layer, pack, channels) in _activationPacks)
             {
                 int length = (int)pack.shape[0];
-                layer.Pending = ParseActivationPack(host.AsSpan(offset, length), channels);
+                layer.Pending = ParseActivationPack(host.AsSpan(offset, length), channels, layer);
                 offset += length;
             }
             foreach (var layer in updateLayers)
@@ -268,28 +297,44 @@ internal sealed class StatisticsEngine : IDisposable
             }
             if (_lossPack is not null) _loss = host[offset];
         }
-        foreach (var t in all) t.Dispose();
-        _activationPacks.Clear();
-        _lossPack = null;
+        finally
+        {
+            // Every pack of the step is released whatever happened, so a failed step leaks nothing into the next.
+            foreach (var t in all) t.Dispose();
+            _activationPacks.Clear();
+            _lossPack = null;
+        }
     }
 
     /// <summary>Per capture, the sum over its host parameters of (current - snapshot)^2; all parameters reduced in parallel.</summary>
-    private static unsafe Dictionary<GradientCapture, double> UpdateSquares(List<(GradientCapture Capture, TorchSharp.Modules.Parameter Parameter, float[] Values)> items)
+    private unsafe Dictionary<GradientCapture, double> UpdateSquares(List<(GradientCapture Capture, TorchSharp.Modules.Parameter Parameter, float[] Values)> items)
     {
+        // A parameter replaced or moved since RecordGradients (e.g. model.to(...)) cannot be compared: its update is NaN.
+        var result = new Dictionary<GradientCapture, double>();
+        foreach (var bad in items.Where(i => !Comparable(i.Parameter, i.Values.Length)).Select(i => i.Capture).Distinct().ToList())
+            result[bad] = double.NaN;
+        items = items.Where(i => !result.ContainsKey(i.Capture)).ToList();
         var pointers = items.Select(s => (IntPtr)Unsafe.AsPointer(ref MemoryMarshal.GetReference(MemoryMarshal.Cast<byte, float>(s.Parameter.bytes)))).ToArray();
         var parts = new double[items.Count];
         void Reduce(int i) => parts[i] = CpuNorms.SumSquaredDifference(new ReadOnlySpan<float>((void*)pointers[i], items[i].Values.Length), items[i].Values);
         if (items.Count > 1 && Environment.ProcessorCount > 1) Parallel.For(0, items.Count, Reduce);
         else for (int i = 0; i < items.Count; i++) Reduce(i);
-        var result = new Dictionary<GradientCapture, double>();
         for (int i = 0; i < items.Count; i++) result[items[i].Capture] = result.GetValueOrDefault(items[i].Capture) + parts[i];
         return result;
     }
 
-    /// <summary>Forgets the loss of the previous step (called when a new step starts).</summary>
-    public void ResetLoss() => _loss = null;
+    private bool Comparable(TorchSharp.Modules.Parameter p, int length) =>
+        !p.IsInvalid && UseCpuKernel(p) && p.is_contiguous() && p.numel() == length;
 
-    private static ActivationSummary ParseActivationPack(ReadOnlySpan<double> pack, bool channels)
+    /// <summary>Forgets the loss of the previous step (called when a new step starts).</summary>
+    public void ResetLoss()
+    {
+        _loss = null;
+        _lossPack?.Dispose();
+        _lossPack = null;
+    }
+
+    private static ActivationSummary ParseActivationPack(ReadOnlySpan<double> pack, bool channels, MonitoredLayer layer)
     {
         var s = new ActivationSummary
         {
@@ -306,9 +351,11 @@ internal sealed class StatisticsEngine : IDisposable
             Inf = (long)pack[10],
             ChannelSquaredMean = channels ? pack[11] : null,
             ChannelVariance = channels ? pack[12] : null,
+            Units = (long)pack[13],
+            DeadUnits = (long)pack[14],
         };
         var sampled = pack[ActivationScalars..];
-        s.Sample = new float[sampled.Length];
+        s.Sample = layer.SampleBuffer(sampled.Length);
         foreach (var v in sampled)
             if (double.IsFinite(v)) s.Sample[s.SampleCount++] = (float)v;
         return s;
@@ -320,5 +367,6 @@ internal sealed class StatisticsEngine : IDisposable
         _activationPacks.Clear();
         _lossPack?.Dispose();
         _lossPack = null;
+        foreach (var s in new[] { _zero, _one, _positiveInfinity, _negativeInfinity, _nearZero }) s.Dispose();
     }
 }

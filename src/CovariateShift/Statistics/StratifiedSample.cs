@@ -31,6 +31,26 @@ internal sealed class StratifiedSample
         }
     }
 
+    /// <summary>
+    /// A seed for (monitor seed, layer index, tensor length) that is the same in every process (unlike
+    /// <see cref="HashCode"/>, which .NET randomizes per process): SplitMix64 finalizers over the three values.
+    /// </summary>
+    public static int SeedFor(int seed, int layer, long length)
+    {
+        ulong h = Mix((ulong)(uint)seed);
+        h = Mix(h ^ (ulong)(uint)layer);
+        h = Mix(h ^ (ulong)length);
+        return (int)(h ^ (h >> 32));
+    }
+
+    private static ulong Mix(ulong z)
+    {
+        z += 0x9E3779B97F4A7C15UL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+        return z ^ (z >> 31);
+    }
+
     /// <summary>Number of elements of the tensor the positions are for.</summary>
     public long Length { get; }
 
