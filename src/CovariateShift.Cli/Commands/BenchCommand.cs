@@ -15,9 +15,9 @@ internal static class BenchCommand
         var models = new Option<string[]>("--models") { Description = "Models to measure: mlp (8x256 ReLU MLP), cnn (4-conv CNN with batch norm).", DefaultValueFactory = _ => ["mlp", "cnn"], AllowMultipleArgumentsPerToken = true };
         var every = new Option<int[]>("--record-every") { Description = "RecordEvery settings to measure.", DefaultValueFactory = _ => [1, 16], AllowMultipleArgumentsPerToken = true };
         var mlpPairs = new Option<int>("--mlp-pairs") { Description = "A/B pairs per MLP configuration (the median ratio is reported).", DefaultValueFactory = _ => 60 }.AtLeast(1);
-        var cnnPairs = new Option<int>("--cnn-pairs") { Description = "A/B pairs per CNN configuration.", DefaultValueFactory = _ => 12 }.AtLeast(1);
+        var cnnPairs = new Option<int>("--cnn-pairs") { Description = "A/B pairs per CNN configuration.", DefaultValueFactory = _ => 16 }.AtLeast(1);
         var mlpSteps = new Option<int>("--mlp-steps") { Description = "Timed MLP steps per block (rounded up to a multiple of record-every).", DefaultValueFactory = _ => 8 }.AtLeast(1);
-        var cnnSteps = new Option<int>("--cnn-steps") { Description = "Timed CNN steps per block (rounded up to a multiple of record-every).", DefaultValueFactory = _ => 2 }.AtLeast(1);
+        var cnnSteps = new Option<int>("--cnn-steps") { Description = "Timed CNN steps per block (rounded up to a multiple of record-every).", DefaultValueFactory = _ => 1 }.AtLeast(1);
         var grads = new Option<bool[]>("--gradients") { Description = "Monitored loop without (false) and/or with (true) RecordGradients() every step.", DefaultValueFactory = _ => [false, true], AllowMultipleArgumentsPerToken = true };
         var batch = new Option<int>("--batch-size") { Description = "Mini-batch size.", DefaultValueFactory = _ => 128 }.AtLeast(1);
         var device = new Option<string>("--device") { Description = "auto, cpu or cuda.", DefaultValueFactory = _ => "auto" };

@@ -54,17 +54,27 @@ internal static class CpuKernel
             for (int c = 0; c < units && c * blockLength < data.Length; c++)
                 shiftC[c] = FirstFinite(data.Slice(c * blockLength, blockLength));
             int blocks = data.Length / blockLength;
-            for (int b = 0; b < blocks; b++)
+            if (blockLength >= SmallBlock)
             {
-                var c = b % units;
-                acc.Sum = 0;
-                acc.SumSquares = 0;
-                long finiteBefore = acc.Finite, nearBefore = acc.NearZero;
-                Accumulate(data.Slice(b * blockLength, blockLength), shiftC[c], nearZero, saturation, ref acc);
-                sumC[c] += acc.Sum;
-                sumSqC[c] += acc.SumSquares;
-                finC[c] += acc.Finite - finiteBefore;
-                activeC[c] += blockLength - (acc.NearZero - nearBefore);
+                for (int b = 0; b < blocks; b++)
+                {
+                    var c = b % units;
+                    acc.Sum = 0;
+                    acc.SumSquares = 0;
+                    long finiteBefore = acc.Finite, nearBefore = acc.NearZero;
+                    Accumulate(data.Slice(b * blockLength, blockLength), shiftC[c], nearZero, saturation, ref acc);
+                    sumC[c] += acc.Sum;
+                    sumSqC[c] += acc.SumSquares;
+                    finC[c] += acc.Finite - finiteBefore;
+                    activeC[c] += blockLength - (acc.NearZero - nearBefore);
+                }
+            }
+            else
+            {
+                // Small spatial maps (e.g. 3x3 after pooling): one vectorized pass for the whole-tensor reductions, then a
+                // lean scalar pass per block for the per-channel moments and activity only.
+                Accumulate(data, FirstFinite(data), nearZero, saturation, ref acc);
+                SmallBlocks(data, units, blockLength, shiftC, nearZero, sumC, sumSqC, finC, activeC);
             }
             // Merge the per-channel moments: n = sum n_c, mean = sum n_c m_c / n, M2 = sum (M2_c + n_c (m_c - mean)^2).
             long n = 0;
@@ -116,6 +126,35 @@ internal static class CpuKernel
         result.Saturated = acc.Saturated;
         result.Nan = acc.Nan;
         result.Inf = acc.NonFinite - acc.Nan;
+    }
+
+    /// <summary>Blocks shorter than this use <see cref="SmallBlocks"/> for the per-channel sums.</summary>
+    private const int SmallBlock = 32;
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static void SmallBlocks(ReadOnlySpan<float> data, int units, int blockLength, float[] shiftC, float nearZero,
+        double[] sumC, double[] sumSqC, long[] finC, long[] activeC)
+    {
+        int blocks = data.Length / blockLength;
+        for (int b = 0; b < blocks; b++)
+        {
+            int c = b % units;
+            float shift = shiftC[c], sum = 0, sq = 0;
+            int finite = 0, active = 0;
+            foreach (var v in data.Slice(b * blockLength, blockLength))
+            {
+                float d = v - shift;
+                bool ok = float.IsFinite(v);
+                sum += ok ? d : 0;
+                sq += ok ? d * d : 0;
+                finite += ok ? 1 : 0;
+                active += Math.Abs(v) <= nearZero ? 0 : 1;
+            }
+            sumC[c] += sum;
+            sumSqC[c] += sq;
+            finC[c] += finite;
+            activeC[c] += active;
+        }
     }
 
     private static float FirstFinite(ReadOnlySpan<float> data)
