@@ -26,7 +26,7 @@ public sealed class OverheadBenchmark
     /// <summary>
     /// The benchmark models: "mlp" = 8 hidden layers of 256 ReLU units, He init, no normalization (17 hooked layers);
     /// "cnn" = 4 conv layers (32/64/128/256 channels, batch norm, ReLU, max-pooling) + global average pool + head
-    /// (14 hooked layers). Both take 1x28x28 Fashion-MNIST images.
+    /// (17 hooked layers). Both take 1x28x28 Fashion-MNIST images.
     /// </summary>
     public static ModelSpec SpecFor(string model) => model switch
     {
