@@ -294,7 +294,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
             InfCount: s.Inf,
             ChannelSquaredMean: s.ChannelSquaredMean,
             ChannelVariance: s.ChannelVariance,
-            Histogram: new Histogram(range.Low, range.High, counts));
+            Histogram: new Histogram(range.Low, range.High, Array.AsReadOnly(counts)));
     }
 
     private static ShiftMetrics? Compare(LayerStatistics? current, LayerStatistics? earlier)
