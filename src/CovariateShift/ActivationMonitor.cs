@@ -1,3 +1,4 @@
+using System.Collections.Immutable;
 using CovariateShift.Anomalies;
 using CovariateShift.Hooks;
 using CovariateShift.Records;
@@ -294,14 +295,14 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
             InfCount: s.Inf,
             ChannelSquaredMean: s.ChannelSquaredMean,
             ChannelVariance: s.ChannelVariance,
-            Histogram: new Histogram(range.Low, range.High, Array.AsReadOnly(counts)));
+            Histogram: new Histogram(range.Low, range.High, ImmutableArray.Create(counts)));
     }
 
     private static ShiftMetrics? Compare(LayerStatistics? current, LayerStatistics? earlier)
     {
         if (current is null || earlier is null) return null;
         var (a, b) = (current.Histogram, earlier.Histogram);
-        if (a.Low != b.Low || a.High != b.High || a.Counts.Count != b.Counts.Count) return null;
+        if (a.Low != b.Low || a.High != b.High || a.Counts.Length != b.Counts.Length) return null;
         return ShiftCalculator.Compute(current, earlier);
     }
 

@@ -1,3 +1,5 @@
+using System.Collections.Immutable;
+
 namespace CovariateShift.Records;
 
 /// <summary>
@@ -7,10 +9,10 @@ namespace CovariateShift.Records;
 /// The edges of a layer's histogram are chosen once (at the first recorded step) and then stay fixed, so
 /// histograms of one layer are comparable across steps.
 /// </summary>
-public sealed record Histogram(double Low, double High, IReadOnlyList<long> Counts)
+public sealed record Histogram(double Low, double High, ImmutableArray<long> Counts)
 {
     /// <summary>Number of interior bins (without underflow and overflow).</summary>
-    public int Bins => Counts.Count - 2;
+    public int Bins => Counts.Length - 2;
 
     /// <summary>Width of one interior bin.</summary>
     public double BinWidth => (High - Low) / Bins;

@@ -22,14 +22,14 @@ public static class ShiftCalculator
         ArgumentNullException.ThrowIfNull(earlier);
         var p = current.Histogram;
         var q = earlier.Histogram;
-        if (p.Counts.Count != q.Counts.Count || p.Low != q.Low || p.High != q.High)
+        if (p.Counts.Length != q.Counts.Length || p.Low != q.Low || p.High != q.High)
             throw new ArgumentException($"Histograms are not comparable: [{p.Low}, {p.High}) with {p.Bins} bins vs [{q.Low}, {q.High}) with {q.Bins} bins.");
         return new ShiftMetrics(
             MeanDrift: Math.Abs(current.Mean - earlier.Mean),
             VarianceRatio: current.Variance / (earlier.Variance + VarianceEpsilon),
-            KlDivergence: KlDivergence(p.Counts, q.Counts),
-            JensenShannon: JensenShannon(p.Counts, q.Counts),
-            Wasserstein1: Wasserstein1(p.Counts, q.Counts, p.BinWidth));
+            KlDivergence: KlDivergence(p.Counts.AsSpan(), q.Counts.AsSpan()),
+            JensenShannon: JensenShannon(p.Counts.AsSpan(), q.Counts.AsSpan()),
+            Wasserstein1: Wasserstein1(p.Counts.AsSpan(), q.Counts.AsSpan(), p.BinWidth));
     }
 
     /// <summary>
@@ -37,12 +37,12 @@ public static class ShiftCalculator
     /// (c_i + <see cref="KlPseudoCount"/>) / (n + K * <see cref="KlPseudoCount"/>). 0 for identical counts; NaN when either
     /// vector is empty (no values at all).
     /// </summary>
-    public static double KlDivergence(IReadOnlyList<long> p, IReadOnlyList<long> q)
+    public static double KlDivergence(ReadOnlySpan<long> p, ReadOnlySpan<long> q)
     {
         CheckSameLength(p, q);
         double np = Sum(p), nq = Sum(q);
         if (np == 0 || nq == 0) return double.NaN;
-        int k = p.Count;
+        int k = p.Length;
         double kl = 0;
         for (int i = 0; i < k; i++)
         {
@@ -57,13 +57,13 @@ public static class ShiftCalculator
     /// Jensen-Shannon divergence in bits: JS = H(m) - (H(p) + H(q)) / 2 with m = (p + q) / 2, on the normalized counts
     /// (no smoothing needed: always finite, symmetric, in [0, 1]). NaN when either vector is empty.
     /// </summary>
-    public static double JensenShannon(IReadOnlyList<long> p, IReadOnlyList<long> q)
+    public static double JensenShannon(ReadOnlySpan<long> p, ReadOnlySpan<long> q)
     {
         CheckSameLength(p, q);
         double np = Sum(p), nq = Sum(q);
         if (np == 0 || nq == 0) return double.NaN;
         double js = 0;
-        for (int i = 0; i < p.Count; i++)
+        for (int i = 0; i < p.Length; i++)
         {
             double pi = p[i] / np, qi = q[i] / nq, mi = (pi + qi) / 2;
             if (pi > 0) js += 0.5 * pi * Math.Log2(pi / mi);
@@ -78,12 +78,12 @@ public static class ShiftCalculator
     /// low edge and the overflow mass at the high edge (so consecutive positions are half a bin apart at both ends,
     /// a bin apart inside). NaN when either vector is empty.
     /// </summary>
-    public static double Wasserstein1(IReadOnlyList<long> p, IReadOnlyList<long> q, double binWidth)
+    public static double Wasserstein1(ReadOnlySpan<long> p, ReadOnlySpan<long> q, double binWidth)
     {
         CheckSameLength(p, q);
         double np = Sum(p), nq = Sum(q);
         if (np == 0 || nq == 0) return double.NaN;
-        int last = p.Count - 1;
+        int last = p.Length - 1;
         double fp = 0, fq = 0, w = 0;
         for (int i = 0; i < last; i++)
         {
@@ -95,16 +95,16 @@ public static class ShiftCalculator
         return w;
     }
 
-    private static double Sum(IReadOnlyList<long> c)
+    private static double Sum(ReadOnlySpan<long> c)
     {
         double s = 0;
         foreach (var v in c) s += v;
         return s;
     }
 
-    private static void CheckSameLength(IReadOnlyList<long> p, IReadOnlyList<long> q)
+    private static void CheckSameLength(ReadOnlySpan<long> p, ReadOnlySpan<long> q)
     {
-        if (p.Count != q.Count)
-            throw new ArgumentException($"Count vectors differ in length: {p.Count} vs {q.Count}.");
+        if (p.Length != q.Length)
+            throw new ArgumentException($"Count vectors differ in length: {p.Length} vs {q.Length}.");
     }
 }

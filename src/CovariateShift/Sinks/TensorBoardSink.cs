@@ -79,9 +79,9 @@ public sealed class TensorBoardSink : IStepSink
     private void Histogram(string tag, Histogram h, int step)
     {
         var values = new List<float>();
-        for (int i = 0; i < h.Counts.Count; i++)
+        for (int i = 0; i < h.Counts.Length; i++)
         {
-            double at = i == 0 ? h.Low : i == h.Counts.Count - 1 ? h.High : h.Edge(i - 1) + h.BinWidth / 2;
+            double at = i == 0 ? h.Low : i == h.Counts.Length - 1 ? h.High : h.Edge(i - 1) + h.BinWidth / 2;
             for (long c = 0; c < h.Counts[i]; c++) values.Add((float)at);
         }
         if (values.Count == 0) return;
