@@ -49,7 +49,7 @@ internal static class BenchCommand
                         results.Add(bench.Run(m, e,
                             pairs: mlp ? parse.GetValue(mlpPairs) : parse.GetValue(cnnPairs),
                             blockSteps: mlp ? parse.GetValue(mlpSteps) : parse.GetValue(cnnSteps),
-                            warmupSteps: mlp ? 32 : 4,
+                            warmupCycles: mlp ? 40 : 4,
                             gradients: g));
                     }
 

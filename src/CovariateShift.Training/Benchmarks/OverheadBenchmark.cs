@@ -56,15 +56,18 @@ public sealed class OverheadBenchmark
     /// <param name="recordEvery">The monitor's RecordEvery.</param>
     /// <param name="pairs">A/B pairs (at least 1).</param>
     /// <param name="blockSteps">Timed steps per block; rounded up to a multiple of <paramref name="recordEvery"/>.</param>
-    /// <param name="warmupSteps">Untimed steps of each copy before the first pair (rounded up to a multiple of <paramref name="recordEvery"/>).</param>
+    /// <param name="warmupCycles">Untimed recording cycles (of <paramref name="recordEvery"/> steps) of each copy before the
+    /// first pair and after the copies swap. The monitor's per-record code runs once per cycle, so it needs a few dozen
+    /// cycles before .NET's tiered JIT has compiled it for good; without them, the JIT's background work lands inside
+    /// the timed blocks of rarely recording runs.</param>
     /// <param name="gradients">Also call <c>RecordGradients()</c> every step (gradient norms, parameter snapshot, update size).</param>
-    public OverheadResult Run(string model, int recordEvery, int pairs, int blockSteps, int warmupSteps, bool gradients = true)
+    public OverheadResult Run(string model, int recordEvery, int pairs, int blockSteps, int warmupCycles, bool gradients = true)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(recordEvery, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(pairs, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(blockSteps, 1);
         blockSteps = RoundUp(blockSteps, recordEvery);
-        warmupSteps = RoundUp(Math.Max(1, warmupSteps), recordEvery);
+        int warmupSteps = Math.Max(1, warmupCycles) * recordEvery;
 
         var batches = PrepareBatches(8);
         var copies = new (nn.Module<Tensor, Tensor> Net, optim.Optimizer Optimizer)[2];
