@@ -121,6 +121,8 @@ public static class Checkpoint
                 _ => ReadTorchSharp(path),
             };
         }
+        // TorchSharp.PyBridge's unpickler reports pickle features it does not support with NotImplementedException:
+        // for the user that is an unreadable file like any other, so it is caught here too.
         catch (Exception ex) when (ex is IOException or FormatException or ArgumentException or InvalidOperationException or InvalidCastException or NotImplementedException or System.Text.Json.JsonException)
         {
             throw new InvalidDataException($"Checkpoint '{path}' could not be read as {format}: {ex.Message}", ex);
