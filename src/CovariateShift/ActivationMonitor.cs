@@ -64,6 +64,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         _engine = new StatisticsEngine(options);
         _log = options.Logger?.ForContext(Serilog.Core.Constants.SourceContextPropertyName, "CovariateShift");
         SkippedLayers = skipped;
+        Layers = layers.Select(l => l.Name).ToList().AsReadOnly();
         ArmHooks();   // step 0 is always recorded
     }
 
@@ -144,7 +145,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     }
 
     /// <summary>Dotted names of the monitored layers, in model order.</summary>
-    public IReadOnlyList<string> Layers => _layers.Select(l => l.Name).ToList();
+    public IReadOnlyList<string> Layers { get; }
 
     /// <summary>Leaf layers that could not be hooked, with the reason.</summary>
     public IReadOnlyList<string> SkippedLayers { get; }
