@@ -61,4 +61,26 @@ public sealed class GradientTests
         Assert.Equal(AnomalyKind.ExplodingGradient, Run(1e6f));
         Assert.Equal(AnomalyKind.NonFiniteGradient, Run(float.NaN));
     }
+
+    [Theory]
+    [InlineData(0)]
+    [InlineData(5)]
+    [InlineData(37)]
+    [InlineData(4096 * 3 + 29)]     // several chunks, an unrolled body and a tail
+    public void Norm_kernels_match_double_precision_sums(int length)
+    {
+        var rng = new Random(length + 1);
+        var a = Enumerable.Range(0, length).Select(_ => (float)(rng.NextDouble() * 4 - 2)).ToArray();
+        var b = Enumerable.Range(0, length).Select(_ => (float)(rng.NextDouble() * 4 - 2)).ToArray();
+        double squares = a.Sum(v => (double)v * v);
+        double differences = a.Zip(b, (x, y) => ((double)x - y) * ((double)x - y)).Sum();
+        // Float partial sums over chunks of 4,096 values: relative error well under 1e-5.
+        double tolerance = 1e-5 * Math.Max(1, squares);
+        Assert.InRange(CovariateShift.Statistics.CpuNorms.SumSquares(a), squares - tolerance, squares + tolerance);
+        var copy = new float[length];
+        Assert.InRange(CovariateShift.Statistics.CpuNorms.SumSquaresAndCopy(a, copy), squares - tolerance, squares + tolerance);
+        Assert.Equal(a, copy);
+        double dTolerance = 1e-5 * Math.Max(1, differences);
+        Assert.InRange(CovariateShift.Statistics.CpuNorms.SumSquaredDifference(a, b), differences - dTolerance, differences + dTolerance);
+    }
 }

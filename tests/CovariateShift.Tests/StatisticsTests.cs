@@ -172,4 +172,72 @@ public sealed class StatisticsTests
         Assert.Equal(2, second.Overflow);        // 2 (= high, right-open) and 7
         Assert.Equal(6, second.Total);
     }
+
+    public static TheoryData<string> SelectionCases => new() { "gaussian", "relu", "ties", "signed-zeros", "tiny-and-huge", "one", "equal" };
+
+    private static float[] SelectionData(string kind)
+    {
+        var rng = new Random(kind.Length * 7919);
+        float Gauss() => (float)(Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble()));
+        return kind switch
+        {
+            "gaussian" => Enumerable.Range(0, 2048).Select(_ => Gauss()).ToArray(),
+            "relu" => Enumerable.Range(0, 2048).Select(_ => Math.Max(0f, Gauss())).ToArray(),
+            "ties" => Enumerable.Range(0, 1999).Select(_ => (float)rng.Next(-3, 4) / 2).ToArray(),
+            "signed-zeros" => Enumerable.Range(0, 301).Select(i => i % 3 == 0 ? -0f : i % 3 == 1 ? 0f : -1e-30f).ToArray(),
+            "tiny-and-huge" => Enumerable.Range(0, 777).Select(_ => Gauss() * MathF.Pow(10, rng.Next(-38, 37))).ToArray(),
+            "one" => [3.25f],
+            "equal" => Enumerable.Repeat(-1.5f, 100).ToArray(),
+            _ => throw new ArgumentException(kind),
+        };
+    }
+
+    [Theory]
+    [MemberData(nameof(SelectionCases))]
+    public void Rank_selection_returns_the_order_statistics_of_a_full_sort(string kind)
+    {
+        var values = SelectionData(kind);
+        var before = values.ToArray();
+        var sorted = values.ToArray();
+        // -0 before +0, as the selection orders them.
+        Array.Sort(sorted, (a, b) => a != b ? a.CompareTo(b) : BitConverter.SingleToInt32Bits(a).CompareTo(BitConverter.SingleToInt32Bits(b)));
+        var ranks = new[] { sorted.Length - 1, 0, sorted.Length / 2, (int)(0.15 * (sorted.Length - 1)), (int)(0.85 * (sorted.Length - 1)), sorted.Length / 2 };
+        var selected = new float[ranks.Length];
+        CovariateShift.Statistics.SampleStatistics.SelectRanks(values, ranks, selected);
+        for (int i = 0; i < ranks.Length; i++)
+            Assert.Equal(BitConverter.SingleToInt32Bits(sorted[ranks[i]]), BitConverter.SingleToInt32Bits(selected[i]));
+        Assert.Equal(before, values);     // the sample is not reordered
+        // Percentiles: numpy's linear interpolation over the sorted values.
+        var p = CovariateShift.Statistics.SampleStatistics.Percentiles(values, [0.15, 0.5, 0.85]);
+        var asDoubles = sorted.Select(v => (double)v).ToArray();
+        Assert.Equal(Reference.Percentile(asDoubles, 0.15), p[0], 12);
+        Assert.Equal(Reference.Percentile(asDoubles, 0.50), p[1], 12);
+        Assert.Equal(Reference.Percentile(asDoubles, 0.85), p[2], 12);
+    }
+
+    [Fact]
+    public void Rank_selection_rejects_a_rank_outside_the_sample()
+    {
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => CovariateShift.Statistics.SampleStatistics.SelectRanks([1f, 2f], [2], new float[1]));
+        Assert.Contains("0..1", e.Message);
+    }
+
+    [Fact]
+    public void Histogram_bins_values_on_edges_and_outside_the_range_like_the_reference()
+    {
+        // Edges k/16 of 64 bins over [-1, 3) are exact in float; values on them, between them, below and above the range,
+        // and a length that leaves a tail for the scalar loop.
+        var values = Enumerable.Range(-40, 1101).Select(k => k / 256f - 0.5f)
+            .Concat([-1f, 3f, -1.0000001f, 2.9999998f, -7f, 9f, 0f, -0f]).ToArray();
+        var counts = CovariateShift.Statistics.SampleStatistics.Histogram(values, -1, 3, 64);
+        Assert.Equal(Reference.Histogram(values.Select(v => (double)v).ToArray(), -1, 3, 64), counts);
+        // The vectorized body and the scalar tail agree value by value.
+        var oneByOne = new long[66];
+        foreach (var v in values)
+        {
+            var single = CovariateShift.Statistics.SampleStatistics.Histogram([v], -1, 3, 64);
+            for (int b = 0; b < single.Length; b++) oneByOne[b] += single[b];
+        }
+        Assert.Equal(oneByOne, counts);
+    }
 }

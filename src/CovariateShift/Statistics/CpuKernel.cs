@@ -250,14 +250,42 @@ internal static class CpuKernel
     private static bool FastChunk(ReadOnlySpan<Vector<float>> chunk, Vector<float> vShift, Vector<float> vNear,
         Vector<float> vSatLo, Vector<float> vSatHi, bool bounded, ref Vector<float> vMin, ref Vector<float> vMax, ref Accumulator acc)
     {
+        // Two independent sets of accumulators (even and odd vectors), so consecutive adds do not wait on each other.
         var vSum = Vector<float>.Zero;
         var vSq = Vector<float>.Zero;
+        var vSum1 = Vector<float>.Zero;
+        var vSq1 = Vector<float>.Zero;
         var cNear = Vector<int>.Zero;
+        var cNear1 = Vector<int>.Zero;
         var cSat = Vector<int>.Zero;
         var min = vMin;
         var max = vMax;
-        foreach (var v in chunk)
+        var min1 = vMin;
+        var max1 = vMax;
+        int i = 0;
+        for (; i + 2 <= chunk.Length; i += 2)
         {
+            var v = chunk[i];
+            var w = chunk[i + 1];
+            var d = v - vShift;
+            var e = w - vShift;
+            vSum += d;
+            vSum1 += e;
+            vSq += d * d;
+            vSq1 += e * e;
+            min = Vector.Min(min, v);
+            min1 = Vector.Min(min1, w);
+            max = Vector.Max(max, v);
+            max1 = Vector.Max(max1, w);
+            cNear -= Vector.LessThanOrEqual(Vector.Abs(v), vNear);
+            cNear1 -= Vector.LessThanOrEqual(Vector.Abs(w), vNear);
+            if (bounded)
+                cSat -= Vector.BitwiseOr(Vector.LessThanOrEqual(v, vSatLo), Vector.GreaterThanOrEqual(v, vSatHi))
+                      + Vector.BitwiseOr(Vector.LessThanOrEqual(w, vSatLo), Vector.GreaterThanOrEqual(w, vSatHi));
+        }
+        for (; i < chunk.Length; i++)
+        {
+            var v = chunk[i];
             var d = v - vShift;
             vSum += d;
             vSq += d * d;
@@ -267,6 +295,11 @@ internal static class CpuKernel
             if (bounded)
                 cSat -= Vector.BitwiseOr(Vector.LessThanOrEqual(v, vSatLo), Vector.GreaterThanOrEqual(v, vSatHi));
         }
+        vSum += vSum1;
+        vSq += vSq1;
+        cNear += cNear1;
+        min = Vector.Min(min, min1);
+        max = Vector.Max(max, max1);
         double sum = HorizontalSum(vSum), sq = HorizontalSum(vSq);
         if (!double.IsFinite(sum) || !double.IsFinite(sq)) return false;
         vMin = min;
@@ -331,78 +364,83 @@ internal static class CpuKernel
     }
 }
 
-/// <summary>Vectorized sums of squares over float32 buffers, accumulated in double per chunk.</summary>
+/// <summary>
+/// Vectorized sums of squares over float32 buffers, accumulated in float per chunk of <see cref="ChunkVectors"/>
+/// vectors and in double across chunks. Four independent vector accumulators per loop, so the adds do not wait on
+/// each other (one accumulator would make the loop run at the latency of a vector add, not at memory speed).
+/// </summary>
 internal static class CpuNorms
 {
     private const int ChunkVectors = 512;
 
     /// <summary>Sum of x_i^2.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip tier-0 JIT (recorded steps can be rare)
-    public static double SumSquares(ReadOnlySpan<float> x)
-    {
-        var vectors = MemoryMarshal.Cast<float, Vector<float>>(x);
-        double total = 0;
-        for (int start = 0; start < vectors.Length; start += ChunkVectors)
-        {
-            var acc = Vector<float>.Zero;
-            foreach (var v in vectors.Slice(start, Math.Min(ChunkVectors, vectors.Length - start)))
-                acc += v * v;
-            total += Vector.Sum(acc);
-        }
-        for (int i = vectors.Length * Vector<float>.Count; i < x.Length; i++) total += (double)x[i] * x[i];
-        return total;
-    }
+    public static double SumSquares(ReadOnlySpan<float> x) => Reduce(x, default, x, copy: false, difference: false);
 
     /// <summary>Sum of x_i^2, copying x into <paramref name="copy"/> in the same pass.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip tier-0 JIT (recorded steps can be rare)
     public static double SumSquaresAndCopy(ReadOnlySpan<float> x, Span<float> copy)
     {
         if (copy.Length != x.Length) throw new ArgumentException($"Buffers differ in length: {x.Length} vs {copy.Length}.");
-        var vectors = MemoryMarshal.Cast<float, Vector<float>>(x);
-        var target = MemoryMarshal.Cast<float, Vector<float>>(copy);
-        double total = 0;
-        for (int start = 0; start < vectors.Length; start += ChunkVectors)
-        {
-            var acc = Vector<float>.Zero;
-            int end = Math.Min(vectors.Length, start + ChunkVectors);
-            for (int i = start; i < end; i++)
-            {
-                var v = vectors[i];
-                target[i] = v;
-                acc += v * v;
-            }
-            total += Vector.Sum(acc);
-        }
-        for (int i = vectors.Length * Vector<float>.Count; i < x.Length; i++)
-        {
-            copy[i] = x[i];
-            total += (double)x[i] * x[i];
-        }
-        return total;
+        return Reduce(x, copy, x, copy: true, difference: false);
     }
 
     /// <summary>Sum of (a_i - b_i)^2.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip tier-0 JIT (recorded steps can be rare)
     public static double SumSquaredDifference(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
     {
         if (a.Length != b.Length) throw new ArgumentException($"Buffers differ in length: {a.Length} vs {b.Length}.");
+        return Reduce(a, default, b, copy: false, difference: true);
+    }
+
+    /// <summary>Sum of (a_i - b_i)^2 when <paramref name="difference"/>, else of a_i^2 (then copying a into <paramref name="target"/> when <paramref name="copy"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip tier-0 JIT (recorded steps can be rare)
+    private static double Reduce(ReadOnlySpan<float> a, Span<float> target, ReadOnlySpan<float> b, bool copy, bool difference)
+    {
         var va = MemoryMarshal.Cast<float, Vector<float>>(a);
         var vb = MemoryMarshal.Cast<float, Vector<float>>(b);
+        var vt = MemoryMarshal.Cast<float, Vector<float>>(target);
         double total = 0;
         for (int start = 0; start < va.Length; start += ChunkVectors)
         {
-            var acc = Vector<float>.Zero;
+            var acc0 = Vector<float>.Zero;
+            var acc1 = Vector<float>.Zero;
+            var acc2 = Vector<float>.Zero;
+            var acc3 = Vector<float>.Zero;
             int end = Math.Min(va.Length, start + ChunkVectors);
-            for (int i = start; i < end; i++)
+            int i = start;
+            for (; i + 4 <= end; i += 4)
             {
-                var d = va[i] - vb[i];
-                acc += d * d;
+                Vector<float> x0 = va[i], x1 = va[i + 1], x2 = va[i + 2], x3 = va[i + 3];
+                if (copy)
+                {
+                    vt[i] = x0;
+                    vt[i + 1] = x1;
+                    vt[i + 2] = x2;
+                    vt[i + 3] = x3;
+                }
+                if (difference)
+                {
+                    x0 -= vb[i];
+                    x1 -= vb[i + 1];
+                    x2 -= vb[i + 2];
+                    x3 -= vb[i + 3];
+                }
+                acc0 += x0 * x0;
+                acc1 += x1 * x1;
+                acc2 += x2 * x2;
+                acc3 += x3 * x3;
             }
-            total += Vector.Sum(acc);
+            for (; i < end; i++)
+            {
+                var x = va[i];
+                if (copy) vt[i] = x;
+                if (difference) x -= vb[i];
+                acc0 += x * x;
+            }
+            total += Vector.Sum((acc0 + acc1) + (acc2 + acc3));
         }
         for (int i = va.Length * Vector<float>.Count; i < a.Length; i++)
         {
-            double d = (double)a[i] - b[i];
+            if (copy) target[i] = a[i];
+            double d = difference ? (double)a[i] - b[i] : a[i];
             total += d * d;
         }
         return total;

@@ -1,5 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace CovariateShift.Statistics;
 
@@ -8,12 +10,11 @@ internal static class SampleStatistics
 {
     /// <summary>
     /// Percentiles q (in [0, 1]) of <paramref name="values"/> (all finite), with numpy's default linear interpolation:
-    /// h = (n - 1) q, result = a[floor h] + (h - floor h) (a[floor h + 1] - a[floor h]) over the sorted values.
-    /// Sorts with a branch-free radix sort (three 11-bit passes over order-preserving integer keys): its cost does not
-    /// depend on the data, unlike comparison-based selection whose branches mispredict on random activations.
-    /// Reorders <paramref name="values"/>. Returns NaN for every q when the sample is empty.
+    /// h = (n - 1) q, result = a[floor h] + (h - floor h) (a[floor h + 1] - a[floor h]) over the sorted values a.
+    /// Only the order statistics a[floor h] and a[floor h + 1] are computed, exactly, by a radix select (see
+    /// <see cref="SelectRanks"/>); <paramref name="values"/> is left unchanged. Returns NaN for every q when the sample is empty.
     /// </summary>
-    public static double[] Percentiles(Span<float> values, ReadOnlySpan<double> q)
+    public static double[] Percentiles(ReadOnlySpan<float> values, ReadOnlySpan<double> q)
     {
         var result = new double[q.Length];
         int n = values.Length;
@@ -22,71 +23,208 @@ internal static class SampleStatistics
             Array.Fill(result, double.NaN);
             return result;
         }
-        RadixSort(values);
+        Span<int> ranks = q.Length <= 16 ? stackalloc int[2 * q.Length] : new int[2 * q.Length];
+        for (int j = 0; j < q.Length; j++)
+        {
+            int lo = (int)Math.Floor((n - 1) * q[j]);
+            ranks[2 * j] = lo;
+            ranks[2 * j + 1] = Math.Min(lo + 1, n - 1);
+        }
+        Span<float> order = q.Length <= 16 ? stackalloc float[2 * q.Length] : new float[2 * q.Length];
+        SelectRanks(values, ranks, order);
         for (int j = 0; j < q.Length; j++)
         {
             double h = (n - 1) * q[j];
             int lo = (int)Math.Floor(h);
-            int hi = Math.Min(lo + 1, n - 1);
-            result[j] = values[lo] + (h - lo) * ((double)values[hi] - values[lo]);
+            float a = order[2 * j], b = order[2 * j + 1];
+            result[j] = a + (h - lo) * ((double)b - a);
         }
         return result;
     }
 
-    /// <summary>Sorts finite floats ascending (LSD radix sort on order-preserving 32-bit keys, digits of 11, 11 and 10 bits).</summary>
+    /// <summary>
+    /// Writes to <paramref name="selected"/>[i] the value of rank <paramref name="ranks"/>[i] (0-based) in ascending order
+    /// of <paramref name="values"/> (finite floats; -0 sorts just before +0). A most-significant-digit radix select on
+    /// order-preserving 32-bit keys (digits of 11, 8, 8 and 5 bits): count the keys per digit, keep only the buckets
+    /// that hold a wanted rank, repeat on the next digit. Its cost is a few passes over the values whatever their
+    /// distribution (no comparison branches to mispredict), far less than sorting them.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip tier-0 JIT (recorded steps can be rare)
-    internal static void RadixSort(Span<float> values)
+    [SkipLocalsInit]
+    internal static void SelectRanks(ReadOnlySpan<float> values, ReadOnlySpan<int> ranks, Span<float> selected)
     {
-        const int Buckets = 2048;
         int n = values.Length;
-        var keys = MemoryMarshal.Cast<float, uint>(values);
-        var rented = System.Buffers.ArrayPool<uint>.Shared.Rent(n);
-        var scratch = rented.AsSpan(0, n);
-        Span<int> counts = stackalloc int[3 * Buckets];
-        counts.Clear();
-        for (int i = 0; i < n; i++)
+        if (selected.Length != ranks.Length) throw new ArgumentException($"{ranks.Length} ranks but room for {selected.Length} values.");
+        foreach (var r in ranks)
+            if ((uint)r >= (uint)n) throw new ArgumentOutOfRangeException(nameof(ranks), r, $"Ranks must be in 0..{n - 1}.");
+        if (ranks.IsEmpty) return;
+        if (ranks.Length > 64) throw new ArgumentException($"At most 64 ranks per call, got {ranks.Length}.");
+
+        // Ranks in ascending order, remembering where each answer goes.
+        int t = ranks.Length;
+        Span<int> sorted = stackalloc int[t];
+        Span<int> slot = stackalloc int[t];
+        for (int i = 0; i < t; i++)
         {
-            // Flip all bits of negative numbers and only the sign bit of positive ones: unsigned order = float order.
-            uint k = keys[i];
-            k ^= (uint)((int)k >> 31) | 0x8000_0000u;
-            keys[i] = k;
-            counts[(int)(k & 0x7FF)]++;
-            counts[Buckets + (int)((k >> 11) & 0x7FF)]++;
-            counts[2 * Buckets + (int)(k >> 22)]++;
-        }
-        Span<uint> from = keys, to = scratch;
-        for (int pass = 0; pass < 3; pass++)
-        {
-            var c = counts.Slice(pass * Buckets, Buckets);
-            int shift = pass * 11;
-            if (c[(int)((from[0] >> shift) & 0x7FF)] == n) continue;   // every key has the same digit: nothing to do
-            int sum = 0;
-            for (int b = 0; b < Buckets; b++)
+            int j = i;
+            while (j > 0 && sorted[j - 1] > ranks[i])
             {
-                int t = c[b];
-                c[b] = sum;
-                sum += t;
+                sorted[j] = sorted[j - 1];
+                slot[j] = slot[j - 1];
+                j--;
             }
-            foreach (var k in from) to[c[(int)((k >> shift) & 0x7FF)]++] = k;
-            var swap = from;
-            from = to;
-            to = swap;
+            sorted[j] = ranks[i];
+            slot[j] = i;
         }
-        for (int i = 0; i < n; i++)
+
+        // First digit straight from the float bits: count, find the buckets that hold the ranks, then gather those
+        // buckets' keys in one branch-free pass (keys of other buckets go to a discarded cell).
+        var bits = MemoryMarshal.Cast<float, uint>(values);
+        const int TopBuckets = 1 << 11;
+        Span<int> counts = stackalloc int[TopBuckets];
+        counts.Clear();
+        foreach (var u in bits) counts[(int)(Key(u) >> 21)]++;
+
+        Span<byte> region = stackalloc byte[TopBuckets];   // 0: not wanted, r: region r (1-based)
+        region.Clear();
+        Span<int> regionStart = stackalloc int[t + 2];
+        Span<int> regionBelow = stackalloc int[t + 1];
+        Span<int> rankRegion = stackalloc int[t];
+        int regions = 0, below = 0, next = 0, offset = 1;   // scratch[0] is the discarded cell
+        for (int b = 0; b < TopBuckets && next < t; b++)
         {
-            uint k = from[i];
-            k ^= (k & 0x8000_0000u) != 0 ? 0x8000_0000u : 0xFFFF_FFFFu;
-            keys[i] = k;
+            int c = counts[b];
+            if (c == 0 || sorted[next] >= below + c)
+            {
+                below += c;
+                continue;
+            }
+            regions++;
+            region[b] = (byte)regions;
+            regionStart[regions] = offset;
+            regionBelow[regions] = below;
+            offset += c;
+            while (next < t && sorted[next] < below + c) rankRegion[next++] = regions;
+            below += c;
         }
-        System.Buffers.ArrayPool<uint>.Shared.Return(rented);
+        regionStart[regions + 1] = offset;
+
+        int levels = DigitShifts.Length;
+        var rented = System.Buffers.ArrayPool<uint>.Shared.Rent(offset + (levels - 1) * n);
+        try
+        {
+            var scratch = rented.AsSpan();
+            Span<int> cursor = stackalloc int[regions + 1];
+            cursor[0] = 0;
+            for (int r = 1; r <= regions; r++) cursor[r] = regionStart[r];
+            foreach (var u in bits)
+            {
+                uint k = Key(u);
+                int r = region[(int)(k >> 21)];
+                scratch[cursor[r]] = k;
+                cursor[r] += r == 0 ? 0 : 1;
+            }
+
+            Span<uint> found = stackalloc uint[t];
+            Span<int> relative = stackalloc int[t];
+            var deeper = scratch[offset..];
+            for (int i = 0; i < t;)
+            {
+                int r = rankRegion[i], j = i;
+                while (j < t && rankRegion[j] == r)
+                {
+                    relative[j - i] = sorted[j] - regionBelow[r];
+                    j++;
+                }
+                var keys = scratch[regionStart[r]..regionStart[r + 1]];
+                Select(keys, 1, relative[..(j - i)], found[i..j], deeper);
+                i = j;
+            }
+            for (int i = 0; i < t; i++)
+            {
+                uint k = found[i];
+                k ^= (k & 0x8000_0000u) != 0 ? 0x8000_0000u : 0xFFFF_FFFFu;
+                selected[slot[i]] = BitConverter.UInt32BitsToSingle(k);
+            }
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<uint>.Shared.Return(rented);
+        }
+    }
+
+    /// <summary>Order-preserving key of a float's bits: all bits of negative numbers flipped, only the sign bit of others.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static uint Key(uint bits) => bits ^ ((uint)((int)bits >> 31) | 0x8000_0000u);
+
+    /// <summary>Digits of the radix select, most significant first: 11 bits (sign, exponent, 2 mantissa bits), then 8, 8 and 5.</summary>
+    private static ReadOnlySpan<byte> DigitShifts => [21, 13, 5, 0];
+    private static ReadOnlySpan<byte> DigitBits => [11, 8, 8, 5];
+
+    /// <summary>
+    /// One level past the first of <see cref="SelectRanks"/>: every key of <paramref name="keys"/> shares the digits above
+    /// <paramref name="level"/>; <paramref name="ranks"/> ascending, relative to <paramref name="keys"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    [SkipLocalsInit]
+    private static void Select(Span<uint> keys, int level, ReadOnlySpan<int> ranks, Span<uint> found, Span<uint> scratch)
+    {
+        if (level == DigitShifts.Length || keys.Length == 1 || keys.IndexOfAnyExcept(keys[0]) < 0)
+        {
+            // Every key left is the same (e.g. ReLU's zeros), or all 32 bits have been used.
+            found.Fill(keys[0]);
+            return;
+        }
+        int shift = DigitShifts[level];
+        int buckets = 1 << DigitBits[level];
+        uint mask = (uint)buckets - 1;
+        Span<int> counts = stackalloc int[buckets];
+        counts.Clear();
+        foreach (var k in keys) counts[(int)((k >> shift) & mask)]++;
+        Span<int> relative = stackalloc int[ranks.Length];
+        int i = 0, below = 0;
+        for (int b = 0; b < buckets && i < ranks.Length; b++)
+        {
+            int c = counts[b];
+            if (c == 0 || ranks[i] >= below + c)
+            {
+                below += c;
+                continue;
+            }
+            int j = i;
+            while (j < ranks.Length && ranks[j] < below + c)
+            {
+                relative[j - i] = ranks[j] - below;
+                j++;
+            }
+            if (c == keys.Length)
+                Select(keys, level + 1, relative[..(j - i)], found[i..j], scratch);   // one bucket holds everything
+            else
+            {
+                // Branch-free gather: every key is written, only those of bucket b advance the cursor (c < keys.Length,
+                // so the write at [c] stays inside scratch).
+                int m = 0;
+                foreach (var k in keys)
+                {
+                    scratch[m] = k;
+                    m += ((k >> shift) & mask) == (uint)b ? 1 : 0;
+                }
+                Select(scratch[..c], level + 1, relative[..(j - i)], found[i..j], scratch[c..]);
+            }
+            below += c;
+            i = j;
+        }
     }
 
     /// <summary>
     /// Counts <paramref name="values"/> into <paramref name="bins"/> equal bins over [low, high) plus underflow
-    /// (index 0, values &lt; low) and overflow (index bins + 1, values &gt;= high).
+    /// (index 0, values &lt; low) and overflow (index bins + 1, values &gt;= high). The bin of v is
+    /// floor(clamp((v - low) * bins / (high - low), -1, bins)) + 1, computed in double precision (four values at a time
+    /// with AVX).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip tier-0 JIT (recorded steps can be rare)
-    public static long[] Histogram(ReadOnlySpan<float> values, double low, double high, int bins)
+    [SkipLocalsInit]
+    public static unsafe long[] Histogram(ReadOnlySpan<float> values, double low, double high, int bins)
     {
         // Four interleaved count arrays: runs of equal values (e.g. ReLU zeros) would otherwise serialize on one counter.
         int stride = bins + 2;
@@ -94,12 +232,31 @@ internal static class SampleStatistics
         partial.Clear();
         double scale = bins / (high - low);
         int i = 0;
-        for (; i + 4 <= values.Length; i += 4)
+        if (Avx.IsSupported)
         {
-            partial[Bin(values[i], low, scale, bins)]++;
-            partial[stride + Bin(values[i + 1], low, scale, bins)]++;
-            partial[2 * stride + Bin(values[i + 2], low, scale, bins)]++;
-            partial[3 * stride + Bin(values[i + 3], low, scale, bins)]++;
+            var vLow = Vector256.Create(low);
+            var vScale = Vector256.Create(scale);
+            var vBelow = Vector256.Create(-1.0);
+            var vTop = Vector256.Create((double)bins);
+            var vOne = Vector128.Create(1);
+            Span<int> index = stackalloc int[8];
+            fixed (float* p = values)
+            fixed (int* bin = index)
+            {
+                for (; i + 8 <= values.Length; i += 8)
+                {
+                    Sse2.Store(bin, Sse2.Add(BinsOf(Sse.LoadVector128(p + i), vLow, vScale, vBelow, vTop), vOne));
+                    Sse2.Store(bin + 4, Sse2.Add(BinsOf(Sse.LoadVector128(p + i + 4), vLow, vScale, vBelow, vTop), vOne));
+                    partial[bin[0]]++;
+                    partial[stride + bin[1]]++;
+                    partial[2 * stride + bin[2]]++;
+                    partial[3 * stride + bin[3]]++;
+                    partial[bin[4]]++;
+                    partial[stride + bin[5]]++;
+                    partial[2 * stride + bin[6]]++;
+                    partial[3 * stride + bin[7]]++;
+                }
+            }
         }
         for (; i < values.Length; i++) partial[Bin(values[i], low, scale, bins)]++;
         var counts = new long[stride];
@@ -108,8 +265,16 @@ internal static class SampleStatistics
         return counts;
     }
 
+    /// <summary>floor(clamp((v - low) * scale, -1, top)) of four floats, in double precision (AVX).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector128<int> BinsOf(Vector128<float> v, Vector256<double> low, Vector256<double> scale, Vector256<double> below, Vector256<double> top)
+    {
+        var t = Avx.Multiply(Avx.Subtract(Avx.ConvertToVector256Double(v), low), scale);
+        return Avx.ConvertToVector128Int32WithTruncation(Avx.RoundToNegativeInfinity(Avx.Min(Avx.Max(t, below), top)));
+    }
+
     /// <summary>Bin index of <paramref name="v"/>: 0 below the range, bins + 1 at or above its end.</summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static int Bin(float v, double low, double scale, int bins)
     {
         double t = (v - low) * scale;
