@@ -41,9 +41,6 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
 {
     private static readonly double[] PercentileLevels = [0.15, 0.50, 0.85];
 
-    /// <summary>From this many layers on, a step's per-layer statistics are built in parallel.</summary>
-    private const int ParallelThreshold = 4;
-
     private readonly nn.Module _model;
     private readonly MonitorOptions _options;
     private readonly List<MonitoredLayer> _layers;
@@ -229,7 +226,9 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
             return null;
         }
 
-        // Per-layer work (percentiles, histogram, shift metrics) is independent plain C#: spread it over the cores.
+        // Per-layer work runs on the training thread. Spreading it over the thread pool gains nothing measurable: right
+        // after each operation libtorch's OpenMP workers keep spinning on the other cores, so pool threads compete with
+        // them (measured with covshift bench on 2 cores: equal without gradients, slower with them).
         var records = new LayerRecord[_layers.Count];
         var found = new List<Anomaly>[_layers.Count];
         void Build(int i)
@@ -243,8 +242,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
                 Gradients: layer.PendingGradients is { } g ? BuildGradients(g) : null);
             found[i] = AnomalyDetector.Detect(records[i], _options).ToList();
         }
-        if (_layers.Count >= ParallelThreshold && Environment.ProcessorCount > 1) Parallel.For(0, _layers.Count, Build);
-        else for (int i = 0; i < _layers.Count; i++) Build(i);
+        for (int i = 0; i < _layers.Count; i++) Build(i);
 
         var anomalies = new List<Anomaly>();
         for (int i = 0; i < _layers.Count; i++)

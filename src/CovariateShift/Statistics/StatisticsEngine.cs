@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using CovariateShift.Hooks;
 using TorchSharp;
@@ -159,13 +158,13 @@ internal sealed class StatisticsEngine : IDisposable
 
     /// <summary>
     /// Gradient and weight norms of every layer's own parameters, and a snapshot of the parameters for the update size.
-    /// CPU float32 parameters are read in place (the reductions of all parameters run in parallel); others use device ops.
+    /// CPU float32 parameters are read in place, in one pass over the gradient and one over the weights that also copies
+    /// them into the snapshot; others use device ops.
     /// </summary>
-    public unsafe void CaptureGradients(IReadOnlyList<MonitoredLayer> layers)
+    public void CaptureGradients(IReadOnlyList<MonitoredLayer> layers)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        var work = new List<(GradientCapture Capture, IntPtr Grad, IntPtr Weight, float[] Snapshot)>();
         foreach (var layer in layers)
         {
             GradientCapture? capture = null;
@@ -182,9 +181,8 @@ internal sealed class StatisticsEngine : IDisposable
                     var w = MemoryMarshal.Cast<byte, float>(p.bytes);
                     var buffer = layer.SnapshotBuffer(capture.HostSnapshots.Count, w.Length);
                     capture.HostSnapshots.Add((p, buffer));
-                    // The tensors stay alive until the end of this method (parameters and their grads are owned by the model).
-                    work.Add((capture, (IntPtr)Unsafe.AsPointer(ref MemoryMarshal.GetReference(MemoryMarshal.Cast<byte, float>(g.bytes))),
-                        (IntPtr)Unsafe.AsPointer(ref MemoryMarshal.GetReference(w)), buffer));
+                    capture.GradSquares += CpuNorms.SumSquares(MemoryMarshal.Cast<byte, float>(g.bytes));
+                    capture.WeightSquares += CpuNorms.SumSquaresAndCopy(w, buffer);
                 }
                 else
                 {
@@ -198,22 +196,6 @@ internal sealed class StatisticsEngine : IDisposable
                 capture.DevicePack = stack(deviceParts).reshape(-1, 2).sum(dim: 0).DetachFromDisposeScope();
             layer.PendingGradients?.Dispose();
             layer.PendingGradients = capture;
-        }
-
-        var sums = new (double Grad, double Weight)[work.Count];
-        void Reduce(int i)
-        {
-            var (_, grad, weight, snapshot) = work[i];
-            var g = new ReadOnlySpan<float>((void*)grad, snapshot.Length);
-            var w = new ReadOnlySpan<float>((void*)weight, snapshot.Length);
-            sums[i] = (CpuNorms.SumSquares(g), CpuNorms.SumSquaresAndCopy(w, snapshot));
-        }
-        if (work.Count > 1 && Environment.ProcessorCount > 1) Parallel.For(0, work.Count, Reduce);
-        else for (int i = 0; i < work.Count; i++) Reduce(i);
-        for (int i = 0; i < work.Count; i++)
-        {
-            work[i].Capture.GradSquares += sums[i].Grad;
-            work[i].Capture.WeightSquares += sums[i].Weight;
         }
     }
 
@@ -252,8 +234,7 @@ internal sealed class StatisticsEngine : IDisposable
         try
         {
             var captures = layers.Select(l => l.PendingGradients).OfType<GradientCapture>().ToList();
-            var hostUpdates = UpdateSquares(captures.SelectMany(c => c.HostSnapshots.Select(s => (Capture: c, s.Parameter, s.Values))).ToList());
-            foreach (var c in captures) c.UpdateSquares = hostUpdates.GetValueOrDefault(c);
+            foreach (var c in captures) c.UpdateSquares = HostUpdateSquares(c);
 
             var updateLayers = new List<MonitoredLayer>();
             using (var scope = NewDisposeScope())
@@ -306,21 +287,19 @@ internal sealed class StatisticsEngine : IDisposable
         }
     }
 
-    /// <summary>Per capture, the sum over its host parameters of (current - snapshot)^2; all parameters reduced in parallel.</summary>
-    private unsafe Dictionary<GradientCapture, double> UpdateSquares(List<(GradientCapture Capture, TorchSharp.Modules.Parameter Parameter, float[] Values)> items)
+    /// <summary>
+    /// Sum over the capture's host parameters of (current - snapshot)^2; NaN when a parameter was replaced or moved since
+    /// RecordGradients (e.g. model.to(...)) and cannot be compared.
+    /// </summary>
+    private double HostUpdateSquares(GradientCapture capture)
     {
-        // A parameter replaced or moved since RecordGradients (e.g. model.to(...)) cannot be compared: its update is NaN.
-        var result = new Dictionary<GradientCapture, double>();
-        foreach (var bad in items.Where(i => !Comparable(i.Parameter, i.Values.Length)).Select(i => i.Capture).Distinct().ToList())
-            result[bad] = double.NaN;
-        items = items.Where(i => !result.ContainsKey(i.Capture)).ToList();
-        var pointers = items.Select(s => (IntPtr)Unsafe.AsPointer(ref MemoryMarshal.GetReference(MemoryMarshal.Cast<byte, float>(s.Parameter.bytes)))).ToArray();
-        var parts = new double[items.Count];
-        void Reduce(int i) => parts[i] = CpuNorms.SumSquaredDifference(new ReadOnlySpan<float>((void*)pointers[i], items[i].Values.Length), items[i].Values);
-        if (items.Count > 1 && Environment.ProcessorCount > 1) Parallel.For(0, items.Count, Reduce);
-        else for (int i = 0; i < items.Count; i++) Reduce(i);
-        for (int i = 0; i < items.Count; i++) result[items[i].Capture] = result.GetValueOrDefault(items[i].Capture) + parts[i];
-        return result;
+        double total = 0;
+        foreach (var (parameter, values) in capture.HostSnapshots)
+        {
+            if (!Comparable(parameter, values.Length)) return double.NaN;
+            total += CpuNorms.SumSquaredDifference(MemoryMarshal.Cast<byte, float>(parameter.bytes), values);
+        }
+        return total;
     }
 
     private bool Comparable(TorchSharp.Modules.Parameter p, int length) =>
