@@ -179,4 +179,43 @@ public sealed class EdgeCaseTests
         }
         Assert.Equal([(0L, 0.0), (3L, 3.0), (6L, 6.0), (9L, 9.0)], means);
     }
+
+    [Theory]
+    [MemberData(nameof(Engines))]
+    public void Conv_outputs_with_long_blocks_non_finite_and_huge_values_match_a_double_computation(StatisticsEngineKind engine)
+    {
+        using var scope = NewDisposeScope();
+        // Blocks of 50 x 50 = 2,500 values: more than one 2,048-value chunk, and a tail past the last whole vector.
+        var x = randn([3, 4, 50, 50], generator: new Generator(7));
+        x[.., 1] = zeros(3, 50, 50);                        // channel 1 silent in every sample: one dead unit of 4
+        x[0, 0, 10, 10] = tensor(float.NaN);
+        x[2, 3, 49, 49] = tensor(float.PositiveInfinity);   // in a block's tail
+        x[1, 2, 0, 5] = tensor(float.NegativeInfinity);
+        x[0, 2] = x[0, 2] * 1e20f;                           // squares overflow float: that block takes the masked path
+        var s = Once(nn.Sequential(("id", nn.Identity())), x, new MonitorOptions { Engine = engine }, "id");
+
+        var all = TorchData.ToDoubles(x);
+        var finite = Reference.Finite(all);
+        Assert.Equal(all.Length, s.Count);
+        Assert.Equal(1, s.NanCount);
+        Assert.Equal(2, s.InfCount);
+        Assert.InRange(s.Mean / Reference.Mean(finite), 1 - 1e-6, 1 + 1e-6);
+        Assert.InRange(s.Std / Reference.Std(finite), 1 - 1e-6, 1 + 1e-6);
+        Assert.Equal(finite.Min(), s.Min);
+        Assert.Equal(finite.Max(), s.Max);
+        Assert.Equal(all.Count(v => Math.Abs(v) <= 0.05) / (double)all.Length, s.NearZeroFraction, 12);
+        Assert.Equal(0.25, s.DeadUnitFraction, 12);
+
+        // Brock et al. over the finite values of each channel: mean of the squared channel means and of the variances.
+        double sq = 0, variance = 0;
+        for (int c = 0; c < 4; c++)
+        {
+            var values = Enumerable.Range(0, 3).SelectMany(n => all.Skip((n * 4 + c) * 2500).Take(2500)).Where(double.IsFinite).ToArray();
+            double mean = values.Average();
+            sq += mean * mean / 4;
+            variance += values.Select(v => (v - mean) * (v - mean)).Average() / 4;
+        }
+        Assert.InRange(s.ChannelSquaredMean!.Value / sq, 1 - 1e-6, 1 + 1e-6);
+        Assert.InRange(s.ChannelVariance!.Value / variance, 1 - 1e-6, 1 + 1e-6);
+    }
 }

@@ -53,22 +53,8 @@ internal static class CpuKernel
             var activeC = new long[units];
             for (int c = 0; c < units && c * blockLength < data.Length; c++)
                 shiftC[c] = FirstFinite(data.Slice(c * blockLength, blockLength));
-            int blocks = data.Length / blockLength;
             if (blockLength >= SmallBlock)
-            {
-                for (int b = 0; b < blocks; b++)
-                {
-                    var c = b % units;
-                    acc.Sum = 0;
-                    acc.SumSquares = 0;
-                    long finiteBefore = acc.Finite, nearBefore = acc.NearZero;
-                    Accumulate(data.Slice(b * blockLength, blockLength), shiftC[c], nearZero, saturation, ref acc);
-                    sumC[c] += acc.Sum;
-                    sumSqC[c] += acc.SumSquares;
-                    finC[c] += acc.Finite - finiteBefore;
-                    activeC[c] += blockLength - (acc.NearZero - nearBefore);
-                }
-            }
+                Blocks(data, units, blockLength, shiftC, nearZero, saturation, ref acc, sumC, sumSqC, finC, activeC);
             else
             {
                 // Small spatial maps (e.g. 3x3 after pooling): one vectorized pass for the whole-tensor reductions, then a
@@ -126,6 +112,154 @@ internal static class CpuKernel
         result.Saturated = acc.Saturated;
         result.Nan = acc.Nan;
         result.Inf = acc.NonFinite - acc.Nan;
+    }
+
+    /// <summary>
+    /// Per-channel moments and activity of N x <paramref name="units"/> blocks of <paramref name="blockLength"/> elements,
+    /// plus the whole-tensor extremes and counts, in one pass. Each block (or each chunk of <see cref="ChunkLength"/>
+    /// elements of a long block) is summed in float vectors about its channel's shift and added to the channel's double
+    /// vectors without a horizontal reduction; extremes and counters stay in vectors for the whole tensor. So a block
+    /// costs a handful of vector operations beyond its elements (conv outputs have tens of thousands of blocks). A chunk
+    /// with NaN or Inf, or whose float sum of squares overflows, is redone by <see cref="MaskedChunk"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip tier-0 JIT (recorded steps can be rare)
+    private static void Blocks(ReadOnlySpan<float> data, int units, int blockLength, float[] shiftC, float nearZero,
+        SaturationBounds? saturation, ref Accumulator acc, double[] sumC, double[] sumSqC, long[] finC, long[] activeC)
+    {
+        int w = Vector<float>.Count;
+        bool bounded = saturation.HasValue;
+        float satLo = saturation?.Low ?? float.NegativeInfinity;
+        float satHi = saturation?.High ?? float.PositiveInfinity;
+        var vNear = new Vector<float>(nearZero);
+        var vSatLo = new Vector<float>(satLo);
+        var vSatHi = new Vector<float>(satHi);
+        var vMin = new Vector<float>(float.PositiveInfinity);
+        var vMax = new Vector<float>(float.NegativeInfinity);
+        var cSat = Vector<int>.Zero;
+        var sumV = new Vector<double>[units];
+        var sqV = new Vector<double>[units];
+        var nearC = new long[units];
+        var elementsC = new long[units];
+        int chunkVectors = ChunkLength / w;
+        int blocks = data.Length / blockLength;
+        int bodyVectors = blockLength / w;
+        for (int b = 0; b < blocks; b++)
+        {
+            int c = b % units;
+            var block = data.Slice(b * blockLength, blockLength);
+            var vectors = MemoryMarshal.Cast<float, Vector<float>>(block)[..bodyVectors];
+            var vShift = new Vector<float>(shiftC[c]);
+            var cNear = Vector<int>.Zero;
+            for (int start = 0; start < vectors.Length; start += chunkVectors)
+            {
+                var chunk = vectors.Slice(start, Math.Min(chunkVectors, vectors.Length - start));
+                var vSum = Vector<float>.Zero;
+                var vSq = Vector<float>.Zero;
+                var vSum1 = Vector<float>.Zero;
+                var vSq1 = Vector<float>.Zero;
+                var min = vMin;
+                var max = vMax;
+                var near = cNear;
+                var sat = cSat;
+                int i = 0;
+                for (; i + 2 <= chunk.Length; i += 2)
+                {
+                    var v = chunk[i];
+                    var u = chunk[i + 1];
+                    var d = v - vShift;
+                    var e = u - vShift;
+                    vSum += d;
+                    vSum1 += e;
+                    vSq += d * d;
+                    vSq1 += e * e;
+                    min = Vector.Min(min, Vector.Min(v, u));
+                    max = Vector.Max(max, Vector.Max(v, u));
+                    near -= Vector.LessThanOrEqual(Vector.Abs(v), vNear) + Vector.LessThanOrEqual(Vector.Abs(u), vNear);
+                    if (bounded)
+                        sat -= Vector.BitwiseOr(Vector.LessThanOrEqual(v, vSatLo), Vector.GreaterThanOrEqual(v, vSatHi))
+                             + Vector.BitwiseOr(Vector.LessThanOrEqual(u, vSatLo), Vector.GreaterThanOrEqual(u, vSatHi));
+                }
+                if (i < chunk.Length)
+                {
+                    var v = chunk[i];
+                    var d = v - vShift;
+                    vSum += d;
+                    vSq += d * d;
+                    min = Vector.Min(min, v);
+                    max = Vector.Max(max, v);
+                    near -= Vector.LessThanOrEqual(Vector.Abs(v), vNear);
+                    if (bounded)
+                        sat -= Vector.BitwiseOr(Vector.LessThanOrEqual(v, vSatLo), Vector.GreaterThanOrEqual(v, vSatHi));
+                }
+                vSum += vSum1;
+                vSq += vSq1;
+                long elements = (long)chunk.Length * w;
+                // x - x is 0 only for finite x: a NaN or Inf element, or an overflowing square, leaves vSq non-finite.
+                if (Vector.EqualsAll(vSq - vSq, Vector<float>.Zero))
+                {
+                    Vector.Widen(vSum, out var s0, out var s1);
+                    Vector.Widen(vSq, out var q0, out var q1);
+                    sumV[c] += s0 + s1;
+                    sqV[c] += q0 + q1;
+                    vMin = min;
+                    vMax = max;
+                    cNear = near;
+                    cSat = sat;
+                    finC[c] += elements;
+                    acc.Finite += elements;
+                }
+                else
+                {
+                    var part = Accumulator.Create();
+                    MaskedChunk(chunk, vShift, vNear, vSatLo, vSatHi, bounded, ref vMin, ref vMax, ref part);
+                    sumC[c] += part.Sum;
+                    sumSqC[c] += part.SumSquares;
+                    finC[c] += part.Finite;
+                    nearC[c] += part.NearZero;
+                    acc.Finite += part.Finite;
+                    acc.Saturated += part.Saturated;
+                    acc.Nan += part.Nan;
+                    acc.NonFinite += part.NonFinite;
+                }
+            }
+            nearC[c] += Vector.Sum(cNear);
+            elementsC[c] += blockLength;
+            // Elements past the last whole vector of the block.
+            float shift = shiftC[c];
+            foreach (var v in block[(bodyVectors * w)..])
+            {
+                if (float.IsFinite(v))
+                {
+                    double d = v - shift;
+                    sumC[c] += d;
+                    sumSqC[c] += d * d;
+                    finC[c]++;
+                    acc.Finite++;
+                    acc.Min = Math.Min(acc.Min, v);
+                    acc.Max = Math.Max(acc.Max, v);
+                }
+                else
+                {
+                    acc.NonFinite++;
+                    if (float.IsNaN(v)) acc.Nan++;
+                }
+                if (Math.Abs(v) <= nearZero) nearC[c]++;
+                if (bounded && (v <= satLo || v >= satHi)) acc.Saturated++;
+            }
+        }
+        for (int k = 0; k < w; k++)
+        {
+            acc.Min = Math.Min(acc.Min, vMin[k]);
+            acc.Max = Math.Max(acc.Max, vMax[k]);
+        }
+        acc.Saturated += Vector.Sum(cSat);
+        for (int c = 0; c < units; c++)
+        {
+            sumC[c] += Vector.Sum(sumV[c]);
+            sumSqC[c] += Vector.Sum(sqV[c]);
+            acc.NearZero += nearC[c];
+            activeC[c] += elementsC[c] - nearC[c];
+        }
     }
 
     /// <summary>Blocks shorter than this use <see cref="SmallBlocks"/> for the per-channel sums.</summary>
