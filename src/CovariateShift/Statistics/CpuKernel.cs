@@ -153,58 +153,13 @@ internal static class CpuKernel
             for (int start = 0; start < vectors.Length; start += chunkVectors)
             {
                 var chunk = vectors.Slice(start, Math.Min(chunkVectors, vectors.Length - start));
-                var vSum = Vector<float>.Zero;
-                var vSq = Vector<float>.Zero;
-                var vSum1 = Vector<float>.Zero;
-                var vSq1 = Vector<float>.Zero;
-                var min = vMin;
-                var max = vMax;
-                var near = cNear;
-                var sat = cSat;
-                int i = 0;
-                for (; i + 2 <= chunk.Length; i += 2)
-                {
-                    var v = chunk[i];
-                    var u = chunk[i + 1];
-                    var d = v - vShift;
-                    var e = u - vShift;
-                    vSum += d;
-                    vSum1 += e;
-                    vSq += d * d;
-                    vSq1 += e * e;
-                    min = Vector.Min(min, Vector.Min(v, u));
-                    max = Vector.Max(max, Vector.Max(v, u));
-                    near -= Vector.LessThanOrEqual(Vector.Abs(v), vNear) + Vector.LessThanOrEqual(Vector.Abs(u), vNear);
-                    if (bounded)
-                        sat -= Vector.BitwiseOr(Vector.LessThanOrEqual(v, vSatLo), Vector.GreaterThanOrEqual(v, vSatHi))
-                             + Vector.BitwiseOr(Vector.LessThanOrEqual(u, vSatLo), Vector.GreaterThanOrEqual(u, vSatHi));
-                }
-                if (i < chunk.Length)
-                {
-                    var v = chunk[i];
-                    var d = v - vShift;
-                    vSum += d;
-                    vSq += d * d;
-                    min = Vector.Min(min, v);
-                    max = Vector.Max(max, v);
-                    near -= Vector.LessThanOrEqual(Vector.Abs(v), vNear);
-                    if (bounded)
-                        sat -= Vector.BitwiseOr(Vector.LessThanOrEqual(v, vSatLo), Vector.GreaterThanOrEqual(v, vSatHi));
-                }
-                vSum += vSum1;
-                vSq += vSq1;
-                long elements = (long)chunk.Length * w;
-                // x - x is 0 only for finite x: a NaN or Inf element, or an overflowing square, leaves vSq non-finite.
-                if (Vector.EqualsAll(vSq - vSq, Vector<float>.Zero))
+                if (TryChunk(chunk, vShift, vNear, vSatLo, vSatHi, bounded, out var vSum, out var vSq, ref vMin, ref vMax, ref cNear, ref cSat))
                 {
                     Vector.Widen(vSum, out var s0, out var s1);
                     Vector.Widen(vSq, out var q0, out var q1);
                     sumV[c] += s0 + s1;
                     sqV[c] += q0 + q1;
-                    vMin = min;
-                    vMax = max;
-                    cNear = near;
-                    cSat = sat;
+                    long elements = (long)chunk.Length * w;
                     finC[c] += elements;
                     acc.Finite += elements;
                 }
@@ -376,48 +331,43 @@ internal static class CpuKernel
     }
 
     /// <summary>
-    /// The common case: every element finite and moderate. Accumulates in float without finiteness masks. NaN and Inf
-    /// propagate into the float sum of squares, which also overflows for |x| above ~1e19; a non-finite result therefore
-    /// means "use <see cref="MaskedChunk"/>" and nothing of this chunk is kept.
+    /// Float sums of (x - shift) and (x - shift)^2 over <paramref name="chunk"/>, with the extremes and the near-zero and
+    /// saturation counters carried in and out. Two independent sets of accumulators (even and odd vectors), so
+    /// consecutive adds do not wait on each other. Returns false, leaving the carried values untouched, when an element
+    /// is NaN or Inf or the float squares overflow (x - x is 0 only for finite x, and every element reaches the squares).
     /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip tier-0 JIT (recorded steps can be rare)
-    private static bool FastChunk(ReadOnlySpan<Vector<float>> chunk, Vector<float> vShift, Vector<float> vNear,
-        Vector<float> vSatLo, Vector<float> vSatHi, bool bounded, ref Vector<float> vMin, ref Vector<float> vMax, ref Accumulator acc)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static bool TryChunk(ReadOnlySpan<Vector<float>> chunk, Vector<float> vShift, Vector<float> vNear, Vector<float> vSatLo,
+        Vector<float> vSatHi, bool bounded, out Vector<float> sum, out Vector<float> squares,
+        ref Vector<float> vMin, ref Vector<float> vMax, ref Vector<int> near, ref Vector<int> saturated)
     {
-        // Two independent sets of accumulators (even and odd vectors), so consecutive adds do not wait on each other.
         var vSum = Vector<float>.Zero;
         var vSq = Vector<float>.Zero;
         var vSum1 = Vector<float>.Zero;
         var vSq1 = Vector<float>.Zero;
-        var cNear = Vector<int>.Zero;
-        var cNear1 = Vector<int>.Zero;
-        var cSat = Vector<int>.Zero;
         var min = vMin;
         var max = vMax;
-        var min1 = vMin;
-        var max1 = vMax;
+        var cNear = near;
+        var cSat = saturated;
         int i = 0;
         for (; i + 2 <= chunk.Length; i += 2)
         {
             var v = chunk[i];
-            var w = chunk[i + 1];
+            var u = chunk[i + 1];
             var d = v - vShift;
-            var e = w - vShift;
+            var e = u - vShift;
             vSum += d;
             vSum1 += e;
             vSq += d * d;
             vSq1 += e * e;
-            min = Vector.Min(min, v);
-            min1 = Vector.Min(min1, w);
-            max = Vector.Max(max, v);
-            max1 = Vector.Max(max1, w);
-            cNear -= Vector.LessThanOrEqual(Vector.Abs(v), vNear);
-            cNear1 -= Vector.LessThanOrEqual(Vector.Abs(w), vNear);
+            min = Vector.Min(min, Vector.Min(v, u));
+            max = Vector.Max(max, Vector.Max(v, u));
+            cNear -= Vector.LessThanOrEqual(Vector.Abs(v), vNear) + Vector.LessThanOrEqual(Vector.Abs(u), vNear);
             if (bounded)
                 cSat -= Vector.BitwiseOr(Vector.LessThanOrEqual(v, vSatLo), Vector.GreaterThanOrEqual(v, vSatHi))
-                      + Vector.BitwiseOr(Vector.LessThanOrEqual(w, vSatLo), Vector.GreaterThanOrEqual(w, vSatHi));
+                      + Vector.BitwiseOr(Vector.LessThanOrEqual(u, vSatLo), Vector.GreaterThanOrEqual(u, vSatHi));
         }
-        for (; i < chunk.Length; i++)
+        if (i < chunk.Length)
         {
             var v = chunk[i];
             var d = v - vShift;
@@ -429,21 +379,34 @@ internal static class CpuKernel
             if (bounded)
                 cSat -= Vector.BitwiseOr(Vector.LessThanOrEqual(v, vSatLo), Vector.GreaterThanOrEqual(v, vSatHi));
         }
-        vSum += vSum1;
-        vSq += vSq1;
-        cNear += cNear1;
-        min = Vector.Min(min, min1);
-        max = Vector.Max(max, max1);
-        double sum = HorizontalSum(vSum), sq = HorizontalSum(vSq);
-        if (!double.IsFinite(sum) || !double.IsFinite(sq)) return false;
+        sum = vSum + vSum1;
+        squares = vSq + vSq1;
+        if (!Vector.EqualsAll(squares - squares, Vector<float>.Zero)) return false;
         vMin = min;
         vMax = max;
-        acc.Sum += sum;
-        acc.SumSquares += sq;
-        long elements = (long)chunk.Length * Vector<float>.Count;
-        acc.Finite += elements;
-        acc.NearZero += Vector.Sum(cNear);
-        acc.Saturated += Vector.Sum(cSat);
+        near = cNear;
+        saturated = cSat;
+        return true;
+    }
+
+    /// <summary>
+    /// The common case: every element finite and moderate. Accumulates in float without finiteness masks. NaN and Inf
+    /// propagate into the float sum of squares, which also overflows for |x| above ~1e19; a non-finite result therefore
+    /// means "use <see cref="MaskedChunk"/>" and nothing of this chunk is kept.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip tier-0 JIT (recorded steps can be rare)
+    private static bool FastChunk(ReadOnlySpan<Vector<float>> chunk, Vector<float> vShift, Vector<float> vNear,
+        Vector<float> vSatLo, Vector<float> vSatHi, bool bounded, ref Vector<float> vMin, ref Vector<float> vMax, ref Accumulator acc)
+    {
+        var near = Vector<int>.Zero;
+        var sat = Vector<int>.Zero;
+        if (!TryChunk(chunk, vShift, vNear, vSatLo, vSatHi, bounded, out var vSum, out var vSq, ref vMin, ref vMax, ref near, ref sat))
+            return false;
+        acc.Sum += HorizontalSum(vSum);
+        acc.SumSquares += HorizontalSum(vSq);
+        acc.Finite += (long)chunk.Length * Vector<float>.Count;
+        acc.NearZero += Vector.Sum(near);
+        acc.Saturated += Vector.Sum(sat);
         return true;
     }
 
