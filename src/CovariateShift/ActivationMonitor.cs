@@ -249,7 +249,10 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         {
             var layer = _layers[i];
             anomalies.AddRange(found[i]);
-            if (records[i].Statistics is { } stats) layer.Previous = stats;
+            if (records[i].Statistics is { } stats)
+            {
+                layer.Previous = stats;
+            }
             else if (anyFired && !layer.WarnedNotCalled)
             {
                 layer.WarnedNotCalled = true;
@@ -269,7 +272,10 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         var sample = s.Sample.AsSpan(0, s.SampleCount);
         var percentiles = SampleStatistics.Percentiles(sample, PercentileLevels);
         (double Low, double High) range;
-        if (layer.HistogramRange is { } fixedRange) range = fixedRange;
+        if (layer.HistogramRange is { } fixedRange)
+        {
+            range = fixedRange;
+        }
         else
         {
             range = SampleStatistics.ChooseRange(s.Min, s.Max, layer.Saturation, layer.NonNegative);

@@ -77,7 +77,9 @@ public sealed record MonitorOptions
         if (TensorBoardHistogramEvery <= 0)
             throw new ArgumentOutOfRangeException(nameof(TensorBoardHistogramEvery), TensorBoardHistogramEvery, $"TensorBoardHistogramEvery must be positive; got {TensorBoardHistogramEvery}.");
         if (!(VanishingGradientThreshold >= 0) || !(ExplodingGradientThreshold > VanishingGradientThreshold))
+        {
             throw new ArgumentOutOfRangeException(nameof(ExplodingGradientThreshold), ExplodingGradientThreshold,
                 $"Gradient thresholds must satisfy 0 <= vanishing < exploding; got vanishing {VanishingGradientThreshold}, exploding {ExplodingGradientThreshold}.");
+        }
     }
 }

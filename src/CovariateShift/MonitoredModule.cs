@@ -16,7 +16,10 @@ namespace CovariateShift;
 /// </remarks>
 public sealed class MonitoredModule : nn.Module<Tensor, Tensor>
 {
+    // A registered submodule: TorchSharp takes the field name as its state_dict prefix ("model."), so no underscore.
+#pragma warning disable IDE1006
     private readonly nn.Module<Tensor, Tensor> model;
+#pragma warning restore IDE1006
     private readonly bool _advanceOnForward;
     private bool _stepOpen;
 

@@ -1,7 +1,7 @@
 using CovariateShift.Nn.Normalization;
 using TorchSharp;
-using static TorchSharp.torch;
 using static CovariateShift.Nn.Tests.TestTensors;
+using static TorchSharp.torch;
 
 namespace CovariateShift.Nn.Tests;
 

@@ -2,8 +2,8 @@ using CovariateShift.Nn.Models;
 using CovariateShift.Nn.Normalization;
 using TorchSharp;
 using TorchSharp.Modules;
-using static TorchSharp.torch;
 using static CovariateShift.Nn.Tests.TestTensors;
+using static TorchSharp.torch;
 
 namespace CovariateShift.Nn.Tests;
 

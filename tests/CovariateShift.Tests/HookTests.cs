@@ -10,8 +10,11 @@ namespace CovariateShift.Tests;
 /// <summary>A custom module with registered children, one of them a nested Sequential.</summary>
 internal sealed class Block : nn.Module<Tensor, Tensor>
 {
+    // Registered submodules: the field name is the module name (state_dict prefix), so no underscore.
+#pragma warning disable IDE1006
     private readonly nn.Module<Tensor, Tensor> fc;
     private readonly nn.Module<Tensor, Tensor> inner;
+#pragma warning restore IDE1006
     private readonly bool _forwardDirectly;
 
     public Block(bool forwardDirectly = false) : base(nameof(Block))

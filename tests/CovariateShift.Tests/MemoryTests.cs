@@ -3,6 +3,7 @@ using static TorchSharp.torch;
 
 namespace CovariateShift.Tests;
 
+[Trait("Category", "Slow")]
 public sealed class MemoryTests
 {
     [Theory]

@@ -21,6 +21,7 @@ namespace CovariateShift.Tests;
 /// of every layer over 8 independently initialized 30 × 512 networks; measured over 8 such groups of 8 (seeds 0..63),
 /// the averaged He variance stayed within 0.73× to 1.19× of the first layer and the log2 slope within ±0.02 per layer.
 /// </remarks>
+[Trait("Category", "Slow")]
 public sealed class SignalPropagationTests(ITestOutputHelper output)
 {
     private const int Depth = 30;

@@ -30,8 +30,11 @@ internal static class BenchCommand
         {
             var modelList = parse.GetValue(models)!.SelectMany(m => m.Split(',', StringSplitOptions.RemoveEmptyEntries)).ToArray();
             foreach (var m in modelList)
+            {
                 if (!OverheadBenchmark.Models.Contains(m))
                     throw new ArgumentException($"--models: unknown model '{m}'; expected {string.Join(", ", OverheadBenchmark.Models)}.");
+            }
+
             var everyList = parse.GetValue(every)!;
             foreach (var e in everyList)
                 if (e < 1) throw new ArgumentException($"--record-every must be at least 1; got {e}.");
@@ -42,7 +45,9 @@ internal static class BenchCommand
             var bench = new OverheadBenchmark(dev, data, parse.GetValue(batch), progress);
             var results = new List<OverheadResult>();
             foreach (var m in modelList)
+            {
                 foreach (var g in parse.GetValue(grads)!)
+                {
                     foreach (var e in everyList)
                     {
                         bool mlp = m == "mlp";
@@ -52,13 +57,18 @@ internal static class BenchCommand
                             warmupCycles: mlp ? 40 : 4,
                             gradients: g));
                     }
+                }
+            }
 
             Console.WriteLine($"device: {dev.type.ToString().ToLowerInvariant()}, batch {parse.GetValue(batch)}, threads {TorchSharp.torch.get_num_threads()}");
             Console.WriteLine("| model | record every | gradients | plain ms/step | monitored ms/step | ratio (median) | ratio IQR | pairs x steps |");
             Console.WriteLine("|---|---|---|---|---|---|---|---|");
             foreach (var r in results)
+            {
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"| {r.Model} | {r.RecordEvery} | {(r.Gradients ? "yes" : "no")} | {r.PlainMs:F2} | {r.MonitoredMs:F2} | {r.Ratio:F3} | {r.RatioQ1:F3}-{r.RatioQ3:F3} | {r.Pairs} x {r.StepsPerBlock} |"));
+            }
+
             if (parse.GetValue(json))
             {
                 var payload = new

@@ -63,7 +63,9 @@ public sealed class ImageDataset : IDisposable
             {
                 long start = b * batchSize, end = Math.Min(Count, start + batchSize);
                 if (order is null)
+                {
                     yield return (Images[(int)start..(int)end], Labels[(int)start..(int)end]);
+                }
                 else
                 {
                     using var idx = order[(int)start..(int)end];

@@ -74,9 +74,12 @@ public static class MnistFormat
     private static string Find(string directory, string stem)
     {
         if (!Directory.Exists(directory))
+        {
             throw new DirectoryNotFoundException(
                 $"Data directory '{directory}' does not exist. For Fashion-MNIST run scripts/bootstrap.sh (installs the Debian package dataset-fashion-mnist) " +
                 $"or set {FashionMnistVariable}; for MNIST give the directory holding the four idx files.");
+        }
+
         foreach (var candidate in new[] { stem + ".gz", stem })
         {
             var p = Path.Combine(directory, candidate);

@@ -17,9 +17,12 @@ public static class DeviceSelector
         if (n == "cuda" || n.StartsWith("cuda:", StringComparison.Ordinal))
         {
             if (!cuda.is_available())
+            {
                 throw new ArgumentException(
                     $"--device {name}: CUDA is not available here (torch.cuda.is_available() is false). This build's TorchSharp backend " +
                     "is the one chosen by -p:TorchBackend (cpu by default; build with -p:TorchBackend=cuda on a machine with an NVIDIA GPU), or use --device cpu.");
+            }
+
             return new Device(n);
         }
         throw new ArgumentException($"--device '{name}' is not a device; expected auto, cpu, cuda or cuda:N.");

@@ -28,30 +28,47 @@ public static class AnomalyDetector
         if (record.Statistics is { } s)
         {
             if (s.HasNonFinite)
+            {
                 yield return new Anomaly(step, layer, AnomalyKind.NonFiniteActivation, s.NanCount + s.InfCount,
                     $"{s.NanCount} NaN and {s.InfCount} Inf values in the output: check the learning rate, the input data and any log/division upstream; gradient clipping or normalization may help.");
+            }
+
             if (s.DeadUnitFraction > MajorityFraction)
+            {
                 yield return new Anomaly(step, layer, AnomalyKind.MostlyNearZero, s.DeadUnitFraction,
                     $"{s.DeadUnitFraction:P0} of the units are within {options.NearZeroThreshold} of zero for the whole batch: dead ReLUs or a collapsed signal. Check the initialization and learning rate; normalization before the activation or a leaky activation may help.");
+            }
+
             if (s.SaturatedFraction is > MajorityFraction)
+            {
                 yield return new Anomaly(step, layer, AnomalyKind.Saturated, s.SaturatedFraction.Value,
                     $"{s.SaturatedFraction:P0} of the outputs are saturated (gradients through them vanish): the pre-activations are too large; normalize before the activation or reduce the initialization scale.");
+            }
         }
         if (record.Shift is { } shift && double.IsFinite(shift.VarianceRatio) &&
             (shift.VarianceRatio < LowVarianceRatio || shift.VarianceRatio > HighVarianceRatio))
+        {
             yield return new Anomaly(step, layer, AnomalyKind.VarianceShift, shift.VarianceRatio,
                 $"Output variance changed by a factor {shift.VarianceRatio:G3} since the previous record: the layer's input distribution is moving (internal covariate shift). Consider a normalization layer or a lower learning rate.");
+        }
+
         if (record.Gradients is { } g)
         {
             if (g.IsNonFinite)
+            {
                 yield return new Anomaly(step, layer, AnomalyKind.NonFiniteGradient, g.GradNorm,
                     "The gradient is NaN or infinite: check the loss for NaN, lower the learning rate, clip gradients.");
+            }
             else if (g.GradNorm < options.VanishingGradientThreshold)
+            {
                 yield return new Anomaly(step, layer, AnomalyKind.VanishingGradient, g.GradNorm,
                     $"Gradient norm {g.GradNorm:G3} is below {options.VanishingGradientThreshold:G3}: this layer barely learns. Check saturating activations, initialization and depth; normalization or residual connections help.");
+            }
             else if (g.GradNorm > options.ExplodingGradientThreshold)
+            {
                 yield return new Anomaly(step, layer, AnomalyKind.ExplodingGradient, g.GradNorm,
                     $"Gradient norm {g.GradNorm:G3} is above {options.ExplodingGradientThreshold:G3}: lower the learning rate, clip gradients or add normalization.");
+            }
         }
     }
 

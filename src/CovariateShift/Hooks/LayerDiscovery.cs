@@ -32,9 +32,11 @@ internal static class LayerDiscovery
             leaves.Add((model.GetType().Name, model));
 
         if (leaves.Count == 0)
+        {
             throw new ArgumentException(
                 $"The model ({model.GetType().Name}) has no leaf layers to monitor. Expected a model whose layers are registered " +
                 "submodules (custom modules must call RegisterComponents() in their constructor).", nameof(model));
+        }
 
         var typeFilter = new HashSet<string>(options.LayerTypes, StringComparer.OrdinalIgnoreCase);
         var result = new List<(string, nn.Module<Tensor, Tensor>)>();

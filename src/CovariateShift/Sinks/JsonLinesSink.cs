@@ -101,7 +101,11 @@ public sealed class JsonLinesSink : IStepSink
             Number(w, "update_ratio", g.UpdateToWeightRatio);
             w.WriteEndObject();
         }
-        else w.WriteNull("grad");
+        else
+        {
+            w.WriteNull("grad");
+        }
+
         w.WriteEndObject();
     }
 

@@ -27,8 +27,10 @@ public sealed class SerilogSink : IStepSink
     public void Write(StepRecord record)
     {
         if (_log.IsEnabled(LogEventLevel.Debug))
+        {
             foreach (var layer in record.Layers)
                 LayerEvent(layer);
+        }
 
         if (_log.IsEnabled(LogEventLevel.Information))
         {

@@ -54,7 +54,9 @@ internal static class CpuKernel
             for (int c = 0; c < units && c * blockLength < data.Length; c++)
                 shiftC[c] = FirstFinite(data.Slice(c * blockLength, blockLength));
             if (blockLength >= SmallBlock)
+            {
                 Blocks(data, units, blockLength, shiftC, nearZero, saturation, ref acc, sumC, sumSqC, finC, activeC);
+            }
             else
             {
                 // Small spatial maps (e.g. 3x3 after pooling): one vectorized pass for the whole-tensor reductions, then a
@@ -364,8 +366,10 @@ internal static class CpuKernel
             max = Vector.Max(max, Vector.Max(v, u));
             cNear -= Vector.LessThanOrEqual(Vector.Abs(v), vNear) + Vector.LessThanOrEqual(Vector.Abs(u), vNear);
             if (bounded)
+            {
                 cSat -= Vector.BitwiseOr(Vector.LessThanOrEqual(v, vSatLo), Vector.GreaterThanOrEqual(v, vSatHi))
                       + Vector.BitwiseOr(Vector.LessThanOrEqual(u, vSatLo), Vector.GreaterThanOrEqual(u, vSatHi));
+            }
         }
         if (i < chunk.Length)
         {

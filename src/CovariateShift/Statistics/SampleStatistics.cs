@@ -198,7 +198,9 @@ internal static class SampleStatistics
                 j++;
             }
             if (c == keys.Length)
+            {
                 Select(keys, level + 1, relative[..(j - i)], found[i..j], scratch);   // one bucket holds everything
+            }
             else
             {
                 // Branch-free gather: every key is written, only those of bucket b advance the cursor (c < keys.Length,

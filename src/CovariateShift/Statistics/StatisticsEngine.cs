@@ -125,7 +125,10 @@ internal sealed class StatisticsEngine : IDisposable
             parts.Add(flat.le(low).logical_or(flat.ge(high)).sum().to_type(ScalarType.Float64));
         }
         else
+        {
             parts.Add(Value(0));
+        }
+
         parts.Add(flat.isnan().sum().to_type(ScalarType.Float64));
         parts.Add(flat.isinf().sum().to_type(ScalarType.Float64));
         if (channels)

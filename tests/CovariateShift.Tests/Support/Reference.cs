@@ -46,8 +46,11 @@ internal static class Reference
         {
             var values = new List<double>();
             for (int i = 0; i < n; i++)
+            {
                 for (int k = 0; k < hw; k++)
                     values.Add(v[(i * c + ch) * hw + k]);
+            }
+
             var m = values.Average();
             sq += m * m;
             var += values.Sum(x => (x - m) * (x - m)) / values.Count;

@@ -1,10 +1,12 @@
 using System.Diagnostics;
 using System.Text.Json;
 using CovariateShift.Training.Analysis;
+using CovariateShift.Tests.Support;
 
-namespace CovariateShift.Tests;
+namespace CovariateShift.Cli.Tests;
 
 /// <summary>A real crash: the covshift process is killed while the monitor writes metrics.jsonl every step.</summary>
+[Trait("Category", "Slow")]
 public sealed class KilledRunTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("covshift-kill-").FullName;
@@ -36,7 +38,10 @@ public sealed class KilledRunTests : IDisposable
         };
         foreach (var a in new[] { cli, "train", "--steps", "1000000", "--record-every", "1", "--model", "mlp", "--depth", "3", "--width", "64",
                      "--batch-size", "32", "--train-limit", "2000", "--test-limit", "100", "--log-every", "100000", "--out", outDir })
+        {
             start.ArgumentList.Add(a);
+        }
+
         using var process = Process.Start(start)!;
         process.OutputDataReceived += (_, _) => { };
         process.ErrorDataReceived += (_, _) => { };

@@ -9,7 +9,7 @@ using TorchSharp;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
 
-namespace CovariateShift.Tests;
+namespace CovariateShift.Training.Tests;
 
 /// <summary>The trainer on real Fashion-MNIST data: it learns, it records through the monitor, it is reproducible, and it stops on divergence.</summary>
 public sealed class TrainerTests(ITestOutputHelper output) : IDisposable
@@ -148,7 +148,7 @@ public sealed class TrainerTests(ITestOutputHelper output) : IDisposable
         var options = new TrainerOptions { Steps = 100, BatchSize = 64, LearningRate = 1e6, RecordEvery = 1, OutputDirectory = _dir, Logger = logger };
         var result = new Trainer(options).Train(model, Train2000.Value, Test1000.Value);
 
-        output.WriteLine($"diverged at {result.DivergedAtStep}; losses {string.Join(", ", result.Losses.Select(l => l.ToString("G4")))}");
+        output.WriteLine($"diverged at {result.DivergedAtStep}; losses {string.Join(", ", result.Losses.Select(l => l.ToString("G4", System.Globalization.CultureInfo.InvariantCulture)))}");
         output.WriteLine(result.DivergenceMessage);
         Assert.True(result.Diverged);
         var at = result.DivergedAtStep!.Value;

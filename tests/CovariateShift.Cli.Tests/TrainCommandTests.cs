@@ -8,7 +8,7 @@ using CovariateShift.Training.Data;
 using CovariateShift.Training.Training;
 using TorchSharp;
 
-namespace CovariateShift.Tests;
+namespace CovariateShift.Cli.Tests;
 
 /// <summary>
 /// <c>covshift train</c> run in-process through <see cref="CliApp.Run"/>, and the spec resolution behind its flags.
@@ -39,6 +39,7 @@ public sealed class TrainCommandTests : IDisposable
     }
 
     [Fact]
+    [Trait("Category", "Slow")]
     public void Several_norms_train_one_run_each_and_print_a_comparison_computed_from_their_metrics()
     {
         var outDir = Path.Combine(_dir, "compare");
