@@ -10,8 +10,8 @@ namespace CovariateShift.Statistics;
 /// <para>The buffer is cut into <em>segments</em>, each belonging to a <em>group</em>: for a flat layout ([N] or
 /// [N, features]) the whole buffer is one segment of one group; for a blocked layout ([N, C, ...]) every block of
 /// <c>blockLength</c> elements (one sample's map of one channel) is a segment of its channel's group. Every segment is
-/// reduced by the same chunk primitive (<see cref="Chunk"/>): runs of at most <see cref="ChunkLength"/> elements, float
-/// first, redone in double with masks (<see cref="MaskedChunk"/>) when the float result is not finite. A segment's
+/// reduced by the same chunk primitive (<see cref="Chunk"/>): runs of at most <see cref="ChunkLength"/> elements in whole
+/// vectors, float first, redone in double with masks (<see cref="MaskedChunk"/>) when the float result is not finite. A segment's
 /// last elements past its whole vectors go into one more vector, loaded so that it stays inside the buffer, whose other
 /// lanes are masked out; only a buffer shorter than one vector goes through the scalar tail (<see cref="Tail"/>).
 /// All partial moments of a group are about the group's pivot (its first finite value) and simply add; the groups'
@@ -211,21 +211,17 @@ internal static class CpuKernel
             {
                 int count = Math.Min(chunkVectors, bodyVectors - start);
                 bool last = start + count == bodyVectors;
-                if (!last || rest == 0)
+                bool partial = last && rest > 0;
+                var tail = Vector<float>.Zero;
+                var tailLanes = Vector<int>.Zero;
+                if (partial)
                 {
-                    Chunk(vectors.Slice(start, count), partial: false, default, default, vPivot, vNear, vSatLo, vSatHi, bounded,
-                        ref g, ref vMin, ref vMax, ref cSat, ref cNan);
+                    bool fits = offset + body + w <= data.Length;
+                    tail = new Vector<float>(data.Slice(fits ? offset + body : offset + segmentLength - w, w));
+                    tailLanes = fits ? firstLanes : lastLanes;
                 }
-                else if (offset + body + w <= data.Length)
-                {
-                    Chunk(vectors.Slice(start, count), partial: true, new Vector<float>(data.Slice(offset + body, w)), firstLanes,
-                        vPivot, vNear, vSatLo, vSatHi, bounded, ref g, ref vMin, ref vMax, ref cSat, ref cNan);
-                }
-                else
-                {
-                    Chunk(vectors.Slice(start, count), partial: true, new Vector<float>(data.Slice(offset + segmentLength - w, w)),
-                        lastLanes, vPivot, vNear, vSatLo, vSatHi, bounded, ref g, ref vMin, ref vMax, ref cSat, ref cNan);
-                }
+                Chunk(vectors.Slice(start, count), partial, tail, tailLanes, vPivot, vNear, vSatLo, vSatHi, bounded, ref g,
+                    ref vMin, ref vMax, ref cSat, ref cNan);
                 if (last) break;
             }
         }
