@@ -6,8 +6,8 @@ namespace CovariateShift.Tests;
 
 /// <summary>
 /// <see cref="CpuKernel"/>'s one reduction path across its boundaries: blocks shorter and longer than a vector (8 floats
-/// here) and than the old small-block limit (32), blocks longer than a float chunk (2,048), buffers with a partial last
-/// vector and buffers shorter than one vector, flat and 4-D; each with normal data, NaN, ±Inf, values whose squares
+/// here) and than the gathering limit (32), blocks longer than a float chunk (2,048), gathered runs over several tiles,
+/// buffers with a partial last vector and buffers shorter than one vector, flat and 4-D; each with normal data, NaN, ±Inf, values whose squares
 /// overflow float (1e20) and a large offset with a small spread. Every field of the summary is checked against a plain
 /// double-precision computation over the same float values.
 /// </summary>
@@ -28,6 +28,10 @@ public sealed class CpuKernelPathTests
         [3, 5, 1, 2049],     // 2,049: a whole chunk of vectors and one element
         [2, 3, 1, 4101],     // two chunks and a partial vector per block
         [1, 5, 1, 1],        // five elements: shorter than one vector (the scalar tail)
+        [20, 3, 1, 1],       // blocks shorter than 32 are gathered per channel: runs of two vectors and four elements
+        [40, 7, 5, 5],       // 25: gathered runs of 1,000
+        [700, 2, 1, 3],      // gathered in two tiles, runs of a chunk of vectors and a partial vector
+        [5, 4000, 1, 1],     // many channels: tiles of four samples
         [1],
         [5],
         [9],
@@ -217,12 +221,15 @@ public sealed class CpuKernelPathTests
     /// <summary>Brock et al.'s channel statistics over the finite values of each channel, channels without any left out.</summary>
     private static (double SquaredMean, double Variance) ChannelStatistics(double[] all, int[] shape)
     {
+        var channels = new List<double>[shape[1]];
+        for (int c = 0; c < channels.Length; c++) channels[c] = [];
+        for (int i = 0; i < all.Length; i++)
+            if (double.IsFinite(all[i])) channels[UnitOf(i, shape)].Add(all[i]);
         double squaredMean = 0, variance = 0;
         int used = 0;
-        for (int c = 0; c < shape[1]; c++)
+        foreach (var channel in channels.Where(c => c.Count > 0))
         {
-            var values = Reference.Finite(all.Where((_, i) => UnitOf(i, shape) == c));
-            if (values.Length == 0) continue;
+            var values = channel.ToArray();
             double m = Reference.Mean(values), sd = Reference.Std(values);
             squaredMean += m * m;
             variance += sd * sd;
