@@ -6,36 +6,39 @@ namespace CovariateShift.Statistics;
 
 /// <summary>
 /// One vectorized pass over a contiguous float32 buffer (a CPU tensor's own memory, no copy) that computes every
-/// exact reduction of <see cref="ActivationSummary"/>. Partial sums are kept in float vectors for at most
-/// <see cref="ChunkLength"/> elements and then added to double accumulators, so rounding stays at float
-/// precision per chunk and double precision overall.
+/// exact reduction of <see cref="ActivationSummary"/>, with one reduction path for every layout.
+/// <para>The buffer is cut into <em>segments</em>, each belonging to a <em>group</em>: for a flat layout ([N] or
+/// [N, features]) the whole buffer is one segment of one group; for a blocked layout ([N, C, ...]) every block of
+/// <c>blockLength</c> elements (one sample's map of one channel) is a segment of its channel's group. Every segment is
+/// reduced by the same chunk primitive (<see cref="Chunk"/>): runs of at most <see cref="ChunkLength"/> elements in whole
+/// vectors, float first, redone in double with masks (<see cref="MaskedChunk"/>) when the float result is not finite. A segment's
+/// last elements past its whole vectors go into one more vector, loaded so that it stays inside the buffer, whose other
+/// lanes are masked out. Blocks shorter than <see cref="GatherBelow"/> are first gathered per group into contiguous runs.
+/// Only a buffer shorter than one vector goes through the scalar tail (<see cref="Tail"/>).
+/// All partial moments of a group are about the group's pivot (its first finite value) and simply add; the groups'
+/// moments are combined with one Chan merge (<see cref="Moments.Merge"/>).</para>
 /// </summary>
 internal static class CpuKernel
 {
+    /// <summary>Most elements summed in float vectors before the sums are added to double vectors.</summary>
     private const int ChunkLength = 2048;
 
-    internal struct Accumulator
-    {
-        public double Sum;
-        public double SumSquares;
-        public float Min;
-        public float Max;
-        public long Finite;
-        public long NearZero;
-        public long Saturated;
-        public long Nan;
-        public long NonFinite;
+    /// <summary>
+    /// Blocks shorter than this are gathered per group into contiguous runs before they are reduced: a segment costs a
+    /// few dozen instructions beyond its elements (measured: 3x3 blocks ~1.4x and 1x1 blocks ~4x faster gathered).
+    /// </summary>
+    private const int GatherBelow = 32;
 
-        public static Accumulator Create() => new() { Min = float.PositiveInfinity, Max = float.NegativeInfinity };
-    }
+    /// <summary>Most floats of the samples whose short blocks are gathered together (64 KB, cache-resident).</summary>
+    private const int GatherTile = 16384;
 
     /// <summary>
     /// Summarizes <paramref name="data"/>, a contiguous [N, units, ...] buffer. When <paramref name="blockLength"/> &gt; 0
     /// the buffer is N x <paramref name="units"/> blocks of <paramref name="blockLength"/> elements (one block per sample
-    /// and channel, e.g. H*W); each channel's moments are then taken about its own first value and merged (Chan et al.),
-    /// so a channel whose spread is tiny next to its offset keeps its variance. Otherwise the buffer is rows of
-    /// <paramref name="units"/> features (or one unit when <paramref name="units"/> is 1). Brock et al.'s channel
-    /// statistics are filled when <paramref name="channelStatistics"/> is set (4-D outputs).
+    /// and channel, e.g. H*W); each channel's moments are then taken about its own first finite value and the channels
+    /// merged (Chan et al.), so a channel whose spread is tiny next to its offset keeps its variance. Otherwise the buffer
+    /// is rows of <paramref name="units"/> features (or one unit when <paramref name="units"/> is 1). Brock et al.'s
+    /// channel statistics are filled when <paramref name="channelStatistics"/> is set (4-D outputs).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip tier-0 JIT (recorded steps can be rare)
     public static void Summarize(ReadOnlySpan<float> data, int units, int blockLength, bool channelStatistics, float nearZero,
@@ -43,216 +46,407 @@ internal static class CpuKernel
     {
         result.Count = data.Length;
         result.Units = units;
-        var acc = Accumulator.Create();
-        if (blockLength > 0)
+        bool blocked = blockLength > 0;
+        int segmentLength = blocked ? blockLength : data.Length;
+        int segments = segmentLength > 0 ? data.Length / segmentLength : 0;
+        var groups = new Group[blocked ? Math.Max(units, 0) : 1];
+        for (int c = 0; c < groups.Length; c++)
         {
-            var shiftC = new float[units];
-            var sumC = new double[units];
-            var sumSqC = new double[units];
-            var finC = new long[units];
-            var activeC = new long[units];
-            for (int c = 0; c < units && c * blockLength < data.Length; c++)
-                shiftC[c] = FirstFinite(data.Slice(c * blockLength, blockLength));
-            if (blockLength >= SmallBlock)
-            {
-                Blocks(data, units, blockLength, shiftC, nearZero, saturation, ref acc, sumC, sumSqC, finC, activeC);
-            }
-            else
-            {
-                // Small spatial maps (e.g. 3x3 after pooling): one vectorized pass for the whole-tensor reductions, then a
-                // lean scalar pass per block for the per-channel moments and activity only.
-                Accumulate(data, FirstFinite(data), nearZero, saturation, ref acc);
-                SmallBlocks(data, units, blockLength, shiftC, nearZero, sumC, sumSqC, finC, activeC);
-            }
-            // Merge the per-channel moments: n = sum n_c, mean = sum n_c m_c / n, M2 = sum (M2_c + n_c (m_c - mean)^2).
-            long n = 0;
-            double weighted = 0;
-            var meanC = new double[units];
-            var m2C = new double[units];
-            for (int c = 0; c < units; c++)
-            {
-                if (finC[c] == 0) continue;
-                var m = sumC[c] / finC[c];
-                meanC[c] = shiftC[c] + m;
-                m2C[c] = Math.Max(0.0, sumSqC[c] - m * sumC[c]);
-                n += finC[c];
-                weighted += finC[c] * meanC[c];
-            }
-            double mean = n > 0 ? weighted / n : 0, m2 = 0, sqMean = 0, varMean = 0;
-            int used = 0;
-            for (int c = 0; c < units; c++)
-            {
-                if (finC[c] == 0) continue;
-                m2 += m2C[c] + finC[c] * (meanC[c] - mean) * (meanC[c] - mean);
-                sqMean += meanC[c] * meanC[c];
-                varMean += m2C[c] / finC[c];
-                used++;
-            }
-            result.Shift = mean;
-            result.ShiftedSum = 0;
-            result.ShiftedSumSquares = m2;
-            result.DeadUnits = activeC.Count(a => a == 0);
-            result.ChannelSquaredMean = channelStatistics ? (used > 0 ? sqMean / used : double.NaN) : null;
-            result.ChannelVariance = channelStatistics ? (used > 0 ? varMean / used : double.NaN) : null;
+            groups[c].Pivot = FirstFinite(data, c, segmentLength, groups.Length, segments);
+            // Segments c, c + groups, c + 2 groups, ...
+            groups[c].Elements = (long)(segments / groups.Length + (c < segments % groups.Length ? 1 : 0)) * segmentLength;
         }
-        else
-        {
-            float shift = FirstFinite(data);
-            Accumulate(data, shift, nearZero, saturation, ref acc);
-            result.Shift = shift;
-            result.ShiftedSum = acc.Sum;
-            result.ShiftedSumSquares = acc.SumSquares;
-            result.DeadUnits = units > 1 ? DeadFeatures(data, units, nearZero) : (acc.NearZero == data.Length && data.Length > 0 ? 1 : 0);
-            result.ChannelSquaredMean = null;
-            result.ChannelVariance = null;
-        }
+        var whole = WholeTensor.Create();
+        Reduce(data, segmentLength, segments, groups, nearZero, saturation, ref whole);
 
-        result.FiniteCount = acc.Finite;
-        result.Min = acc.Finite > 0 ? acc.Min : double.NaN;
-        result.Max = acc.Finite > 0 ? acc.Max : double.NaN;
-        result.NearZero = acc.NearZero;
-        result.Saturated = acc.Saturated;
-        result.Nan = acc.Nan;
-        result.Inf = acc.NonFinite - acc.Nan;
+        // One Chan merge over the groups' moments; Brock et al.'s statistics from the same per-channel moments.
+        var total = Moments.Empty;
+        double squaredMeans = 0, variances = 0;
+        long near = 0, nonFinite = 0;
+        int used = 0, dead = 0;
+        foreach (ref readonly var g in groups.AsSpan())
+        {
+            var m = g.Moments();
+            total = Moments.Merge(total, m);
+            long groupNear = g.NearZero();
+            near += groupNear;
+            nonFinite += g.NonFinite;
+            if (groupNear == g.Elements) dead++;
+            if (m.Count == 0) continue;
+            squaredMeans += m.Mean * m.Mean;
+            variances += m.M2 / m.Count;
+            used++;
+        }
+        result.Shift = total.Pivot;
+        result.ShiftedSum = total.Sum;
+        result.ShiftedSumSquares = total.Squares;
+        if (blocked)
+            result.DeadUnits = dead;
+        else
+            result.DeadUnits = units > 1 ? DeadFeatures(data, units, nearZero) : (near == data.Length && data.Length > 0 ? 1 : 0);
+        bool channels = blocked && channelStatistics;
+        result.ChannelSquaredMean = channels ? (used > 0 ? squaredMeans / used : double.NaN) : null;
+        result.ChannelVariance = channels ? (used > 0 ? variances / used : double.NaN) : null;
+
+        result.FiniteCount = total.Count;
+        result.Min = total.Count > 0 ? whole.Min : double.NaN;
+        result.Max = total.Count > 0 ? whole.Max : double.NaN;
+        result.NearZero = near;
+        result.Saturated = whole.Saturated;
+        result.Nan = whole.Nan;
+        result.Inf = nonFinite - whole.Nan;
     }
 
     /// <summary>
-    /// Per-channel moments and activity of N x <paramref name="units"/> blocks of <paramref name="blockLength"/> elements,
-    /// plus the whole-tensor extremes and counts, in one pass. Each block (or each chunk of <see cref="ChunkLength"/>
-    /// elements of a long block) is summed in float vectors about its channel's shift and added to the channel's double
-    /// vectors without a horizontal reduction; extremes and counters stay in vectors for the whole tensor. So a block
-    /// costs a handful of vector operations beyond its elements (conv outputs have tens of thousands of blocks). A chunk
-    /// with NaN or Inf, or whose float sum of squares overflows, is redone by <see cref="MaskedChunk"/>.
+    /// Moments of a set of finite values about a pivot: <see cref="Count"/>, <see cref="Sum"/> = sum of (x - pivot) and
+    /// <see cref="Squares"/> = sum of (x - pivot)^2, the form <see cref="ActivationSummary"/> keeps.
+    /// </summary>
+    internal readonly record struct Moments(long Count, double Pivot, double Sum, double Squares)
+    {
+        /// <summary>No values.</summary>
+        public static Moments Empty => default;
+
+        /// <summary>The mean; NaN without values.</summary>
+        public double Mean => Count > 0 ? Pivot + Sum / Count : double.NaN;
+
+        /// <summary>Sum of squared deviations from the mean.</summary>
+        public double M2 => Count > 0 ? Math.Max(0.0, Squares - Sum * (Sum / Count)) : 0.0;
+
+        /// <summary>
+        /// Chan et al.'s merge of two sets' moments: n = n_a + n_b, mean = mean_a + delta n_b / n,
+        /// M2 = M2_a + M2_b + delta^2 n_a n_b / n with delta = mean_b - mean_a. Moments about the same pivot simply add
+        /// (the same merge written about their common pivot).
+        /// </summary>
+        public static Moments Merge(Moments a, Moments b)
+        {
+            if (b.Count == 0) return a;
+            if (a.Count == 0) return b;
+            long n = a.Count + b.Count;
+            if (a.Pivot.Equals(b.Pivot)) return new Moments(n, a.Pivot, a.Sum + b.Sum, a.Squares + b.Squares);
+            double meanA = a.Mean, delta = b.Mean - meanA;
+            double mean = meanA + delta * ((double)b.Count / n);
+            double m2 = a.M2 + b.M2 + delta * delta * ((double)a.Count * b.Count / n);
+            return new Moments(n, mean, 0.0, m2);
+        }
+    }
+
+    /// <summary>
+    /// One group's running reductions. Chunk sums stay lane-wise in double vectors (no horizontal reduction per segment,
+    /// which matters for conv outputs with tens of thousands of small blocks); the scalar tail's go to scalars.
+    /// </summary>
+    private struct Group
+    {
+        public Vector<double> Sum;
+        public Vector<double> Squares;
+        public Vector<int> Near;
+        public double TailSum;
+        public double TailSquares;
+        public long TailNear;
+        public long NonFinite;
+        public long Elements;
+        public float Pivot;
+
+        public readonly long NearZero() => Vector.Sum(Near) + TailNear;
+
+        public readonly Moments Moments() =>
+            new(Elements - NonFinite, Pivot, Vector.Sum(Sum) + TailSum, Vector.Sum(Squares) + TailSquares);
+    }
+
+    /// <summary>Whole-tensor extremes and counters (non-finite elements are counted per group).</summary>
+    private struct WholeTensor
+    {
+        public float Min;
+        public float Max;
+        public long Saturated;
+        public long Nan;
+
+        public static WholeTensor Create() => new() { Min = float.PositiveInfinity, Max = float.NegativeInfinity };
+    }
+
+    /// <summary>The first finite value of a group's segments (every <paramref name="stride"/>-th segment from
+    /// <paramref name="first"/>), or 0 when there is none.</summary>
+    private static float FirstFinite(ReadOnlySpan<float> data, int first, int segmentLength, int stride, int segments)
+    {
+        for (int s = first; s < segments; s += stride)
+        {
+            foreach (var v in data.Slice(s * segmentLength, segmentLength))
+                if (float.IsFinite(v)) return v;
+        }
+        return 0f;
+    }
+
+    /// <summary>
+    /// The pass: <paramref name="segments"/> segments of <paramref name="segmentLength"/> elements, segment s belonging
+    /// to group s mod the number of groups, each reduced by <see cref="Segment"/> (segments shorter than
+    /// <see cref="GatherBelow"/> after gathering a tile's worth of them per group). Extremes and counters of the whole
+    /// tensor are carried in vectors throughout.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip tier-0 JIT (recorded steps can be rare)
-    private static void Blocks(ReadOnlySpan<float> data, int units, int blockLength, float[] shiftC, float nearZero,
-        SaturationBounds? saturation, ref Accumulator acc, double[] sumC, double[] sumSqC, long[] finC, long[] activeC)
+    private static void Reduce(ReadOnlySpan<float> data, int segmentLength, int segments, Span<Group> groups, float nearZero,
+        SaturationBounds? saturation, ref WholeTensor whole)
     {
         int w = Vector<float>.Count;
         bool bounded = saturation.HasValue;
         float satLo = saturation?.Low ?? float.NegativeInfinity;
         float satHi = saturation?.High ?? float.PositiveInfinity;
+        if (data.Length < w)
+        {
+            for (int s = 0, c = 0; s < segments; s++, c = c + 1 == groups.Length ? 0 : c + 1)
+                Tail(data.Slice(s * segmentLength, segmentLength), nearZero, satLo, satHi, bounded, ref groups[c], ref whole);
+            return;
+        }
         var vNear = new Vector<float>(nearZero);
         var vSatLo = new Vector<float>(satLo);
         var vSatHi = new Vector<float>(satHi);
         var vMin = new Vector<float>(float.PositiveInfinity);
         var vMax = new Vector<float>(float.NegativeInfinity);
         var cSat = Vector<int>.Zero;
-        var sumV = new Vector<double>[units];
-        var sqV = new Vector<double>[units];
-        var nearC = new long[units];
-        var elementsC = new long[units];
-        int chunkVectors = ChunkLength / w;
-        int blocks = data.Length / blockLength;
-        int bodyVectors = blockLength / w;
-        for (int b = 0; b < blocks; b++)
+        var cNan = Vector<int>.Zero;
+        if (segmentLength >= GatherBelow)
         {
-            int c = b % units;
-            var block = data.Slice(b * blockLength, blockLength);
-            var vectors = MemoryMarshal.Cast<float, Vector<float>>(block)[..bodyVectors];
-            var vShift = new Vector<float>(shiftC[c]);
-            var cNear = Vector<int>.Zero;
-            for (int start = 0; start < vectors.Length; start += chunkVectors)
+            for (int s = 0, c = 0; s < segments; s++, c = c + 1 == groups.Length ? 0 : c + 1)
             {
-                var chunk = vectors.Slice(start, Math.Min(chunkVectors, vectors.Length - start));
-                if (TryChunk(chunk, vShift, vNear, vSatLo, vSatHi, bounded, out var vSum, out var vSq, ref vMin, ref vMax, ref cNear, ref cSat))
-                {
-                    Vector.Widen(vSum, out var s0, out var s1);
-                    Vector.Widen(vSq, out var q0, out var q1);
-                    sumV[c] += s0 + s1;
-                    sqV[c] += q0 + q1;
-                    long elements = (long)chunk.Length * w;
-                    finC[c] += elements;
-                    acc.Finite += elements;
-                }
-                else
-                {
-                    var part = Accumulator.Create();
-                    MaskedChunk(chunk, vShift, vNear, vSatLo, vSatHi, bounded, ref vMin, ref vMax, ref part);
-                    sumC[c] += part.Sum;
-                    sumSqC[c] += part.SumSquares;
-                    finC[c] += part.Finite;
-                    nearC[c] += part.NearZero;
-                    acc.Finite += part.Finite;
-                    acc.Saturated += part.Saturated;
-                    acc.Nan += part.Nan;
-                    acc.NonFinite += part.NonFinite;
-                }
+                Segment(data, s * segmentLength, segmentLength, ref groups[c], vNear, vSatLo, vSatHi, bounded,
+                    ref vMin, ref vMax, ref cSat, ref cNan);
             }
-            nearC[c] += Vector.Sum(cNear);
-            elementsC[c] += blockLength;
-            // Elements past the last whole vector of the block.
-            float shift = shiftC[c];
-            foreach (var v in block[(bodyVectors * w)..])
+        }
+        else
+        {
+            // Short blocks (3x3 maps, [N, C, 1, 1] after global pooling): a group's blocks of a tile of samples are copied
+            // into one contiguous run, which is reduced as one segment. The tile (at most GatherTile floats) stays in the
+            // cache while every group's run is gathered from it.
+            Span<float> run = stackalloc float[ChunkLength + w];
+            int perSample = groups.Length * segmentLength;
+            int samples = (segments + groups.Length - 1) / groups.Length;
+            int tile = Math.Clamp(GatherTile / perSample, 1, ChunkLength / segmentLength);
+            for (int n0 = 0; n0 < samples; n0 += tile)
             {
-                if (float.IsFinite(v))
+                int n1 = Math.Min(samples, n0 + tile);
+                for (int c = 0; c < groups.Length; c++)
                 {
-                    double d = v - shift;
-                    sumC[c] += d;
-                    sumSqC[c] += d * d;
-                    finC[c]++;
-                    acc.Finite++;
-                    acc.Min = Math.Min(acc.Min, v);
-                    acc.Max = Math.Max(acc.Max, v);
+                    int length = 0;
+                    for (int s = n0 * groups.Length + c; s < n1 * groups.Length && s < segments; s += groups.Length)
+                    {
+                        for (int k = s * segmentLength, end = k + segmentLength; k < end; k++)
+                            run[length++] = data[k];
+                    }
+                    if (length > 0)
+                        Segment(run, 0, length, ref groups[c], vNear, vSatLo, vSatHi, bounded, ref vMin, ref vMax, ref cSat, ref cNan);
                 }
-                else
-                {
-                    acc.NonFinite++;
-                    if (float.IsNaN(v)) acc.Nan++;
-                }
-                if (Math.Abs(v) <= nearZero) nearC[c]++;
-                if (bounded && (v <= satLo || v >= satHi)) acc.Saturated++;
             }
         }
         for (int k = 0; k < w; k++)
         {
-            acc.Min = Math.Min(acc.Min, vMin[k]);
-            acc.Max = Math.Max(acc.Max, vMax[k]);
+            whole.Min = Math.Min(whole.Min, vMin[k]);
+            whole.Max = Math.Max(whole.Max, vMax[k]);
         }
-        acc.Saturated += Vector.Sum(cSat);
-        for (int c = 0; c < units; c++)
-        {
-            sumC[c] += Vector.Sum(sumV[c]);
-            sumSqC[c] += Vector.Sum(sqV[c]);
-            acc.NearZero += nearC[c];
-            activeC[c] += elementsC[c] - nearC[c];
-        }
+        whole.Saturated += Vector.Sum(cSat);
+        whole.Nan += Vector.Sum(cNan);
     }
 
-    /// <summary>Blocks shorter than this use <see cref="SmallBlocks"/> for the per-channel sums.</summary>
-    private const int SmallBlock = 32;
-
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-    private static void SmallBlocks(ReadOnlySpan<float> data, int units, int blockLength, float[] shiftC, float nearZero,
-        double[] sumC, double[] sumSqC, long[] finC, long[] activeC)
+    /// <summary>
+    /// Reduces the segment <paramref name="buffer"/>[<paramref name="offset"/>..+<paramref name="length"/>] into its group
+    /// with <see cref="Chunk"/>, in runs of at most <see cref="ChunkLength"/> elements in whole vectors, the last run with
+    /// the segment's partial vector: its elements in the vector's first lanes when the vector fits before the buffer's
+    /// end, else in its last lanes (the vector then ends with the segment).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Segment(ReadOnlySpan<float> buffer, int offset, int length, ref Group g, Vector<float> vNear,
+        Vector<float> vSatLo, Vector<float> vSatHi, bool bounded, ref Vector<float> vMin, ref Vector<float> vMax,
+        ref Vector<int> saturated, ref Vector<int> nan)
     {
-        int blocks = data.Length / blockLength;
-        for (int b = 0; b < blocks; b++)
+        int w = Vector<float>.Count;
+        int bodyVectors = length / w;
+        int body = bodyVectors * w;
+        int rest = length - body;
+        var vectors = MemoryMarshal.Cast<float, Vector<float>>(buffer.Slice(offset, body));
+        var vPivot = new Vector<float>(g.Pivot);
+        for (int start = 0; ; start += ChunkLength / w)
         {
-            int c = b % units;
-            float shift = shiftC[c], sum = 0, sq = 0;
-            int finite = 0, active = 0;
-            foreach (var v in data.Slice(b * blockLength, blockLength))
+            int count = Math.Min(ChunkLength / w, bodyVectors - start);
+            bool last = start + count == bodyVectors;
+            bool partial = last && rest > 0;
+            var tail = Vector<float>.Zero;
+            var tailLanes = Vector<int>.Zero;
+            if (partial)
             {
-                float d = v - shift;
-                bool ok = float.IsFinite(v);
-                sum += ok ? d : 0;
-                sq += ok ? d * d : 0;
-                finite += ok ? 1 : 0;
-                active += Math.Abs(v) <= nearZero ? 0 : 1;
+                bool fits = offset + body + w <= buffer.Length;
+                tail = new Vector<float>(buffer.Slice(fits ? offset + body : offset + length - w, w));
+                tailLanes = fits
+                    ? Vector.LessThan(Vector<int>.Indices, new Vector<int>(rest))
+                    : Vector.GreaterThanOrEqual(Vector<int>.Indices, new Vector<int>(w - rest));
             }
-            sumC[c] += sum;
-            sumSqC[c] += sq;
-            finC[c] += finite;
-            activeC[c] += active;
+            Chunk(vectors.Slice(start, count), partial, tail, tailLanes, vPivot, vNear, vSatLo, vSatHi, bounded, ref g,
+                ref vMin, ref vMax, ref saturated, ref nan);
+            if (last) break;
         }
     }
 
-    private static float FirstFinite(ReadOnlySpan<float> data)
+    /// <summary>
+    /// The chunk primitive: count, moments about the group's pivot, extremes and counters of a run of whole vectors and,
+    /// when <paramref name="partial"/>, of the lanes <paramref name="lanes"/> of <paramref name="tail"/> (its other lanes
+    /// count as the pivot, an element of the group, which changes neither sums nor extremes, and are left out of the
+    /// counters). Float first: sums of (x - pivot) and (x - pivot)^2 in float vectors, two independent sets of
+    /// accumulators (even and odd vectors) so consecutive adds do not wait on each other, then widened and added to the
+    /// group's double vectors. NaN and Inf propagate into the float sum of squares, which also overflows for
+    /// |x - pivot| above ~1e19; when that sum is not finite (x - x is 0 only for finite x) nothing of the float pass is
+    /// kept and the run is redone by <see cref="MaskedChunk"/>. So the extremes can use the processor's min and max
+    /// (whose result with a NaN operand is unspecified): a run with a NaN never commits them.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void Chunk(ReadOnlySpan<Vector<float>> chunk, bool partial, Vector<float> tail, Vector<int> lanes,
+        Vector<float> vPivot, Vector<float> vNear, Vector<float> vSatLo, Vector<float> vSatHi, bool bounded, ref Group g,
+        ref Vector<float> vMin, ref Vector<float> vMax, ref Vector<int> saturated, ref Vector<int> nan)
     {
-        foreach (var v in data)
-            if (float.IsFinite(v)) return v;
-        return 0f;
+        var vSum = Vector<float>.Zero;
+        var vSq = Vector<float>.Zero;
+        var vSum1 = Vector<float>.Zero;
+        var vSq1 = Vector<float>.Zero;
+        var min = vMin;
+        var max = vMax;
+        var cNear = Vector<int>.Zero;
+        var cSat = saturated;
+        int i = 0;
+        for (; i + 2 <= chunk.Length; i += 2)
+        {
+            var v = chunk[i];
+            var u = chunk[i + 1];
+            var d = v - vPivot;
+            var e = u - vPivot;
+            vSum += d;
+            vSum1 += e;
+            vSq += d * d;
+            vSq1 += e * e;
+            min = Vector.MinNative(min, Vector.MinNative(v, u));
+            max = Vector.MaxNative(max, Vector.MaxNative(v, u));
+            cNear -= Vector.LessThanOrEqual(Vector.Abs(v), vNear) + Vector.LessThanOrEqual(Vector.Abs(u), vNear);
+            if (bounded)
+            {
+                cSat -= Vector.BitwiseOr(Vector.LessThanOrEqual(v, vSatLo), Vector.GreaterThanOrEqual(v, vSatHi))
+                      + Vector.BitwiseOr(Vector.LessThanOrEqual(u, vSatLo), Vector.GreaterThanOrEqual(u, vSatHi));
+            }
+        }
+        if (i < chunk.Length)
+        {
+            var v = chunk[i];
+            var d = v - vPivot;
+            vSum += d;
+            vSq += d * d;
+            min = Vector.MinNative(min, v);
+            max = Vector.MaxNative(max, v);
+            cNear -= Vector.LessThanOrEqual(Vector.Abs(v), vNear);
+            if (bounded)
+                cSat -= Vector.BitwiseOr(Vector.LessThanOrEqual(v, vSatLo), Vector.GreaterThanOrEqual(v, vSatHi));
+        }
+        if (partial)
+        {
+            var v = Vector.ConditionalSelect(lanes, tail, vPivot);
+            var d = v - vPivot;
+            vSum1 += d;
+            vSq1 += d * d;
+            min = Vector.MinNative(min, v);
+            max = Vector.MaxNative(max, v);
+            cNear -= Vector.LessThanOrEqual(Vector.Abs(v), vNear) & lanes;
+            if (bounded)
+                cSat -= Vector.BitwiseOr(Vector.LessThanOrEqual(v, vSatLo), Vector.GreaterThanOrEqual(v, vSatHi)) & lanes;
+        }
+        var squares = vSq + vSq1;
+        if (!Vector.EqualsAll(squares - squares, Vector<float>.Zero))
+        {
+            var masked = MaskedChunk(chunk, partial, tail, lanes, vPivot, vNear, vSatLo, vSatHi, bounded, ref g);
+            vMin = Vector.Min(vMin, masked.Min);
+            vMax = Vector.Max(vMax, masked.Max);
+            saturated += masked.Saturated;
+            nan += masked.Nan;
+            return;
+        }
+        Vector.Widen(vSum + vSum1, out var s0, out var s1);
+        Vector.Widen(squares, out var q0, out var q1);
+        g.Sum += s0 + s1;
+        g.Squares += q0 + q1;
+        g.Near += cNear;
+        vMin = min;
+        vMax = max;
+        saturated = cSat;
+    }
+
+    /// <summary>
+    /// The fallback of <see cref="Chunk"/> for a run with NaN or Inf, or whose float squares overflowed, taking the same
+    /// arguments: every reduction masks the non-finite elements out and counts them, and the moments are accumulated in
+    /// double vectors (any finite float minus any finite pivot squares without overflow in double).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]   // rare: keep the hot loop small
+    private static MaskedExtremes MaskedChunk(ReadOnlySpan<Vector<float>> chunk, bool partial, Vector<float> tail, Vector<int> lanes,
+        Vector<float> vPivot, Vector<float> vNear, Vector<float> vSatLo, Vector<float> vSatHi, bool bounded, ref Group g)
+    {
+        var vPosInf = new Vector<float>(float.PositiveInfinity);
+        var vNegInf = new Vector<float>(float.NegativeInfinity);
+        var vMin = vPosInf;
+        var vMax = vNegInf;
+        Vector.Widen(vPivot, out var pivot0, out var pivot1);
+        var vSum = Vector<double>.Zero;
+        var vSq = Vector<double>.Zero;
+        var cElements = Vector<int>.Zero;
+        var cFinite = Vector<int>.Zero;
+        var cNear = Vector<int>.Zero;
+        var cSat = Vector<int>.Zero;
+        var cNan = Vector<int>.Zero;
+        for (int i = 0; i < chunk.Length + (partial ? 1 : 0); i++)
+        {
+            bool whole = i < chunk.Length;
+            var v = whole ? chunk[i] : tail;
+            var mask = whole ? Vector<int>.AllBitsSet : lanes;
+            var finite = Vector.Equals(v - v, Vector<float>.Zero) & mask;           // false for NaN and ±Inf
+            Vector.Widen(Vector.ConditionalSelect(finite, v, vPivot), out var wide0, out var wide1);
+            var d0 = wide0 - pivot0;
+            var d1 = wide1 - pivot1;
+            vSum += d0 + d1;
+            vSq += d0 * d0 + d1 * d1;
+            vMin = Vector.Min(vMin, Vector.ConditionalSelect(finite, v, vPosInf));
+            vMax = Vector.Max(vMax, Vector.ConditionalSelect(finite, v, vNegInf));
+            cElements -= mask;
+            cFinite -= finite;
+            cNear -= Vector.LessThanOrEqual(Vector.Abs(v), vNear) & mask;
+            cNan -= Vector.OnesComplement(Vector.Equals(v, v)) & mask;
+            if (bounded)
+                cSat -= Vector.BitwiseOr(Vector.LessThanOrEqual(v, vSatLo), Vector.GreaterThanOrEqual(v, vSatHi)) & mask;
+        }
+        g.Sum += vSum;
+        g.Squares += vSq;
+        g.Near += cNear;
+        g.NonFinite += Vector.Sum(cElements) - (long)Vector.Sum(cFinite);
+        return new MaskedExtremes(vMin, vMax, cSat, cNan);
+    }
+
+    /// <summary>What <see cref="MaskedChunk"/> found for the whole-tensor extremes and counters (returned, not passed by
+    /// reference, so that the hot loop's vectors can stay in registers).</summary>
+    private readonly record struct MaskedExtremes(Vector<float> Min, Vector<float> Max, Vector<int> Saturated, Vector<int> Nan);
+
+    /// <summary>
+    /// The one scalar tail, for a buffer shorter than one vector: a segment's elements, in double.
+    /// </summary>
+    private static void Tail(ReadOnlySpan<float> segment, float nearZero, float satLo, float satHi, bool bounded, ref Group g,
+        ref WholeTensor whole)
+    {
+        double pivot = g.Pivot;
+        foreach (var v in segment)
+        {
+            if (float.IsFinite(v))
+            {
+                double d = v - pivot;
+                g.TailSum += d;
+                g.TailSquares += d * d;
+                whole.Min = Math.Min(whole.Min, v);
+                whole.Max = Math.Max(whole.Max, v);
+            }
+            else
+            {
+                g.NonFinite++;
+                if (float.IsNaN(v)) whole.Nan++;
+            }
+            if (Math.Abs(v) <= nearZero) g.TailNear++;
+            if (bounded && (v <= satLo || v >= satHi)) whole.Saturated++;
+        }
     }
 
     /// <summary>
@@ -280,188 +474,6 @@ internal static class CpuKernel
         for (int k = 0; k < counts.Length; k++)
             for (int j = 0; j < w; j++) active[k * w + j] += counts[k][j];
         return active.Count(a => a == 0);
-    }
-
-    /// <summary>Adds the reductions of <paramref name="x"/> to <paramref name="acc"/>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip tier-0 JIT (recorded steps can be rare)
-    internal static void Accumulate(ReadOnlySpan<float> x, float shift, float nearZero, SaturationBounds? saturation, ref Accumulator acc)
-    {
-        bool bounded = saturation.HasValue;
-        float satLo = saturation?.Low ?? float.NegativeInfinity;
-        float satHi = saturation?.High ?? float.PositiveInfinity;
-        var vectors = MemoryMarshal.Cast<float, Vector<float>>(x);
-        var vShift = new Vector<float>(shift);
-        var vNear = new Vector<float>(nearZero);
-        var vSatLo = new Vector<float>(satLo);
-        var vSatHi = new Vector<float>(satHi);
-        var vPosInf = new Vector<float>(float.PositiveInfinity);
-        var vNegInf = new Vector<float>(float.NegativeInfinity);
-        var vMin = vPosInf;
-        var vMax = vNegInf;
-        int chunkVectors = ChunkLength / Vector<float>.Count;
-        for (int start = 0; start < vectors.Length; start += chunkVectors)
-        {
-            var chunk = vectors.Slice(start, Math.Min(chunkVectors, vectors.Length - start));
-            if (!FastChunk(chunk, vShift, vNear, vSatLo, vSatHi, bounded, ref vMin, ref vMax, ref acc))
-                MaskedChunk(chunk, vShift, vNear, vSatLo, vSatHi, bounded, ref vMin, ref vMax, ref acc);
-        }
-        for (int k = 0; k < Vector<float>.Count; k++)
-        {
-            acc.Min = Math.Min(acc.Min, vMin[k]);
-            acc.Max = Math.Max(acc.Max, vMax[k]);
-        }
-        for (int i = vectors.Length * Vector<float>.Count; i < x.Length; i++)
-        {
-            float v = x[i];
-            if (float.IsFinite(v))
-            {
-                float d = v - shift;
-                acc.Sum += d;
-                acc.SumSquares += (double)d * d;
-                acc.Min = Math.Min(acc.Min, v);
-                acc.Max = Math.Max(acc.Max, v);
-                acc.Finite++;
-            }
-            else
-            {
-                acc.NonFinite++;
-                if (float.IsNaN(v)) acc.Nan++;
-            }
-            if (Math.Abs(v) <= nearZero) acc.NearZero++;
-            if (bounded && (v <= satLo || v >= satHi)) acc.Saturated++;
-        }
-    }
-
-    /// <summary>
-    /// Float sums of (x - shift) and (x - shift)^2 over <paramref name="chunk"/>, with the extremes and the near-zero and
-    /// saturation counters carried in and out. Two independent sets of accumulators (even and odd vectors), so
-    /// consecutive adds do not wait on each other. Returns false, leaving the carried values untouched, when an element
-    /// is NaN or Inf or the float squares overflow (x - x is 0 only for finite x, and every element reaches the squares).
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static bool TryChunk(ReadOnlySpan<Vector<float>> chunk, Vector<float> vShift, Vector<float> vNear, Vector<float> vSatLo,
-        Vector<float> vSatHi, bool bounded, out Vector<float> sum, out Vector<float> squares,
-        ref Vector<float> vMin, ref Vector<float> vMax, ref Vector<int> near, ref Vector<int> saturated)
-    {
-        var vSum = Vector<float>.Zero;
-        var vSq = Vector<float>.Zero;
-        var vSum1 = Vector<float>.Zero;
-        var vSq1 = Vector<float>.Zero;
-        var min = vMin;
-        var max = vMax;
-        var cNear = near;
-        var cSat = saturated;
-        int i = 0;
-        for (; i + 2 <= chunk.Length; i += 2)
-        {
-            var v = chunk[i];
-            var u = chunk[i + 1];
-            var d = v - vShift;
-            var e = u - vShift;
-            vSum += d;
-            vSum1 += e;
-            vSq += d * d;
-            vSq1 += e * e;
-            min = Vector.Min(min, Vector.Min(v, u));
-            max = Vector.Max(max, Vector.Max(v, u));
-            cNear -= Vector.LessThanOrEqual(Vector.Abs(v), vNear) + Vector.LessThanOrEqual(Vector.Abs(u), vNear);
-            if (bounded)
-            {
-                cSat -= Vector.BitwiseOr(Vector.LessThanOrEqual(v, vSatLo), Vector.GreaterThanOrEqual(v, vSatHi))
-                      + Vector.BitwiseOr(Vector.LessThanOrEqual(u, vSatLo), Vector.GreaterThanOrEqual(u, vSatHi));
-            }
-        }
-        if (i < chunk.Length)
-        {
-            var v = chunk[i];
-            var d = v - vShift;
-            vSum += d;
-            vSq += d * d;
-            min = Vector.Min(min, v);
-            max = Vector.Max(max, v);
-            cNear -= Vector.LessThanOrEqual(Vector.Abs(v), vNear);
-            if (bounded)
-                cSat -= Vector.BitwiseOr(Vector.LessThanOrEqual(v, vSatLo), Vector.GreaterThanOrEqual(v, vSatHi));
-        }
-        sum = vSum + vSum1;
-        squares = vSq + vSq1;
-        if (!Vector.EqualsAll(squares - squares, Vector<float>.Zero)) return false;
-        vMin = min;
-        vMax = max;
-        near = cNear;
-        saturated = cSat;
-        return true;
-    }
-
-    /// <summary>
-    /// The common case: every element finite and moderate. Accumulates in float without finiteness masks. NaN and Inf
-    /// propagate into the float sum of squares, which also overflows for |x| above ~1e19; a non-finite result therefore
-    /// means "use <see cref="MaskedChunk"/>" and nothing of this chunk is kept.
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip tier-0 JIT (recorded steps can be rare)
-    private static bool FastChunk(ReadOnlySpan<Vector<float>> chunk, Vector<float> vShift, Vector<float> vNear,
-        Vector<float> vSatLo, Vector<float> vSatHi, bool bounded, ref Vector<float> vMin, ref Vector<float> vMax, ref Accumulator acc)
-    {
-        var near = Vector<int>.Zero;
-        var sat = Vector<int>.Zero;
-        if (!TryChunk(chunk, vShift, vNear, vSatLo, vSatHi, bounded, out var vSum, out var vSq, ref vMin, ref vMax, ref near, ref sat))
-            return false;
-        acc.Sum += HorizontalSum(vSum);
-        acc.SumSquares += HorizontalSum(vSq);
-        acc.Finite += (long)chunk.Length * Vector<float>.Count;
-        acc.NearZero += Vector.Sum(near);
-        acc.Saturated += Vector.Sum(sat);
-        return true;
-    }
-
-    /// <summary>
-    /// A chunk with NaN or Inf, or whose float sums overflowed: every reduction masks the non-finite elements out and
-    /// counts them, and the moments are accumulated in double (|x| up to float's limit squares without overflow).
-    /// </summary>
-    private static void MaskedChunk(ReadOnlySpan<Vector<float>> chunk, Vector<float> vShift, Vector<float> vNear,
-        Vector<float> vSatLo, Vector<float> vSatHi, bool bounded, ref Vector<float> vMin, ref Vector<float> vMax, ref Accumulator acc)
-    {
-        var vPosInf = new Vector<float>(float.PositiveInfinity);
-        var vNegInf = new Vector<float>(float.NegativeInfinity);
-        var vSum = Vector<double>.Zero;
-        var vSq = Vector<double>.Zero;
-        var cFinite = Vector<int>.Zero;
-        var cNear = Vector<int>.Zero;
-        var cSat = Vector<int>.Zero;
-        var cNan = Vector<int>.Zero;
-        foreach (var v in chunk)
-        {
-            var finite = Vector.Equals(v - v, Vector<float>.Zero);           // false for NaN and ±Inf
-            Vector.Widen(Vector.ConditionalSelect(finite, v, vShift), out var wide0, out var wide1);
-            Vector.Widen(vShift, out var shift0, out var shift1);
-            var d0 = wide0 - shift0;
-            var d1 = wide1 - shift1;
-            vSum += d0 + d1;
-            vSq += d0 * d0 + d1 * d1;
-            vMin = Vector.Min(vMin, Vector.ConditionalSelect(finite, v, vPosInf));
-            vMax = Vector.Max(vMax, Vector.ConditionalSelect(finite, v, vNegInf));
-            cFinite -= finite;
-            cNear -= Vector.LessThanOrEqual(Vector.Abs(v), vNear);
-            cNan -= Vector.OnesComplement(Vector.Equals(v, v));
-            if (bounded)
-                cSat -= Vector.BitwiseOr(Vector.LessThanOrEqual(v, vSatLo), Vector.GreaterThanOrEqual(v, vSatHi));
-        }
-        acc.Sum += Vector.Sum(vSum);
-        acc.SumSquares += Vector.Sum(vSq);
-        long finiteHere = Vector.Sum(cFinite);
-        acc.Finite += finiteHere;
-        acc.NearZero += Vector.Sum(cNear);
-        acc.Saturated += Vector.Sum(cSat);
-        acc.Nan += Vector.Sum(cNan);
-        acc.NonFinite += (long)chunk.Length * Vector<float>.Count - finiteHere;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static double HorizontalSum(Vector<float> v)
-    {
-        double s = 0;
-        for (int k = 0; k < Vector<float>.Count; k++) s += v[k];
-        return s;
     }
 }
 

@@ -1,0 +1,244 @@
+using CovariateShift.Statistics;
+using CovariateShift.Tests.Support;
+using static TorchSharp.torch;
+
+namespace CovariateShift.Tests;
+
+/// <summary>
+/// <see cref="CpuKernel"/>'s one reduction path across its boundaries: blocks shorter and longer than a vector (8 floats
+/// here) and than the gathering limit (32), blocks longer than a float chunk (2,048), gathered runs over several tiles,
+/// buffers with a partial last vector and buffers shorter than one vector, flat and 4-D; each with normal data, NaN, ±Inf, values whose squares
+/// overflow float (1e20) and a large offset with a small spread. Every field of the summary is checked against a plain
+/// double-precision computation over the same float values.
+/// </summary>
+public sealed class CpuKernelPathTests
+{
+    private const float NearZero = 1e-3f;
+
+    // Moments are summed in float per chunk and in double across chunks: relative 1e-5 of the scale covers the float
+    // rounding of a chunk. Extremes are float values and counters integers: exact.
+    private const double Relative = 1e-5;
+
+    private static readonly int[][] Shapes =
+    [
+        [3, 5, 1, 1],        // blocks of 1: every block is a partial vector
+        [3, 5, 3, 3],        // 9: one vector and one element
+        [3, 5, 1, 31],       // 31: three vectors and seven elements, just under the old small-block limit
+        [3, 5, 4, 8],        // 32: whole vectors only
+        [3, 5, 1, 2049],     // 2,049: a whole chunk of vectors and one element
+        [2, 3, 1, 4101],     // two chunks and a partial vector per block
+        [1, 5, 1, 1],        // five elements: shorter than one vector (the scalar tail)
+        [20, 3, 1, 1],       // blocks shorter than 32 are gathered per channel: runs of two vectors and four elements
+        [40, 7, 5, 5],       // 25: gathered runs of 1,000
+        [700, 2, 1, 3],      // gathered in two tiles, runs of a chunk of vectors and a partial vector
+        [5, 4000, 1, 1],     // many channels: tiles of four samples
+        [1],
+        [5],
+        [9],
+        [31],
+        [32],
+        [2049],
+        [3 * 2048 + 5],      // three chunks and a tail
+        [7, 9],              // [rows, features]
+        [3, 683],            // 2,049 elements in rows of 683 features
+    ];
+
+    private static readonly string[] Kinds = ["normal", "nan", "inf", "1e20", "offset"];
+
+    public static TheoryData<string, string, bool> Cases
+    {
+        get
+        {
+            var data = new TheoryData<string, string, bool>();
+            foreach (var shape in Shapes)
+            {
+                foreach (var kind in Kinds)
+                {
+                    data.Add(string.Join('x', shape), kind, false);
+                    data.Add(string.Join('x', shape), kind, true);
+                }
+            }
+            return data;
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void Summary_matches_a_double_reference_across_the_path_boundaries(string shapeText, string kind, bool bounded)
+    {
+        var shape = shapeText.Split('x').Select(int.Parse).ToArray();
+        var data = Data(shape, kind, seed: shape.Aggregate(17, (h, d) => h * 31 + d) * 7 + Array.IndexOf(Kinds, kind));
+        int units = shape.Length >= 2 ? shape[1] : 1;
+        int block = shape.Length >= 3 ? shape[2..].Aggregate(1, (a, b) => a * b) : 0;
+        var saturation = bounded ? SaturationBounds.ForLayerType("Tanh") : null;
+        var summary = new ActivationSummary();
+
+        CpuKernel.Summarize(data, units, block, channelStatistics: shape.Length == 4, NearZero, saturation, summary);
+
+        var all = data.Select(v => (double)v).ToArray();
+        var finite = Reference.Finite(all);
+        Assert.Equal(all.Length, summary.Count);
+        Assert.Equal(units, summary.Units);
+        Assert.Equal(finite.Length, summary.FiniteCount);
+        Assert.Equal(all.Count(double.IsNaN), summary.Nan);
+        Assert.Equal(all.Count(double.IsInfinity), summary.Inf);
+        Assert.Equal(all.Count(v => Math.Abs(v) <= NearZero), summary.NearZero);
+        long saturated = saturation is { } s ? all.Count(v => v <= s.Low || v >= s.High) : 0;
+        Assert.Equal(saturated, summary.Saturated);
+        Assert.Equal(DeadUnits(all, shape), summary.DeadUnits);
+
+        if (finite.Length > 0)
+        {
+            double mean = Reference.Mean(finite), std = Reference.Std(finite);
+            AssertClose(mean, summary.Mean, Relative * (Math.Abs(mean) + std), "mean");
+            AssertClose(std, Math.Sqrt(summary.Variance), Relative * std, "std");
+            Assert.Equal(finite.Min(), summary.Min);
+            Assert.Equal(finite.Max(), summary.Max);
+        }
+        else
+        {
+            Assert.True(double.IsNaN(summary.Mean) && double.IsNaN(summary.Variance), "no finite value: NaN moments");
+            Assert.True(double.IsNaN(summary.Min) && double.IsNaN(summary.Max), "no finite value: NaN extremes");
+        }
+
+        if (shape.Length == 4)
+        {
+            var (squaredMean, variance) = ChannelStatistics(all, shape);
+            Assert.True(finite.Length > 0, "every 4-D case has finite values");
+            Assert.NotNull(summary.ChannelSquaredMean);
+            Assert.NotNull(summary.ChannelVariance);
+            AssertClose(squaredMean, summary.ChannelSquaredMean.Value, Relative * squaredMean, "channel squared mean");
+            AssertClose(variance, summary.ChannelVariance.Value, Relative * variance, "channel variance");
+        }
+        else
+        {
+            Assert.Null(summary.ChannelSquaredMean);
+            Assert.Null(summary.ChannelVariance);
+        }
+    }
+
+    [Theory]
+    [InlineData(StatisticsEngineKind.Auto)]
+    [InlineData(StatisticsEngineKind.Device)]
+    public void An_identity_layer_fed_3x3_maps_times_1e20_reports_the_finite_std(StatisticsEngineKind engine)
+    {
+        // The probe of issue 7: [16, 4, 3, 3] * 1e20 gave Std = Infinity on the CPU kernel (float squares, no fallback).
+        using var scope = NewDisposeScope();
+        var x = randn([16, 4, 3, 3], generator: new Generator(7)) * 1e20f;
+        var values = x.data<float>().Select(v => (double)v).ToArray();
+        var model = nn.Sequential(("id", nn.Identity()));
+        using var monitor = ActivationMonitor.Attach(model, new MonitorOptions { Engine = engine });
+        model.call(x);
+        var st = monitor.Step()!.Layers.Single(l => l.Layer == "id").Statistics!;
+        double std = Reference.Std(values);
+        Assert.True(double.IsFinite(st.Std), $"Std = {st.Std}");
+        AssertClose(std, st.Std, Relative * std, "std");
+        AssertClose(Reference.Mean(values), st.Mean, Relative * std, "mean");
+    }
+
+    [Fact]
+    public void Chan_merge_of_parts_equals_the_moments_of_the_whole()
+    {
+        var rng = new Random(11);
+        var values = Enumerable.Range(0, 500).Select(i => 1e3 * (i % 7) + rng.NextDouble()).ToArray();
+        var total = CpuKernel.Moments.Empty;
+        int start = 0;
+        while (start < values.Length)
+        {
+            int length = Math.Min(values.Length - start, 1 + rng.Next(60));
+            var part = values.AsSpan(start, length).ToArray();
+            // Parts about their own first value, and every third part about the same pivot as the previous one.
+            double pivot = start % 3 == 0 ? part[0] : total.Pivot;
+            total = CpuKernel.Moments.Merge(total,
+                new CpuKernel.Moments(part.Length, pivot, part.Sum(v => v - pivot), part.Sum(v => (v - pivot) * (v - pivot))));
+            start += length;
+        }
+        double mean = Reference.Mean(values), m2 = values.Sum(v => (v - mean) * (v - mean));
+        Assert.Equal(values.Length, total.Count);
+        AssertClose(mean, total.Mean, 1e-12 * Math.Abs(mean), "mean");
+        AssertClose(m2, total.M2, 1e-9 * m2, "M2");
+        Assert.Equal(total, CpuKernel.Moments.Merge(total, CpuKernel.Moments.Empty));
+        Assert.Equal(total, CpuKernel.Moments.Merge(CpuKernel.Moments.Empty, total));
+    }
+
+    /// <summary>
+    /// Test data: "normal" is 3 + 2z with exact zeros and values under the near-zero threshold sprinkled in and unit 1
+    /// (a channel or a feature) all zero; "nan" and "inf" plant non-finite values at the first element (so the pivot has
+    /// to skip it), the last element (in the tail) and at random; "1e20" is z * 1e20 (squares overflow float);
+    /// "offset" is 1e4 (c + 1) + 0.01 z (a spread tiny next to the offset).
+    /// </summary>
+    private static float[] Data(int[] shape, string kind, int seed)
+    {
+        var rng = new Random(seed);
+        int n = shape.Aggregate(1, (a, b) => a * b);
+        int units = shape.Length >= 2 ? shape[1] : 1;
+        double Gaussian() => Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble());
+        var x = new float[n];
+        for (int i = 0; i < n; i++)
+        {
+            int unit = UnitOf(i, shape);
+            x[i] = kind switch
+            {
+                "1e20" => (float)(Gaussian() * 1e20),
+                "offset" => (float)(1e4 * (unit + 1) + 0.01 * Gaussian()),
+                _ => (float)(3 + 2 * Gaussian()),
+            };
+            if (kind is "normal" or "nan" or "inf" or "1e20")
+            {
+                double u = rng.NextDouble();
+                if (u < 0.05) x[i] = 0;
+                else if (u < 0.08) x[i] = (float)((rng.NextDouble() - 0.5) * NearZero);
+                if (units > 1 && unit == 1) x[i] = 0;
+            }
+        }
+        if (kind is "nan" or "inf")
+        {
+            float Bad() => kind == "nan" ? float.NaN : (rng.Next(2) == 0 ? float.PositiveInfinity : float.NegativeInfinity);
+            x[0] = Bad();
+            x[n - 1] = Bad();
+            for (int k = 0; k < n / 50; k++) x[rng.Next(n)] = Bad();
+        }
+        return x;
+    }
+
+    /// <summary>The unit (feature or channel, dimension 1) of flat index i; 0 for a 1-D buffer.</summary>
+    private static int UnitOf(int i, int[] shape)
+    {
+        if (shape.Length < 2) return 0;
+        int inner = shape[2..].Aggregate(1, (a, b) => a * b);
+        return i / inner % shape[1];
+    }
+
+    private static long DeadUnits(double[] all, int[] shape)
+    {
+        int units = shape.Length >= 2 ? shape[1] : 1;
+        var active = new bool[units];
+        for (int i = 0; i < all.Length; i++)
+            if (!(Math.Abs(all[i]) <= NearZero)) active[UnitOf(i, shape)] = true;
+        return all.Length == 0 ? 0 : active.Count(a => !a);
+    }
+
+    /// <summary>Brock et al.'s channel statistics over the finite values of each channel, channels without any left out.</summary>
+    private static (double SquaredMean, double Variance) ChannelStatistics(double[] all, int[] shape)
+    {
+        var channels = new List<double>[shape[1]];
+        for (int c = 0; c < channels.Length; c++) channels[c] = [];
+        for (int i = 0; i < all.Length; i++)
+            if (double.IsFinite(all[i])) channels[UnitOf(i, shape)].Add(all[i]);
+        double squaredMean = 0, variance = 0;
+        int used = 0;
+        foreach (var channel in channels.Where(c => c.Count > 0))
+        {
+            var values = channel.ToArray();
+            double m = Reference.Mean(values), sd = Reference.Std(values);
+            squaredMean += m * m;
+            variance += sd * sd;
+            used++;
+        }
+        return (squaredMean / used, variance / used);
+    }
+
+    private static void AssertClose(double expected, double actual, double tolerance, string what) =>
+        Assert.True(Math.Abs(expected - actual) <= tolerance,
+            $"{what}: expected {expected:R}, got {actual:R} (tolerance {tolerance:G3})");
+}
