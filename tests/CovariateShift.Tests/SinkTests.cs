@@ -8,6 +8,7 @@ using static TorchSharp.torch;
 
 namespace CovariateShift.Tests;
 
+[Collection(TorchGlobalState.Name)]
 public sealed class SinkTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("covshift-sinks-").FullName;
