@@ -48,6 +48,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     private readonly List<IObserver<StepRecord>> _observers = [];
     private readonly StatisticsEngine _engine;
     private readonly ILogger? _log;
+    private readonly WrapperSet _wrappers;
     private bool _warnedNothingRan;
     private bool _armed;
     private bool _disposed;
@@ -62,6 +63,12 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         _log = options.Logger?.ForContext(Serilog.Core.Constants.SourceContextPropertyName, "CovariateShift");
         SkippedLayers = skipped;
         Layers = layers.Select(l => l.Name).ToList().AsReadOnly();
+        // Layers that a parent calls with forward() through a field are recorded by a wrapper in that field (the hook
+        // still covers call(), e.g. from Sequential); OnForward records a layer once per step whichever path reaches it.
+        _wrappers = WrapperSet.Install(model, layers.Select(l => new WrapRequest(l.Name, l.Module, output => OnForward(l, output))).ToList());
+        CallOnlyLayers = _wrappers.Fallbacks.Select(f => f.Message).ToList().AsReadOnly();
+        foreach (var f in _wrappers.Fallbacks)
+            _log?.Warning("Layer {Layer} is recorded only when called with call(): {Reason}", f.Layer, f.Message);
         ArmHooks();   // step 0 is always recorded
     }
 
@@ -82,6 +89,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
             });
             l.Hook = new HookHandle(remover.remove);
         }
+        _wrappers.Armed = true;
         _armed = true;
     }
 
@@ -93,6 +101,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
             layer.Hook?.Dispose();
             layer.Hook = null;
         }
+        _wrappers.Armed = false;
         _armed = false;
     }
 
@@ -146,6 +155,14 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
 
     /// <summary>Leaf layers that could not be hooked, with the reason.</summary>
     public IReadOnlyList<string> SkippedLayers { get; }
+
+    /// <summary>
+    /// Monitored layers that a parent module holds in a field that cannot take a recording wrapper (typed with a concrete
+    /// class such as <c>Conv2d</c>), one line each with the layer, the field and why: they are recorded only when called
+    /// with <c>call()</c>, not when the parent calls <c>forward()</c> through that field. Each is also logged once as a
+    /// warning at attach.
+    /// </summary>
+    public IReadOnlyList<string> CallOnlyLayers { get; }
 
     /// <summary>The options in use.</summary>
     public MonitorOptions Options => _options;
@@ -356,6 +373,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         if (_disposed) return;
         _disposed = true;
         DisarmHooks();
+        _wrappers.Dispose();   // every original module back into its field
         foreach (var layer in _layers) layer.Dispose();
         _engine.Dispose();
         foreach (var sink in _sinks) sink.Dispose();

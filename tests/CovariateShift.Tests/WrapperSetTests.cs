@@ -98,7 +98,9 @@ public sealed class WrapperSetTests
         var leaves = Leaves(model);
         using var set = WrapperSet.Install(model, leaves.Select(l => new WrapRequest(l.Name, l.Module, _ => { })).ToList());
         Assert.Equal(["act"], set.WrappedLayers);
-        var line = Assert.Single(set.Fallbacks);
+        var fallback = Assert.Single(set.Fallbacks);
+        Assert.Equal("fc", fallback.Layer);
+        var line = fallback.Message;
         Assert.StartsWith("fc (Linear): ConcreteFieldNet.fc is typed Linear, which cannot hold a recording wrapper", line);
         Assert.Contains("call()", line);
         Assert.IsType<TorchSharp.Modules.Linear>(ModuleFields(model)["ConcreteFieldNet.fc"]);

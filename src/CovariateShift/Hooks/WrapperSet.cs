@@ -6,6 +6,9 @@ namespace CovariateShift.Hooks;
 /// <summary>A layer to wrap: its dotted name (for messages), the module, and where its outputs go.</summary>
 internal readonly record struct WrapRequest(string Name, nn.Module<Tensor, Tensor> Module, Action<Tensor> OnOutput);
 
+/// <summary>A layer that a slot holds but that could not be wrapped there: its name and the whole explanation.</summary>
+internal sealed record WrapFallback(string Layer, string Message);
+
 /// <summary>
 /// Puts a <see cref="RecordingWrapper"/> into every field (and ModuleList/ModuleDict slot) through which a parent's
 /// forward code reaches a monitored layer, so that layers called with <c>forward()</c> are recorded too; puts every
@@ -17,7 +20,7 @@ internal sealed class WrapperSet : IDisposable
 {
     private readonly List<(ModuleSlot Slot, nn.Module Original, RecordingWrapper Wrapper)> _swapped = [];
     private readonly List<RecordingWrapper> _wrappers = [];
-    private readonly List<string> _fallbacks = [];
+    private readonly List<WrapFallback> _fallbacks = [];
     private readonly List<string> _wrapped = [];
     private bool _armed;
 
@@ -56,8 +59,9 @@ internal sealed class WrapperSet : IDisposable
                 }
                 if (refused.Count > 0)
                 {
-                    set._fallbacks.Add($"{request.Name} ({request.Module.GetType().Name}): {string.Join("; ", refused)}; " +
-                        "it is recorded only when called with call() (through the forward hook), not with forward()");
+                    set._fallbacks.Add(new WrapFallback(request.Name,
+                        $"{request.Name} ({request.Module.GetType().Name}): {string.Join("; ", refused)}; " +
+                        "it is recorded only when called with call() (through the forward hook), not with forward()"));
                 }
                 if (usable.Count == 0) continue;
 
@@ -83,7 +87,7 @@ internal sealed class WrapperSet : IDisposable
     public IReadOnlyList<string> WrappedLayers => _wrapped;
 
     /// <summary>One line per layer that a slot holds but that could not be wrapped there: the layer, the slot and why.</summary>
-    public IReadOnlyList<string> Fallbacks => _fallbacks;
+    public IReadOnlyList<WrapFallback> Fallbacks => _fallbacks;
 
     /// <summary>Whether the wrappers hand outputs to their callbacks (recorded steps only); they always delegate.</summary>
     public bool Armed
