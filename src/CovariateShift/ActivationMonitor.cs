@@ -186,7 +186,9 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     {
         // Training mode is the model's, not the layer's: a frozen (eval-mode) layer inside a training model is still part
         // of the training step, and a layer switched to training during an evaluation pass (MC dropout) is not.
-        if (_disposed || !_model.training || layer.FiredThisStep || !IsRecordingStep) return;
+        // Cheap checks first: a layer reached by its wrapper and its hook in one call (wrapper.call -> inner.call) is seen twice,
+        // and reading training mode is a native call.
+        if (_disposed || layer.FiredThisStep || !IsRecordingStep || !_model.training) return;
         layer.FiredThisStep = true;
         _engine.CaptureActivation(layer, output);
     }

@@ -134,6 +134,31 @@ public sealed class ForwardCallTests
     }
 
     [Fact]
+    public void Converting_the_model_while_monitored_converts_the_original_layers_and_they_are_still_recorded()
+    {
+        using var scope = NewDisposeScope();
+        var model = new MnistStyleNet();
+        var layers = LeavesByName(model);
+        using var monitor = ActivationMonitor.Attach(model);
+        model.to(ScalarType.Float64);   // the same _to() path as to(device): through the registration, i.e. the originals
+        Assert.All(model.parameters(), p => Assert.Equal(ScalarType.Float64, p.dtype));
+        Assert.Equal(ScalarType.Float64, layers["conv1"].parameters().First().dtype);
+        Assert.DoesNotContain(model.modules(), m => m is Hooks.RecordingWrapper);
+        var x = TorchData.FashionMnist512.Images[TensorIndex.Slice(0, 4)].to(ScalarType.Float64);
+        model.eval();                   // no dropout: the chain below is deterministic
+        using (no_grad()) model.call(x);
+        Assert.Null(monitor.Step());    // eval: not recorded
+        model.train();
+        using var noDropout = no_grad();
+        layers["dropout1"].eval();      // frozen layers inside a training model are still recorded
+        layers["dropout2"].eval();
+        model.call(x);
+        var record = monitor.Step()!;
+        var expected = RunChain(layers, x);
+        foreach (var layer in record.Layers) AssertMatches(layer.Statistics, expected[layer.Layer], layer.Layer);
+    }
+
+    [Fact]
     public void Dispose_puts_the_very_same_modules_back_into_the_fields()
     {
         using var scope = NewDisposeScope();
