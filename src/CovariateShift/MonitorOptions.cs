@@ -51,6 +51,10 @@ public sealed record MonitorOptions
     /// <summary>Write TensorBoard histograms every this many recorded steps (they are the costly part). Default 10.</summary>
     public int TensorBoardHistogramEvery { get; init; } = 10;
 
+    /// <summary>Write the histogram counts into the JSON Lines file every this many recorded steps (the first record
+    /// included); other lines carry <c>"histogram": null</c>. The counts are most of a line's bytes. Default 10.</summary>
+    public int JsonLinesHistogramEvery { get; init; } = 10;
+
     /// <summary>Gradient norms below this are flagged as vanishing. Default 1e-7.</summary>
     public double VanishingGradientThreshold { get; init; } = 1e-7;
 
@@ -59,6 +63,10 @@ public sealed record MonitorOptions
 
     /// <summary>Where statistics are computed. Default <see cref="StatisticsEngineKind.Auto"/>.</summary>
     public StatisticsEngineKind Engine { get; init; } = StatisticsEngineKind.Auto;
+
+    /// <summary>Creates the statistics engine (null: the built-in one chosen by <see cref="Engine"/>). The seam for
+    /// other engines and for tests.</summary>
+    internal Func<MonitorOptions, Capture.IStatisticsEngine>? EngineFactory { get; init; }
 
     /// <summary>Seed of the per-layer sample positions (so runs are reproducible). Default 0.</summary>
     public int Seed { get; init; }
@@ -76,6 +84,8 @@ public sealed record MonitorOptions
             throw new ArgumentOutOfRangeException(nameof(NearZeroThreshold), NearZeroThreshold, $"NearZeroThreshold must be a finite number >= 0; got {NearZeroThreshold}.");
         if (TensorBoardHistogramEvery <= 0)
             throw new ArgumentOutOfRangeException(nameof(TensorBoardHistogramEvery), TensorBoardHistogramEvery, $"TensorBoardHistogramEvery must be positive; got {TensorBoardHistogramEvery}.");
+        if (JsonLinesHistogramEvery <= 0)
+            throw new ArgumentOutOfRangeException(nameof(JsonLinesHistogramEvery), JsonLinesHistogramEvery, $"JsonLinesHistogramEvery must be positive; got {JsonLinesHistogramEvery}.");
         if (!(VanishingGradientThreshold >= 0) || !(ExplodingGradientThreshold > VanishingGradientThreshold))
         {
             throw new ArgumentOutOfRangeException(nameof(ExplodingGradientThreshold), ExplodingGradientThreshold,

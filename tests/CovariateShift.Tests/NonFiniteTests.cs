@@ -53,6 +53,6 @@ public sealed class NonFiniteTests
         Assert.Equal(10, st.NanCount);
         Assert.True(double.IsNaN(st.Mean));
         Assert.True(double.IsNaN(st.P50));
-        Assert.Equal(0, st.Histogram.Total);
+        Assert.Equal(0, st.Histogram!.Total);
     }
 }

@@ -127,7 +127,7 @@ public sealed class SinkTests : IDisposable
             Assert.Equal(expected.Step, e.GetProperty("step").GetInt64());
             Assert.Equal(expected.Layer, e.GetProperty("layer").GetString());
             Assert.Equal(expected.Statistics!.Mean, JsonLinesSink.ReadNumber(e.GetProperty("mean")));
-            Assert.Equal(expected.Statistics.Histogram.Counts, e.GetProperty("hist").GetProperty("counts").EnumerateArray().Select(c => c.GetInt64()));
+            Assert.Equal(expected.Statistics.Histogram!.Counts, e.GetProperty("hist").GetProperty("counts").EnumerateArray().Select(c => c.GetInt64()));
             Assert.Equal(records[i / 3].Loss!.Value, JsonLinesSink.ReadNumber(e.GetProperty("loss")));
             if (i >= 3) Assert.Equal(expected.Shift!.KlDivergence, JsonLinesSink.ReadNumber(e.GetProperty("shift").GetProperty("kl")));
             else Assert.Equal(JsonValueKind.Null, e.GetProperty("shift").ValueKind);

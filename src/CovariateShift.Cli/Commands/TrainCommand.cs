@@ -9,6 +9,7 @@ using CovariateShift.Training.Runtime;
 using CovariateShift.Training.Training;
 using Serilog;
 using Serilog.Events;
+using Serilog.Filters;
 using Serilog.Formatting.Compact;
 using TorchSharp;
 
@@ -211,10 +212,9 @@ internal static class TrainCommand
                 .WriteTo.Console(restrictedToMinimumLevel: LogEventLevel.Information, formatProvider: CultureInfo.InvariantCulture))
             .CreateLogger();
 
-    private static bool IsMonitorDetail(LogEvent e) =>
-        e.Level < LogEventLevel.Warning
-        && e.Properties.TryGetValue(Serilog.Core.Constants.SourceContextPropertyName, out var source)
-        && source is ScalarValue { Value: "CovariateShift" };
+    private static readonly Func<LogEvent, bool> FromMonitor = Matching.FromSource(ActivationMonitor.LogSourceContext);
+
+    private static bool IsMonitorDetail(LogEvent e) => e.Level < LogEventLevel.Warning && FromMonitor(e);
 
     private static Option<int?> PositiveIfGiven(this Option<int?> option)
     {

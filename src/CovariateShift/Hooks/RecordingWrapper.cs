@@ -11,9 +11,9 @@ namespace CovariateShift.Hooks;
 /// <remarks>
 /// <para>
 /// Called with <c>forward(x)</c> it runs <c>inner.forward(x)</c>; called with <c>call(x)</c> it runs <c>inner.call(x)</c>,
-/// so the inner module's own forward hooks fire exactly when they fired without the wrapper. After the inner module
-/// returns, the output goes to <see cref="Armed"/>'s callback; the callback decides whether to record (once per
-/// step: the inner module's hook may have recorded the same output already).
+/// so the inner module's own forward hooks fire exactly when they fired without the wrapper. After a <c>forward()</c> the
+/// output goes to the callback while <see cref="Armed"/>; after a <c>call()</c> the inner module's forward hook (armed
+/// together with the wrapper) has seen it, so the wrapper does nothing more. The callback records a layer once per step.
 /// </para>
 /// <para>
 /// The wrapper is never registered anywhere: it registers no components of its own (so it has no state_dict, no
@@ -51,7 +51,8 @@ internal sealed class RecordingWrapper : nn.Module<Tensor, Tensor>
     {
         bool viaCall = _viaCall;
         _viaCall = false;
-        var output = viaCall ? _inner.call(input) : _inner.forward(input);
+        if (viaCall) return _inner.call(input);   // the inner module's hooks (the monitor's, armed with the wrapper, included) see it
+        var output = _inner.forward(input);
         if (Armed) _onOutput(output);
         return output;
     }

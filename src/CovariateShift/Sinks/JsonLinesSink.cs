@@ -81,13 +81,20 @@ public sealed class JsonLinesSink : IStepSink
             w.WriteNumber("inf", s.InfCount);
             Number(w, "channel_sq_mean", s.ChannelSquaredMean);
             Number(w, "channel_var", s.ChannelVariance);
-            w.WriteStartObject("hist");
-            Number(w, "low", s.Histogram.Low);
-            Number(w, "high", s.Histogram.High);
-            w.WriteStartArray("counts");
-            foreach (var c in s.Histogram.Counts) w.WriteNumberValue(c);
-            w.WriteEndArray();
-            w.WriteEndObject();
+            if (s.Histogram is { } h)
+            {
+                w.WriteStartObject("hist");
+                Number(w, "low", h.Low);
+                Number(w, "high", h.High);
+                w.WriteStartArray("counts");
+                foreach (var c in h.Counts) w.WriteNumberValue(c);
+                w.WriteEndArray();
+                w.WriteEndObject();
+            }
+            else
+            {
+                w.WriteNull("hist");
+            }
         }
         Shift(w, "shift", r.Shift);
         Shift(w, "ref_shift", r.ReferenceShift);
