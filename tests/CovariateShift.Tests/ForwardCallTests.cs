@@ -178,6 +178,35 @@ public sealed class ForwardCallTests
     }
 
     [Fact]
+    public void Two_monitors_on_one_model_both_record_forward_calls_and_can_be_disposed_in_either_order()
+    {
+        using var scope = NewDisposeScope();
+        var field = typeof(MnistStyleNet).GetField("fc1", BindingFlags.Instance | BindingFlags.NonPublic)!;
+        foreach (bool firstOutFirst in new[] { true, false })
+        {
+            var model = new MnistStyleNet();
+            var original = field.GetValue(model);
+            var first = ActivationMonitor.Attach(model);
+            var second = ActivationMonitor.Attach(model);
+            var x = TorchData.FashionMnist512.Images[TensorIndex.Slice(0, 4)];
+            model.call(x);
+            var a = first.Step()!;
+            var b = second.Step()!;
+            Assert.All(a.Layers.Zip(b.Layers), p =>
+            {
+                Assert.NotNull(p.First.Statistics);
+                Assert.Equal(p.First.Statistics!.Mean, p.Second.Statistics!.Mean);
+            });
+            (firstOutFirst ? first : second).Dispose();
+            model.call(x);   // the remaining monitor still records through its wrapper
+            var remaining = firstOutFirst ? second : first;
+            Assert.All(remaining.Step()!.Layers, l => Assert.NotNull(l.Statistics));
+            remaining.Dispose();
+            Assert.Same(original, field.GetValue(model));
+        }
+    }
+
+    [Fact]
     public void A_concrete_typed_field_falls_back_to_the_hook_and_says_so_once()
     {
         using var scope = NewDisposeScope();

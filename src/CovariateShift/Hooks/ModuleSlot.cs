@@ -55,7 +55,8 @@ internal abstract class ModuleSlot
         {
             foreach (var slot in SlotsOf(owner))
             {
-                if (slot.Get() is nn.Module held && wanted.Contains(held))
+                // A slot may hold another monitor's wrapper of the layer: it is the layer's slot all the same.
+                if (slot.Get() is nn.Module value && Unwrap(value) is var held && wanted.Contains(held))
                 {
                     if (!found.TryGetValue(held, out var list)) found[held] = list = [];
                     list.Add(slot);
@@ -63,6 +64,13 @@ internal abstract class ModuleSlot
             }
         }
         return found;
+    }
+
+    /// <summary>The layer behind a chain of wrappers (the module itself when it is not a wrapper).</summary>
+    public static nn.Module Unwrap(nn.Module module)
+    {
+        while (module is RecordingWrapper w) module = w.Inner;
+        return module;
     }
 
     private static IEnumerable<ModuleSlot> SlotsOf(nn.Module owner)

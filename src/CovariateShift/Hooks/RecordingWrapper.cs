@@ -26,7 +26,7 @@ namespace CovariateShift.Hooks;
 /// </remarks>
 internal sealed class RecordingWrapper : nn.Module<Tensor, Tensor>
 {
-    private readonly nn.Module<Tensor, Tensor> _inner;
+    private nn.Module<Tensor, Tensor> _inner;
     private readonly Action<Tensor> _onOutput;
     private bool _viaCall;
     private bool _releasing;
@@ -40,8 +40,15 @@ internal sealed class RecordingWrapper : nn.Module<Tensor, Tensor>
         register_forward_pre_hook((Action<nn.Module>)(_ => _viaCall = true));
     }
 
-    /// <summary>The module this wrapper stands in for.</summary>
-    public nn.Module<Tensor, Tensor> Inner => _inner;
+    /// <summary>
+    /// The module this wrapper stands in for: the layer, or another monitor's wrapper of it (two monitors on one model
+    /// chain their wrappers). Reassigned only to unlink a disposed wrapper from such a chain.
+    /// </summary>
+    public nn.Module<Tensor, Tensor> Inner
+    {
+        get => _inner;
+        set => _inner = value;
+    }
 
     /// <summary>Whether outputs are handed to the callback (set on recorded steps only; otherwise the wrapper only delegates).</summary>
     public bool Armed { get; set; }

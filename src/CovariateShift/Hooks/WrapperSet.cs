@@ -18,7 +18,7 @@ internal sealed record WrapFallback(string Layer, string Message);
 /// </summary>
 internal sealed class WrapperSet : IDisposable
 {
-    private readonly List<(ModuleSlot Slot, nn.Module Original, RecordingWrapper Wrapper)> _swapped = [];
+    private readonly List<(ModuleSlot Slot, RecordingWrapper Wrapper)> _swapped = [];
     private readonly List<RecordingWrapper> _wrappers = [];
     private readonly List<WrapFallback> _fallbacks = [];
     private readonly List<string> _wrapped = [];
@@ -65,13 +65,23 @@ internal sealed class WrapperSet : IDisposable
                 }
                 if (usable.Count == 0) continue;
 
-                var wrapper = new RecordingWrapper(request.Module, request.OnOutput);
-                set._wrappers.Add(wrapper);
                 set._wrapped.Add(request.Name);
+                RecordingWrapper? shared = null;
                 foreach (var slot in usable)
                 {
+                    // The slot holds the layer, or another monitor's wrapper of it: the new wrapper goes around what is there.
+                    var current = (nn.Module<Tensor, Tensor>)slot.Get()!;
+                    RecordingWrapper wrapper;
+                    if (ReferenceEquals(current, request.Module))
+                    {
+                        wrapper = shared ??= set.Add(new RecordingWrapper(request.Module, request.OnOutput));
+                    }
+                    else
+                    {
+                        wrapper = set.Add(new RecordingWrapper(current, request.OnOutput));
+                    }
                     slot.Set(wrapper);
-                    set._swapped.Add((slot, request.Module, wrapper));
+                    set._swapped.Add((slot, wrapper));
                 }
             }
             return set;
@@ -81,6 +91,12 @@ internal sealed class WrapperSet : IDisposable
             set.Dispose();
             throw;
         }
+    }
+
+    private RecordingWrapper Add(RecordingWrapper wrapper)
+    {
+        _wrappers.Add(wrapper);
+        return wrapper;
     }
 
     /// <summary>Names of the layers that got a wrapper (in the order given).</summary>
@@ -101,15 +117,32 @@ internal sealed class WrapperSet : IDisposable
     }
 
     /// <summary>
-    /// Puts every original module back into its slot (a slot the user has meanwhile filled with something else is left
-    /// as it is) and releases the wrappers.
+    /// Puts every original module back into its slot and releases the wrappers. A slot the user has meanwhile filled
+    /// with something else is left as it is; when another monitor's wrapper was put around ours since, ours is unlinked
+    /// from that chain instead, so monitors on one model can be disposed in any order.
     /// </summary>
     public void Dispose()
     {
         for (int i = _swapped.Count - 1; i >= 0; i--)
         {
-            var (slot, original, wrapper) = _swapped[i];
-            if (ReferenceEquals(slot.Get(), wrapper)) slot.Set(original);
+            // What the wrapper wraps now: what the slot held at install, unless a monitor wrapped in between was
+            // disposed first and unlinked itself from under this wrapper.
+            var (slot, wrapper) = _swapped[i];
+            var original = wrapper.Inner;
+            var current = slot.Get();
+            if (ReferenceEquals(current, wrapper))
+            {
+                slot.Set(original);
+                continue;
+            }
+            for (var outer = current as RecordingWrapper; outer is not null; outer = outer.Inner as RecordingWrapper)
+            {
+                if (ReferenceEquals(outer.Inner, wrapper))
+                {
+                    outer.Inner = original;
+                    break;
+                }
+            }
         }
         _swapped.Clear();
         foreach (var w in _wrappers)
