@@ -36,7 +36,8 @@ namespace CovariateShift;
 /// <see cref="IStatisticsEngine"/>; at <see cref="Step"/> the engine's <see cref="IStatisticsEngine.Collect"/> returns
 /// an immutable <see cref="StepCapture"/> (possibly pending), the pure <see cref="RecordBuilder"/> turns it and its
 /// per-layer history into a <see cref="StepRecord"/>, and the record goes to the sinks and observers.
-/// Hooks fire only for layers invoked with <c>call()</c>; they are registered only during recorded steps and only do
+/// Hooks fire only for layers invoked with <c>call()</c>; layers that a parent calls with <c>forward()</c> through a field are
+/// recorded by the hook set's module wrappers instead. Hooks are registered only during recorded steps and only do
 /// work while the layer is in training mode (evaluation passes are never mixed into training records). Per recorded step the hooks compute
 /// their reductions where the activations live and keep no activation; the host receives at most one transfer for
 /// all layers together. The monitor owns every tensor it keeps and disposes it; <see cref="Dispose"/> removes every hook.
@@ -74,12 +75,18 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         _hooks = new HookSet(model, layers, OnLayerOutput, _engine.DiscardActivations);
         SkippedLayers = skipped;
         Layers = layers.Select(l => l.Name).ToList().AsReadOnly();
+        CallOnlyLayers = _hooks.WrapFallbacks.Select(f => f.Message).ToList().AsReadOnly();
+        foreach (var f in _hooks.WrapFallbacks)
+            _log?.Warning("Layer {Layer} is recorded only when called with call(): {Reason}", f.Layer, f.Message);
         _hooks.Arm();   // step 0 is always recorded
     }
 
     /// <summary>
     /// Attaches a monitor to <paramref name="model"/>: a forward hook on every leaf layer that passes the filters of
-    /// <paramref name="options"/>. The model is not changed otherwise. Dispose the monitor to remove the hooks.
+    /// <paramref name="options"/>, and a recording wrapper in every field (or ModuleList/ModuleDict element) through
+    /// which a parent reaches such a layer, so that layers called with <c>forward()</c> are recorded too. The model's
+    /// registration (state_dict, parameters, named_modules) is not changed. Dispose the monitor to remove the hooks and
+    /// put every original module back into its field.
     /// </summary>
     /// <exception cref="ArgumentOutOfRangeException">An option is out of range (the message names it and what is expected).</exception>
     /// <exception cref="ArgumentException">The model has no leaf layers, or none matched the filters.</exception>
@@ -141,6 +148,14 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
 
     /// <summary>Leaf layers that could not be hooked, with the reason.</summary>
     public IReadOnlyList<string> SkippedLayers { get; }
+
+    /// <summary>
+    /// Monitored layers that a parent module holds in a field that cannot take a recording wrapper (typed with a concrete
+    /// class such as <c>Conv2d</c>), one line each with the layer, the field and why: they are recorded only when called
+    /// with <c>call()</c>, not when the parent calls <c>forward()</c> through that field. Each is also logged once as a
+    /// warning at attach.
+    /// </summary>
+    public IReadOnlyList<string> CallOnlyLayers { get; }
 
     /// <summary>The options in use.</summary>
     public MonitorOptions Options => _options;

@@ -12,7 +12,7 @@ internal sealed class Block : nn.Module<Tensor, Tensor>
 {
     // Registered submodules: the field name is the module name (state_dict prefix), so no underscore.
 #pragma warning disable IDE1006
-    private readonly nn.Module<Tensor, Tensor> fc;
+    private readonly TorchSharp.Modules.Linear fc;   // concrete type: cannot hold the monitor's wrapper (see ForwardCallTests)
     private readonly nn.Module<Tensor, Tensor> inner;
 #pragma warning restore IDE1006
     private readonly bool _forwardDirectly;
@@ -26,7 +26,7 @@ internal sealed class Block : nn.Module<Tensor, Tensor>
     }
 
     public override Tensor forward(Tensor x) =>
-        _forwardDirectly ? inner.call(fc.forward(x)) : inner.call(fc.call(x));   // forward() bypasses hooks
+        _forwardDirectly ? inner.call(fc.forward(x)) : inner.call(fc.call(x));   // forward() through a Linear field: not recorded
 }
 
 public sealed class HookTests

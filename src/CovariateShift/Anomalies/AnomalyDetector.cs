@@ -74,6 +74,7 @@ public static class AnomalyDetector
 
     /// <summary>The anomaly for a hooked layer that did not fire during a recorded training step.</summary>
     public static Anomaly NotCalled(long step, string layer) => new(step, layer, AnomalyKind.LayerNotCalled, 0,
-        "The layer did not run during a recorded training step. TorchSharp fires hooks only when a layer is invoked with call(); " +
-        "a custom module that calls forward() on its children (or a layer that is not used) is invisible to the monitor.");
+        "The layer did not run during a recorded training step. Is it used? A layer called with forward() is recorded only " +
+        "through a field that can hold the monitor's wrapper (typed Module<Tensor, Tensor>, not a concrete class such as Linear; " +
+        "see CallOnlyLayers) or a ModuleList/ModuleDict; called from anywhere else, use call().");
 }

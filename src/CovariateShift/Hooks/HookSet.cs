@@ -10,6 +10,13 @@ namespace CovariateShift.Hooks;
 /// a tensor) it also tracks whether a training-mode forward pass is in progress, so that the captures of a forward
 /// that threw can be told apart: when a new forward of the root begins while the previous one never returned,
 /// <c>onAbandonedForward</c> runs first.
+/// <para>
+/// It also owns the module wrappers (<see cref="WrapperSet"/>): installed at construction into every field through which a
+/// parent reaches a hooked layer, armed and disarmed with the hooks, removed (originals put back) on <see cref="Dispose"/>.
+/// A wrapper hands (layer, output) to the same callback when the layer is called with <c>forward()</c>; called with
+/// <c>call()</c> it runs the layer's <c>call()</c>, whose hook does it. The callback sees a layer once per call whichever
+/// way it was reached.
+/// </para>
 /// </summary>
 /// <remarks>Hooks are registered only while armed (TorchSharp's call() is slower on a module with hooks even when the
 /// hook returns at once), so the monitor arms them when a recorded step begins and disarms them after it.</remarks>
@@ -20,6 +27,7 @@ internal sealed class HookSet : IDisposable
     private readonly Action<MonitoredLayer, Tensor> _onOutput;
     private readonly Action _onAbandonedForward;
     private readonly List<IDisposable> _handles = [];
+    private readonly WrapperSet _wrappers;
 
     /// <param name="root">The model given to the monitor.</param>
     /// <param name="layers">The layers to hook.</param>
@@ -32,7 +40,14 @@ internal sealed class HookSet : IDisposable
         _layers = layers;
         _onOutput = onOutput;
         _onAbandonedForward = onAbandonedForward;
+        _wrappers = WrapperSet.Install(root, [.. layers.Select(l => new WrapRequest(l.Name, l.Module, output => onOutput(l, output)))]);
     }
+
+    /// <summary>Layers held in a field that cannot take a wrapper (forward() through it is not recorded), with the reason.</summary>
+    public IReadOnlyList<WrapFallback> WrapFallbacks => _wrappers.Fallbacks;
+
+    /// <summary>Names of the layers that got a recording wrapper.</summary>
+    public IReadOnlyList<string> WrappedLayers => _wrappers.WrappedLayers;
 
     /// <summary>Whether the hooks are registered.</summary>
     public bool IsArmed { get; private set; }
@@ -71,6 +86,7 @@ internal sealed class HookSet : IDisposable
             });
             _handles.Add(new Handle(remover.remove));
         }
+        _wrappers.Armed = true;
         IsArmed = true;
     }
 
@@ -80,6 +96,7 @@ internal sealed class HookSet : IDisposable
         if (!IsArmed) return;
         foreach (var h in _handles) h.Dispose();
         _handles.Clear();
+        _wrappers.Armed = false;
         ForwardInProgress = false;
         IsArmed = false;
     }
@@ -87,8 +104,12 @@ internal sealed class HookSet : IDisposable
     /// <summary>Forgets a forward pass in progress (its step is over).</summary>
     public void ForgetForward() => ForwardInProgress = false;
 
-    /// <summary>Removes every hook.</summary>
-    public void Dispose() => Disarm();
+    /// <summary>Removes every hook and wrapper; every original module is back in its field.</summary>
+    public void Dispose()
+    {
+        Disarm();
+        _wrappers.Dispose();
+    }
 
     private sealed class Handle(Action remove) : IDisposable
     {
