@@ -47,6 +47,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     private readonly List<IStepSink> _sinks;
     private readonly List<IObserver<StepRecord>> _observers = [];
     private readonly StatisticsEngine _engine;
+    private readonly Queue<StepCapture> _inFlight = new();
     private readonly ILogger? _log;
     private bool _warnedNothingRan;
     private bool _armed;
@@ -165,6 +166,9 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     /// <summary>Device-to-host transfers made so far (at most one per recorded step; zero for CPU float32 models).</summary>
     public int HostTransfers => _engine.HostTransfers;
 
+    /// <summary>The device engine's operation counter (tests and the cost model).</summary>
+    internal Statistics.Device.DeviceOpCounter DeviceOps => _engine.DeviceOps;
+
     private void OnForward(MonitoredLayer layer, Tensor output)
     {
         // Training mode is the model's, not the layer's: a frozen (eval-mode) layer inside a training model is still part
@@ -191,37 +195,90 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     /// captured (one host transfer at most), computes shift metrics and anomalies, writes the record to every sink
     /// and observer and returns it; otherwise it returns null. Pass the step's loss to have it recorded too (read in
     /// the same transfer).
+    /// <para>On a CUDA device the step's statistics travel to the host asynchronously, so the training loop never waits
+    /// for the GPU: the record of a recorded step is finished at a later <see cref="Step"/> call, as soon as its data has
+    /// arrived (usually the next call; at most <see cref="MaxRecordsInFlight"/> records wait at a time), or at
+    /// <see cref="Flush"/> / <see cref="Dispose"/>. Step then returns the newest record it finished (its
+    /// <see cref="StepRecord.Step"/> tells which step), or null. On the CPU records are finished at once.</para>
     /// </summary>
     public StepRecord? Step(Tensor? loss = null)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
+        StepRecord? latest = null;
         try
         {
-            if (!IsRecordingStep) return null;
+            latest = FinishReady(waitAll: false);
+            if (!IsRecordingStep) return latest;
             if (loss is not null) _engine.CaptureLoss(loss);
-            _engine.Collect(_layers);
-            return Finish();
+            var capture = _engine.Collect(_layers, CurrentStep);
+            if (capture.Asynchronous || _options.DeferRecords)
+            {
+                capture.OwnSamples();
+                _inFlight.Enqueue(capture);
+                while (_inFlight.Count > MaxRecordsInFlight) latest = FinishOldest() ?? latest;
+                return FinishReady(waitAll: false) ?? latest;
+            }
+            latest = FinishReady(waitAll: true) ?? latest;
+            using (capture)
+            {
+                capture.Complete();
+                return Finish(capture) ?? latest;
+            }
         }
         finally
         {
             foreach (var layer in _layers) layer.ResetStep();
-            _engine.ResetLoss();
             CurrentStep++;
             if (IsRecordingStep) ArmHooks();
             else DisarmHooks();
         }
     }
 
-    private StepRecord? Finish()
+    /// <summary>Records whose statistics may be on their way from the device at once (see <see cref="Step"/>).</summary>
+    public const int MaxRecordsInFlight = 2;
+
+    /// <summary>Recorded steps whose record is not finished yet (asynchronous device statistics; 0 on the CPU).</summary>
+    public int PendingRecords => _inFlight.Count;
+
+    /// <summary>
+    /// Finishes every pending record now (waiting for its statistics to arrive from the device) and returns them in step
+    /// order; empty when nothing is pending. Records are otherwise finished by later <see cref="Step"/> calls.
+    /// </summary>
+    public IReadOnlyList<StepRecord> Flush()
     {
-        bool anyFired = _layers.Any(l => l.FiredThisStep);
-        bool anyGradients = _layers.Any(l => l.PendingGradients is not null);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var records = new List<StepRecord>();
+        while (_inFlight.Count > 0)
+        {
+            if (FinishOldest() is { } r) records.Add(r);
+        }
+        return records;
+    }
+
+    private StepRecord? FinishReady(bool waitAll)
+    {
+        StepRecord? latest = null;
+        while (_inFlight.Count > 0 && (waitAll || _inFlight.Peek().IsReady)) latest = FinishOldest() ?? latest;
+        return latest;
+    }
+
+    private StepRecord? FinishOldest()
+    {
+        using var capture = _inFlight.Dequeue();
+        capture.Complete();
+        return Finish(capture);
+    }
+
+    private StepRecord? Finish(StepCapture capture)
+    {
+        bool anyFired = capture.Fired.Any(f => f);
+        bool anyGradients = capture.Gradients.Any(g => g is not null);
         if (!anyFired && !anyGradients)
         {
             if (!_warnedNothingRan)
             {
                 _warnedNothingRan = true;
-                _log?.Warning("No monitored layer ran in training mode during step {Step}: call the model with call() in training mode between Step() calls (eval-mode passes are not recorded).", CurrentStep);
+                _log?.Warning("No monitored layer ran in training mode during step {Step}: call the model with call() in training mode between Step() calls (eval-mode passes are not recorded).", capture.Step);
             }
             return null;
         }
@@ -234,12 +291,12 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         void Build(int i)
         {
             var layer = _layers[i];
-            var stats = layer.Pending is { } p ? BuildStatistics(layer, p) : null;
+            var stats = capture.Summaries[i] is { } p ? BuildStatistics(layer, p) : null;
             records[i] = new LayerRecord(
-                CurrentStep, layer.Name, layer.LayerType, stats,
+                capture.Step, layer.Name, layer.LayerType, stats,
                 Shift: Compare(stats, layer.Previous),
                 ReferenceShift: Compare(stats, layer.Reference),
-                Gradients: layer.PendingGradients is { } g ? BuildGradients(g) : null);
+                Gradients: capture.Gradients[i] is { } g ? BuildGradients(g) : null);
             found[i] = AnomalyDetector.Detect(records[i], _options).ToList();
         }
         for (int i = 0; i < _layers.Count; i++) Build(i);
@@ -256,11 +313,11 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
             else if (anyFired && !layer.WarnedNotCalled)
             {
                 layer.WarnedNotCalled = true;
-                anomalies.Add(AnomalyDetector.NotCalled(CurrentStep, layer.Name));
+                anomalies.Add(AnomalyDetector.NotCalled(capture.Step, layer.Name));
             }
         }
 
-        var step = new StepRecord(CurrentStep, _engine.Loss, records, anomalies);
+        var step = new StepRecord(capture.Step, capture.Loss, records, anomalies);
         LastRecord = step;
         foreach (var sink in _sinks) sink.Write(step);
         foreach (var observer in _observers.ToArray()) observer.OnNext(step);
@@ -350,17 +407,29 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         return new HookHandle(() => _observers.Remove(observer));
     }
 
-    /// <summary>Removes every hook, releases every tensor the monitor holds, closes the sinks and completes the observers.</summary>
+    /// <summary>
+    /// Finishes the records still pending (see <see cref="Flush"/>), then removes every hook, releases every tensor the
+    /// monitor holds, closes the sinks and completes the observers.
+    /// </summary>
     public void Dispose()
     {
         if (_disposed) return;
-        _disposed = true;
-        DisarmHooks();
-        foreach (var layer in _layers) layer.Dispose();
-        _engine.Dispose();
-        foreach (var sink in _sinks) sink.Dispose();
-        foreach (var observer in _observers.ToArray()) observer.OnCompleted();
-        _observers.Clear();
+        try
+        {
+            Flush();
+        }
+        finally
+        {
+            _disposed = true;
+            foreach (var c in _inFlight) c.Dispose();
+            _inFlight.Clear();
+            DisarmHooks();
+            foreach (var layer in _layers) layer.Dispose();
+            _engine.Dispose();
+            foreach (var sink in _sinks) sink.Dispose();
+            foreach (var observer in _observers.ToArray()) observer.OnCompleted();
+            _observers.Clear();
+        }
     }
 
     private sealed class HookHandle(Action remove) : IDisposable

@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using CovariateShift.Hooks;
+using CovariateShift.Statistics.Device;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -9,43 +10,31 @@ namespace CovariateShift.Statistics;
 /// Computes the raw reductions of activations and gradients where the tensors live.
 /// <para>CPU float32 tensors (engine <see cref="StatisticsEngineKind.Auto"/>): one vectorized pass over the tensor's own
 /// memory in the hook (<see cref="CpuKernel"/>); nothing is copied and no tensor is kept.</para>
-/// <para>Other tensors (CUDA, other dtypes, or engine <see cref="StatisticsEngineKind.Device"/>): TorchSharp operations
-/// on the tensor's device, under no_grad on detached data, each producing one small float64 "pack" tensor that this
-/// engine owns until <see cref="Collect"/>, where all packs of the step are concatenated and copied to the host in a
-/// single transfer.</para>
+/// <para>Other tensors (CUDA, other dtypes, or engine <see cref="StatisticsEngineKind.Device"/>): the batched device
+/// engine (<see cref="BatchedDeviceEngine"/>): one copy per layer into a persistent buffer in the hook, then a fixed
+/// number of operations for all layers together at the end of the step and one device-to-host transfer, asynchronous
+/// on CUDA (<see cref="StepCapture"/> completes later).</para>
 /// </summary>
 internal sealed class StatisticsEngine : IDisposable
 {
-    /// <summary>Scalars at the head of an activation pack, followed by the sampled values.</summary>
-    private const int ActivationScalars = 15;
-
     private readonly MonitorOptions _options;
-    private readonly List<(MonitoredLayer Layer, Tensor Pack, bool Channels)> _activationPacks = [];
-    private Tensor? _lossPack;
+    private readonly BatchedDeviceEngine _device;
     private double? _loss;
-
-    // TorchSharp turns a C# number passed to an operation into a native Scalar that only a finalizer frees; the
-    // device path uses these, created once and disposed with the engine.
-    private readonly Scalar _zero = 0.0.ToScalar();
-    private readonly Scalar _one = 1.0.ToScalar();
-    private readonly Scalar _positiveInfinity = double.PositiveInfinity.ToScalar();
-    private readonly Scalar _negativeInfinity = double.NegativeInfinity.ToScalar();
-    private readonly Scalar _nearZero;
 
     public StatisticsEngine(MonitorOptions options)
     {
         _options = options;
-        _nearZero = options.NearZeroThreshold.ToScalar();
+        _device = new BatchedDeviceEngine(options);
     }
 
     /// <summary>Number of device-to-host transfers made so far (diagnostics and tests).</summary>
-    public int HostTransfers { get; private set; }
+    public int HostTransfers => _device.HostTransfers;
 
-    /// <summary>Loss of the step collected last.</summary>
-    public double? Loss => _loss;
+    /// <summary>The device engine's operation counter (tests, cost model).</summary>
+    public DeviceOpCounter DeviceOps => _device.Ops;
 
     /// <summary>TorchSharp's Device has no value equality (and Tensor.device makes a new object per call).</summary>
-    internal static bool SameDevice(Device a, Device b) => a.type == b.type && a.index == b.index;
+    internal static bool SameDevice(torch.Device a, torch.Device b) => a.type == b.type && a.index == b.index;
 
     private bool UseCpuKernel(Tensor t) =>
         _options.Engine == StatisticsEngineKind.Auto && t.device_type == DeviceType.CPU &&
@@ -65,18 +54,14 @@ internal sealed class StatisticsEngine : IDisposable
             layer.Pending = SummarizeOnCpu(layer, MemoryMarshal.Cast<byte, float>(output.bytes), output);
             return;
         }
-        using var scope = NewDisposeScope();
-        using var noGrad = no_grad();
-        var x = output.detach();
-        if (UseCpuKernel(x))
+        if (UseCpuKernel(output))
         {
-            x = x.contiguous();
+            using var scope = NewDisposeScope();
+            var x = output.detach().contiguous();
             layer.Pending = SummarizeOnCpu(layer, MemoryMarshal.Cast<byte, float>(x.bytes), x);
             return;
         }
-        bool channels = x.dim() == 4;
-        var pack = DeviceActivationPack(layer, x, channels);
-        _activationPacks.Add((layer, pack.DetachFromDisposeScope(), channels));
+        _device.CaptureActivation(layer, output);
     }
 
     private ActivationSummary SummarizeOnCpu(MonitoredLayer layer, ReadOnlySpan<float> data, Tensor shapeOf)
@@ -93,89 +78,22 @@ internal sealed class StatisticsEngine : IDisposable
         return summary;
     }
 
-    private Tensor DeviceActivationPack(MonitoredLayer layer, Tensor x, bool channels)
-    {
-        var dev = x.device;
-        Tensor Value(double v) => tensor(v, ScalarType.Float64, dev);
-        var x64 = x.to_type(ScalarType.Float64);
-        var flat = x64.reshape(-1);
-        var finite = flat.isfinite();
-        var notFinite = finite.logical_not();
-        var first = flat[0];
-        var shift = where(first.isfinite(), first, zeros_like(first));
-        var d = (flat - shift).masked_fill(notFinite, _zero);
-        var notNear = flat.abs().le(_nearZero).logical_not();          // NaN counts as not near zero
-        long[] unitShape = x.dim() >= 2 ? [x.shape[0], x.shape[1], -1] : [1, 1, -1];
-        var activePerUnit = notNear.reshape(unitShape).sum([0L, 2L]);
-        var parts = new List<Tensor>
-        {
-            Value(flat.numel()),
-            finite.sum().to_type(ScalarType.Float64),
-            shift,
-            d.sum(),
-            d.square().sum(),
-            flat.masked_fill(notFinite, _positiveInfinity).min(),
-            flat.masked_fill(notFinite, _negativeInfinity).max(),
-            Value(flat.numel()) - notNear.sum().to_type(ScalarType.Float64),
-        };
-        if (layer.Saturation is { } sat)
-        {
-            using var low = sat.Low.ToScalar();
-            using var high = sat.High.ToScalar();
-            parts.Add(flat.le(low).logical_or(flat.ge(high)).sum().to_type(ScalarType.Float64));
-        }
-        else
-        {
-            parts.Add(Value(0));
-        }
-
-        parts.Add(flat.isnan().sum().to_type(ScalarType.Float64));
-        parts.Add(flat.isinf().sum().to_type(ScalarType.Float64));
-        if (channels)
-        {
-            // Per channel over (N, H, W), reusing the shifted, masked values (float64, so one shared shift is exact enough).
-            long[] dims = [0, 2, 3];
-            var d4 = d.view(x.shape);
-            var nC = finite.view(x.shape).sum(dims).to_type(ScalarType.Float64);
-            var valid = nC.gt(_zero);
-            var invalid = valid.logical_not();
-            var safeN = nC.clamp_min(_one);
-            var mC = d4.sum(dims) / safeN;
-            var meanC = mC + shift;
-            var varC = (d4.square().sum(dims) / safeN - mC.square()).clamp_min(_zero);
-            var used = valid.sum().to_type(ScalarType.Float64);
-            parts.Add(meanC.square().masked_fill(invalid, _zero).sum() / used);
-            parts.Add(varC.masked_fill(invalid, _zero).sum() / used);
-        }
-        else
-        {
-            parts.Add(Value(double.NaN));
-            parts.Add(Value(double.NaN));
-        }
-        parts.Add(Value(activePerUnit.numel()));
-        parts.Add(activePerUnit.eq(_zero).sum().to_type(ScalarType.Float64));
-        var positions = layer.DevicePositions(flat.numel(), _options.SampleSize, _options.Seed, dev);
-        var sampled = flat.index_select(0, positions);
-        return cat([stack(parts), sampled]);
-    }
-
     /// <summary>
     /// Gradient and weight norms of every layer's own parameters, and a snapshot of the parameters for the update size.
     /// CPU float32 parameters are read in place, in one pass over the gradient and one over the weights that also copies
-    /// them into the snapshot; others use device ops.
+    /// them into the snapshot; the others go to the batched device engine (all layers in one concatenation).
     /// </summary>
     public void CaptureGradients(IReadOnlyList<MonitoredLayer> layers)
     {
-        using var scope = NewDisposeScope();
-        using var noGrad = no_grad();
+        var device = new List<(MonitoredLayer, TorchSharp.Modules.Parameter[], GradientCapture)>();
         foreach (var layer in layers)
         {
             GradientCapture? capture = null;
-            var deviceParts = new List<Tensor>();
+            List<TorchSharp.Modules.Parameter>? onDevice = null;
             foreach (var p in layer.Parameters)
             {
                 if (!p.requires_grad) continue;
-                var g = p.grad;
+                using var g = p.grad;
                 if (g is null) continue;
                 capture ??= new GradientCapture();
                 capture.Elements += p.numel();
@@ -189,17 +107,15 @@ internal sealed class StatisticsEngine : IDisposable
                 }
                 else
                 {
-                    deviceParts.Add(g.to_type(ScalarType.Float64).square().sum());
-                    deviceParts.Add(p.detach().to_type(ScalarType.Float64).square().sum());
-                    capture.DeviceSnapshots.Add((p, p.detach().clone().DetachFromDisposeScope()));
+                    (onDevice ??= []).Add(p);
                 }
             }
             if (capture is null) continue;
-            if (deviceParts.Count > 0)
-                capture.DevicePack = stack(deviceParts).reshape(-1, 2).sum(dim: 0).DetachFromDisposeScope();
+            if (onDevice is not null) device.Add((layer, onDevice.ToArray(), capture));
             layer.PendingGradients?.Dispose();
             layer.PendingGradients = capture;
         }
+        _device.CaptureGradients(device);
     }
 
     public void CaptureLoss(Tensor loss)
@@ -216,77 +132,48 @@ internal sealed class StatisticsEngine : IDisposable
             };
             if (_loss is not null) return;
         }
-        using var scope = NewDisposeScope();
-        var l = loss.detach().reshape(-1)[0].to_type(ScalarType.Float64);
-        if (l.device_type == DeviceType.CPU)
+        if (loss.device_type == DeviceType.CPU)
         {
-            _loss = l.item<double>();
+            using var scope = NewDisposeScope();
+            _loss = loss.detach().reshape(-1)[0].to_type(ScalarType.Float64).item<double>();
             return;
         }
-        _lossPack?.Dispose();
-        _lossPack = l.reshape(1).DetachFromDisposeScope();
+        _device.CaptureLoss(loss);
     }
 
     /// <summary>
-    /// Finishes the step: measures the optimizer's update for captured gradients, then copies every device pack to
-    /// the host in one transfer and turns them into <see cref="ActivationSummary"/> / gradient values on the layers.
+    /// Finishes the step: measures the optimizer's update for host snapshots, launches the device reductions (one pack,
+    /// one transfer) and moves everything the step captured off the layers into a <see cref="StepCapture"/>.
     /// </summary>
-    public void Collect(IReadOnlyList<MonitoredLayer> layers)
+    public StepCapture Collect(IReadOnlyList<MonitoredLayer> layers, long step)
     {
-        var all = new List<Tensor>(_activationPacks.Select(a => a.Pack));
+        var capture = new StepCapture(step, layers.Count);
         try
         {
-            var captures = layers.Select(l => l.PendingGradients).OfType<GradientCapture>().ToList();
-            foreach (var c in captures) c.UpdateSquares = HostUpdateSquares(c);
-
-            var updateLayers = new List<MonitoredLayer>();
-            using (var scope = NewDisposeScope())
-            using (var noGrad = no_grad())
+            foreach (var layer in layers)
             {
-                foreach (var layer in layers)
+                capture.Fired[layer.Index] = layer.FiredThisStep;
+                capture.Summaries[layer.Index] = layer.Pending;
+                layer.Pending = null;
+                if (layer.PendingGradients is { } g)
                 {
-                    var g = layer.PendingGradients;
-                    if (g?.DevicePack is null) continue;
-                    var parts = g.DeviceSnapshots.Select(s => (s.Parameter.detach().to_type(ScalarType.Float64) - s.Values.to_type(ScalarType.Float64)).square().sum()).ToList();
-                    var update = parts.Count > 0 ? stack(parts).sum().reshape(1) : zeros(1, dtype: ScalarType.Float64, device: g.DevicePack.device);
-                    all.Add(cat([g.DevicePack, update]).DetachFromDisposeScope());
-                    updateLayers.Add(layer);
+                    g.UpdateSquares = HostUpdateSquares(g);
+                    capture.Gradients[layer.Index] = g;
+                    layer.PendingGradients = null;
                 }
             }
-            if (_lossPack is not null) all.Add(_lossPack);
-            if (all.Count == 0) return;
-
-            double[] host;
-            using (var scope = NewDisposeScope())
-            {
-                var target = all[0].device;
-                var joined = cat(all.Select(t => SameDevice(t.device, target) ? t : t.to(target)).ToList());
-                host = joined.cpu().data<double>().ToArray();
-                HostTransfers++;
-            }
-            int offset = 0;
-            foreach (var (layer, pack, channels) in _activationPacks)
-            {
-                int length = (int)pack.shape[0];
-                layer.Pending = ParseActivationPack(host.AsSpan(offset, length), channels, layer);
-                offset += length;
-            }
-            foreach (var layer in updateLayers)
-            {
-                var g = layer.PendingGradients!;
-                g.GradSquares += host[offset];
-                g.WeightSquares += host[offset + 1];
-                g.UpdateSquares = (g.UpdateSquares ?? 0) + host[offset + 2];
-                offset += 3;
-            }
-            if (_lossPack is not null) _loss = host[offset];
+            capture.Loss = _loss;
+            capture.Device = _device.Launch();
+            return capture;
+        }
+        catch
+        {
+            capture.Dispose();
+            throw;
         }
         finally
         {
-            // Every pack of the step is released whatever happened, so a failed step leaks nothing into the next.
-            foreach (var t in all) t.Dispose();
-            _activationPacks.Clear();
-            _lossPack = null;
+            _loss = null;
         }
     }
 
@@ -308,47 +195,5 @@ internal sealed class StatisticsEngine : IDisposable
     private bool Comparable(TorchSharp.Modules.Parameter p, int length) =>
         !p.IsInvalid && UseCpuKernel(p) && p.is_contiguous() && p.numel() == length;
 
-    /// <summary>Forgets the loss of the previous step (called when a new step starts).</summary>
-    public void ResetLoss()
-    {
-        _loss = null;
-        _lossPack?.Dispose();
-        _lossPack = null;
-    }
-
-    private static ActivationSummary ParseActivationPack(ReadOnlySpan<double> pack, bool channels, MonitoredLayer layer)
-    {
-        var s = new ActivationSummary
-        {
-            Count = (long)pack[0],
-            FiniteCount = (long)pack[1],
-            Shift = pack[2],
-            ShiftedSum = pack[3],
-            ShiftedSumSquares = pack[4],
-            Min = pack[1] > 0 ? pack[5] : double.NaN,
-            Max = pack[1] > 0 ? pack[6] : double.NaN,
-            NearZero = (long)pack[7],
-            Saturated = (long)pack[8],
-            Nan = (long)pack[9],
-            Inf = (long)pack[10],
-            ChannelSquaredMean = channels ? pack[11] : null,
-            ChannelVariance = channels ? pack[12] : null,
-            Units = (long)pack[13],
-            DeadUnits = (long)pack[14],
-        };
-        var sampled = pack[ActivationScalars..];
-        s.Sample = layer.SampleBuffer(sampled.Length);
-        foreach (var v in sampled)
-            if (double.IsFinite(v)) s.Sample[s.SampleCount++] = (float)v;
-        return s;
-    }
-
-    public void Dispose()
-    {
-        foreach (var (_, pack, _) in _activationPacks) pack.Dispose();
-        _activationPacks.Clear();
-        _lossPack?.Dispose();
-        _lossPack = null;
-        foreach (var s in new[] { _zero, _one, _positiveInfinity, _negativeInfinity, _nearZero }) s.Dispose();
-    }
+    public void Dispose() => _device.Dispose();
 }
