@@ -50,6 +50,7 @@ internal sealed class BatchedDeviceEngine : IDisposable
 
     private readonly Scalar _nearZero;
     private readonly Scalar _nan = float.NaN.ToScalar();
+    private readonly Scalar _tiny = 1e-30f.ToScalar();
 
     public BatchedDeviceEngine(MonitorOptions options)
     {
@@ -234,10 +235,14 @@ internal sealed class BatchedDeviceEngine : IDisposable
         var pivot = Ops.Launch(Ops.Handle(v.select(1, 0)).nan_to_num(0, 0, 0));
         var d = Ops.Launch(v.sub(Ops.Handle(pivot.unsqueeze(1))));
         Ops.Launch(d.nan_to_num_(0, 0, 0));
+        // Scaled by the chunk's largest |x - p| so float32 squares cannot overflow (values beyond ~1.8e19 otherwise would).
+        var scale = Ops.Launch(3, d.abs().amax([1L], keepdim: true).clamp_min_(_tiny));
+        Ops.Launch(d.div_(scale));
         var (variance, mean) = Ops.Launch(d.var_mean(1, unbiased: false));
         parts.Add(pivot);
         parts.Add(mean);
         parts.Add(variance);
+        parts.Add(Ops.Handle(scale.view(-1)));
         parts.Add(Ops.Launch(2, v.isnan().sum(1, type: ScalarType.Float32)));
         parts.Add(Ops.Launch(2, v.isinf().sum(1, type: ScalarType.Float32)));
         parts.Add(Ops.Launch(3, v.abs().le(_nearZero).sum(1, type: ScalarType.Float32)));
@@ -414,5 +419,6 @@ internal sealed class BatchedDeviceEngine : IDisposable
         _pinnedPool.Clear();
         _nearZero.Dispose();
         _nan.Dispose();
+        _tiny.Dispose();
     }
 }

@@ -6,7 +6,7 @@ namespace CovariateShift.Statistics.Device;
 
 /// <summary>
 /// One recorded step's pack on its way to the host. The pack is a float32 vector: per chunk of the activation buffer
-/// the pivot, mean and variance about it, NaN / Inf / near-zero counts, finite min and max (and the saturated count when
+/// the pivot, mean and variance about it (in units of the scale), the scale (largest |x - pivot|), NaN / Inf / near-zero counts, finite min and max (and the saturated count when
 /// a layer is bounded); then the sampled values; then per chunk of the parameter buffer the squared gradient, weight and
 /// update sums; then the loss. On a CUDA device it is copied asynchronously into pinned host memory followed by a
 /// one-element flag copy on the same stream; the pack has arrived when the host sees the flag (the copies complete in
@@ -48,7 +48,7 @@ internal sealed class DeviceCapture : IDisposable
     public bool HasLoss { get; }
 
     /// <summary>Per-chunk values of the activation part (order of the pack).</summary>
-    public int ChunkFields => Saturation ? 9 : 8;
+    public int ChunkFields => Saturation ? 10 : 9;
 
     /// <summary>Whether the pack has arrived in host memory (never blocks).</summary>
     public bool IsReady
@@ -141,12 +141,13 @@ internal sealed class DeviceCapture : IDisposable
         var pivot = chunks[..m];
         var mean = chunks.Slice(m, m);
         var variance = chunks.Slice(2 * m, m);
-        var nan = chunks.Slice(3 * m, m);
-        var inf = chunks.Slice(4 * m, m);
-        var near = chunks.Slice(5 * m, m);
-        var min = chunks.Slice(6 * m, m);
-        var max = chunks.Slice(7 * m, m);
-        var sat = Saturation ? chunks.Slice(8 * m, m) : default;
+        var scale = chunks.Slice(3 * m, m);
+        var nan = chunks.Slice(4 * m, m);
+        var inf = chunks.Slice(5 * m, m);
+        var near = chunks.Slice(6 * m, m);
+        var min = chunks.Slice(7 * m, m);
+        var max = chunks.Slice(8 * m, m);
+        var sat = Saturation ? chunks.Slice(9 * m, m) : default;
 
         var s = new ActivationSummary { Count = slot.Count, Units = slot.Units };
         int perUnit = slot.ChunksPerUnit(chunkLength);
@@ -171,8 +172,9 @@ internal sealed class DeviceCapture : IDisposable
                 if (kf <= 0) continue;
                 lo = Math.Min(lo, min[k]);
                 hi = Math.Max(hi, max[k]);
-                double s1 = (double)chunkLength * mean[k];
-                double s2 = (double)chunkLength * (variance[k] + (double)mean[k] * mean[k]);
+                double sk = scale[k], mk = mean[k] * sk;
+                double s1 = chunkLength * mk;
+                double s2 = chunkLength * (variance[k] * sk * sk + mk * mk);
                 double km = pivot[k] + s1 / kf;
                 double km2 = Math.Max(0.0, s2 - s1 * s1 / kf);
                 Merge(ref un, ref um, ref um2, kf, km, km2);
