@@ -216,7 +216,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
                 capture.OwnSamples();
                 _inFlight.Enqueue(capture);
                 while (_inFlight.Count > MaxRecordsInFlight) latest = FinishOldest() ?? latest;
-                return FinishReady(waitAll: false) ?? latest;
+                return latest;
             }
             latest = FinishReady(waitAll: true) ?? latest;
             using (capture)
