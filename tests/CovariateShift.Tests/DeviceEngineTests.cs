@@ -29,7 +29,7 @@ public sealed class DeviceEngineTests(ITestOutputHelper output)
         }
         Step();   // first recorded step builds the layouts
         Step();
-        var ops = monitor.DeviceOps;
+        var ops = monitor.DeviceOps!;
         long launches = ops.Launches, hooks = ops.HookLaunches, handles = ops.Handles;
         Step();
         return new StepCost(monitor.Layers.Count, ops.Launches - launches - (ops.HookLaunches - hooks), ops.HookLaunches - hooks, ops.Handles - handles);
@@ -134,8 +134,9 @@ public sealed class DeviceEngineTests(ITestOutputHelper output)
                 Assert.Equal(p.P15, q.P15);
                 Assert.Equal(p.P50, q.P50);
                 Assert.Equal(p.P85, q.P85);
-                Assert.True(p.Histogram.Counts.SequenceEqual(q.Histogram.Counts),
-                    $"{layer} step {a.Step} histogram [{p.Histogram.Low}, {p.Histogram.High}] vs [{q.Histogram.Low}, {q.Histogram.High}]: {string.Join(",", p.Histogram.Counts)} vs {string.Join(",", q.Histogram.Counts)}");
+                var (ph, qh) = (p.Histogram!, q.Histogram!);
+                Assert.True(ph.Counts.SequenceEqual(qh.Counts),
+                    $"{layer} step {a.Step} histogram [{ph.Low}, {ph.High}] vs [{qh.Low}, {qh.High}]: {string.Join(",", ph.Counts)} vs {string.Join(",", qh.Counts)}");
 
                 var (g, h) = (a.Layers[i].Gradients, b.Layers[i].Gradients);
                 Assert.Equal(g is null, h is null);
@@ -176,13 +177,13 @@ public sealed class DeviceEngineTests(ITestOutputHelper output)
                 Assert.Equal([null, 0L, null, 2L, null], returned);
                 Assert.Equal(1, monitor.PendingRecords);
                 Assert.Equal(2, monitor.LastRecord!.Step);
-                var flushed = monitor.Flush();
-                Assert.Equal(4, Assert.Single(flushed).Step);
+                var flushed = monitor.Flush()!;
+                Assert.Equal(4, flushed.Step);
                 Assert.Equal(0, monitor.PendingRecords);
 
                 // The deferred record holds the statistics of its own step, not of a later one.
                 var mean = fc.call(inputs[4]);
-                Assert.Equal(mean.mean().item<float>(), flushed[0].Layers[0].Statistics!.Mean, 4);
+                Assert.Equal(mean.mean().item<float>(), flushed.Layers[0].Statistics!.Mean, 4);
 
                 using var t = NewDisposeScope();
                 model.call(inputs[0]);

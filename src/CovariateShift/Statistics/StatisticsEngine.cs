@@ -1,90 +1,112 @@
+using System.Collections.Immutable;
 using System.Runtime.InteropServices;
-using CovariateShift.Hooks;
-using CovariateShift.Statistics.Device;
+using CovariateShift.Capture;
+using CovariateShift.Statistics.Batched;
 using TorchSharp;
 using static TorchSharp.torch;
 
 namespace CovariateShift.Statistics;
 
 /// <summary>
-/// Computes the raw reductions of activations and gradients where the tensors live.
+/// The monitor's built-in engine: computes the raw reductions of activations and gradients where the tensors live.
 /// <para>CPU float32 tensors (engine <see cref="StatisticsEngineKind.Auto"/>): one vectorized pass over the tensor's own
 /// memory in the hook (<see cref="CpuKernel"/>); nothing is copied and no tensor is kept.</para>
 /// <para>Other tensors (CUDA, other dtypes, or engine <see cref="StatisticsEngineKind.Device"/>): the batched device
 /// engine (<see cref="BatchedDeviceEngine"/>): one copy per layer into a persistent buffer in the hook, then a fixed
-/// number of operations for all layers together at the end of the step and one device-to-host transfer, asynchronous
-/// on CUDA (<see cref="StepCapture"/> completes later).</para>
+/// number of operations for all layers together at <see cref="Collect"/>, one float32 pack and one device-to-host
+/// transfer. On CUDA the transfer is asynchronous (pinned memory): the capture <see cref="Collect"/> returns is pending
+/// until the pack has arrived, which the monitor checks at later steps without blocking.</para>
 /// </summary>
-internal sealed class StatisticsEngine : IDisposable
+internal sealed class StatisticsEngine : IStatisticsEngine
 {
     private readonly MonitorOptions _options;
+    private readonly Dictionary<int, LayerBuffers> _buffers = [];
+    private readonly Dictionary<int, LayerSummary> _activations = [];
+    private readonly Dictionary<int, GradientCapture> _gradients = [];
+    private readonly HashSet<int> _onDevice = [];
     private readonly BatchedDeviceEngine _device;
     private double? _loss;
 
     public StatisticsEngine(MonitorOptions options)
     {
         _options = options;
-        _device = new BatchedDeviceEngine(options);
+        _device = new BatchedDeviceEngine(options, layer => BuffersOf(layer));
     }
 
-    /// <summary>Number of device-to-host transfers made so far (diagnostics and tests).</summary>
+    /// <inheritdoc />
     public int HostTransfers => _device.HostTransfers;
 
     /// <summary>The device engine's operation counter (tests, cost model).</summary>
     public DeviceOpCounter DeviceOps => _device.Ops;
 
+    private LayerBuffers BuffersOf(MonitoredLayer layer)
+    {
+        if (!_buffers.TryGetValue(layer.Index, out var b))
+        {
+            b = new LayerBuffers(layer.Index);
+            _buffers.Add(layer.Index, b);
+        }
+        return b;
+    }
+
+    private bool Captured(MonitoredLayer layer) => _activations.ContainsKey(layer.Index) || _onDevice.Contains(layer.Index);
+
     /// <summary>TorchSharp's Device has no value equality (and Tensor.device makes a new object per call).</summary>
-    internal static bool SameDevice(torch.Device a, torch.Device b) => a.type == b.type && a.index == b.index;
+    internal static bool SameDevice(Device a, Device b) => a.type == b.type && a.index == b.index;
 
     private bool UseCpuKernel(Tensor t) =>
         _options.Engine == StatisticsEngineKind.Auto && t.device_type == DeviceType.CPU &&
         t.dtype == ScalarType.Float32 && t.numel() <= int.MaxValue / sizeof(float);
 
+    /// <inheritdoc />
     public void CaptureActivation(MonitoredLayer layer, Tensor output)
     {
+        if (Captured(layer)) return;   // a shared layer called again in the same step: first call only
         long n = output.numel();
         if (n == 0)
         {
-            layer.Pending = new ActivationSummary();   // ran, but produced nothing: Count 0, NaN moments
+            _activations[layer.Index] = LayerSummary.Empty;   // ran, but produced nothing: Count 0, NaN moments
             return;
         }
         if (UseCpuKernel(output) && output.is_contiguous())
         {
             // Reads the tensor's own memory: no TorchSharp operation, no copy, nothing kept.
-            layer.Pending = SummarizeOnCpu(layer, MemoryMarshal.Cast<byte, float>(output.bytes), output);
+            _activations[layer.Index] = SummarizeOnCpu(layer, MemoryMarshal.Cast<byte, float>(output.bytes), output);
             return;
         }
         if (UseCpuKernel(output))
         {
             using var scope = NewDisposeScope();
             var x = output.detach().contiguous();
-            layer.Pending = SummarizeOnCpu(layer, MemoryMarshal.Cast<byte, float>(x.bytes), x);
+            _activations[layer.Index] = SummarizeOnCpu(layer, MemoryMarshal.Cast<byte, float>(x.bytes), x);
             return;
         }
+        _onDevice.Add(layer.Index);
         _device.CaptureActivation(layer, output);
     }
 
-    private ActivationSummary SummarizeOnCpu(MonitoredLayer layer, ReadOnlySpan<float> data, Tensor shapeOf)
+    private LayerSummary SummarizeOnCpu(MonitoredLayer layer, ReadOnlySpan<float> data, Tensor shapeOf)
     {
         var shape = shapeOf.shape;
         int units = shape.Length >= 2 ? (int)shape[1] : 1;
         long block = shape.Length >= 3 ? shape[2..].Aggregate(1L, (a, b) => a * b) : 0;
         var summary = new ActivationSummary();
         CpuKernel.Summarize(data, units, (int)block, channelStatistics: shape.Length == 4,
-            (float)_options.NearZeroThreshold, layer.Saturation, summary);
-        var sample = layer.SampleFor(data.Length, _options.SampleSize, _options.Seed);
-        summary.Sample = layer.SampleBuffer(sample.Positions.Length);
-        summary.SampleCount = sample.Gather(data, summary.Sample);
-        return summary;
+            (float)_options.NearZeroThreshold, layer.Descriptor.Saturation, summary);
+        var sample = BuffersOf(layer).SampleFor(data.Length, _options.SampleSize, _options.Seed);
+        var values = new float[sample.Positions.Length];
+        int count = sample.Gather(data, values);
+        return summary.Freeze(ImmutableArray.Create(values, 0, count));
     }
 
     /// <summary>
     /// Gradient and weight norms of every layer's own parameters, and a snapshot of the parameters for the update size.
     /// CPU float32 parameters are read in place, in one pass over the gradient and one over the weights that also copies
-    /// them into the snapshot; the others go to the batched device engine (all layers in one concatenation).
+    /// them into the snapshot; others use device ops.
     /// </summary>
     public void CaptureGradients(IReadOnlyList<MonitoredLayer> layers)
     {
+        ArgumentNullException.ThrowIfNull(layers);
         var device = new List<(MonitoredLayer, TorchSharp.Modules.Parameter[], GradientCapture)>();
         foreach (var layer in layers)
         {
@@ -100,7 +122,7 @@ internal sealed class StatisticsEngine : IDisposable
                 if (UseCpuKernel(p) && UseCpuKernel(g) && p.is_contiguous() && g.is_contiguous())
                 {
                     var w = MemoryMarshal.Cast<byte, float>(p.bytes);
-                    var buffer = layer.SnapshotBuffer(capture.HostSnapshots.Count, w.Length);
+                    var buffer = BuffersOf(layer).SnapshotBuffer(capture.HostSnapshots.Count, w.Length);
                     capture.HostSnapshots.Add((p, buffer));
                     capture.GradSquares += CpuNorms.SumSquares(MemoryMarshal.Cast<byte, float>(g.bytes));
                     capture.WeightSquares += CpuNorms.SumSquaresAndCopy(w, buffer);
@@ -112,14 +134,16 @@ internal sealed class StatisticsEngine : IDisposable
             }
             if (capture is null) continue;
             if (onDevice is not null) device.Add((layer, onDevice.ToArray(), capture));
-            layer.PendingGradients?.Dispose();
-            layer.PendingGradients = capture;
+            if (_gradients.Remove(layer.Index, out var earlier)) earlier.Dispose();
+            _gradients[layer.Index] = capture;
         }
         _device.CaptureGradients(device);
     }
 
+    /// <inheritdoc />
     public void CaptureLoss(Tensor loss)
     {
+        ArgumentNullException.ThrowIfNull(loss);
         if (loss.numel() == 0) return;
         if (loss.device_type == DeviceType.CPU && loss.numel() == 1)
         {
@@ -141,40 +165,65 @@ internal sealed class StatisticsEngine : IDisposable
         _device.CaptureLoss(loss);
     }
 
+    /// <inheritdoc />
+    public void DiscardActivations()
+    {
+        _activations.Clear();
+        _onDevice.Clear();
+        _device.DiscardActivations();
+    }
+
     /// <summary>
     /// Finishes the step: measures the optimizer's update for host snapshots, launches the device reductions (one pack,
-    /// one transfer) and moves everything the step captured off the layers into a <see cref="StepCapture"/>.
+    /// one transfer, asynchronous on CUDA) and resets the per-step state. The capture is complete at once unless a
+    /// device pack is still on its way; then it completes when the pack has arrived.
     /// </summary>
-    public StepCapture Collect(IReadOnlyList<MonitoredLayer> layers, long step)
+    public PendingCapture Collect(long step, int layerCount)
     {
-        var capture = new StepCapture(step, layers.Count);
+        var activations = new LayerSummary?[layerCount];
+        var gradients = _gradients.ToList();
+        double? loss = _loss;
+        DeviceCapture? device = null;
         try
         {
-            foreach (var layer in layers)
-            {
-                capture.Fired[layer.Index] = layer.FiredThisStep;
-                capture.Summaries[layer.Index] = layer.Pending;
-                layer.Pending = null;
-                if (layer.PendingGradients is { } g)
-                {
-                    g.UpdateSquares = HostUpdateSquares(g);
-                    capture.Gradients[layer.Index] = g;
-                    layer.PendingGradients = null;
-                }
-            }
-            capture.Loss = _loss;
-            capture.Device = _device.Launch();
-            return capture;
+            foreach (var (index, summary) in _activations) activations[index] = summary;
+            foreach (var (_, g) in gradients) g.UpdateSquares = HostUpdateSquares(g);
+            device = _device.Launch();
         }
         catch
         {
-            capture.Dispose();
+            foreach (var (_, g) in gradients) g.Dispose();
             throw;
         }
         finally
         {
+            _activations.Clear();
+            _onDevice.Clear();
+            _gradients.Clear();
             _loss = null;
         }
+
+        StepCapture Finish()
+        {
+            if (device is not null)
+            {
+                var deviceLoss = device.Complete(activations);
+                loss ??= deviceLoss;
+            }
+            var sums = new GradientSums?[layerCount];
+            foreach (var (index, g) in gradients)
+            {
+                sums[index] = new GradientSums(g.GradSquares, g.WeightSquares, g.UpdateSquares, g.Elements);
+                g.Dispose();
+            }
+            return new StepCapture(step, loss, [.. activations], [.. sums]);
+        }
+
+        if (device is null || !(device.Asynchronous || _options.DeferRecords)) return PendingCapture.Completed(Finish());
+        // Asynchronous: ready when the pack has arrived. A deferred CPU capture (tests) reports "not yet" at its first poll,
+        // as a GPU still busy with the step would.
+        int polls = 0;
+        return new PendingCapture(step, () => device.IsReady && (device.Asynchronous || polls++ > 0), Finish);
     }
 
     /// <summary>
@@ -195,5 +244,14 @@ internal sealed class StatisticsEngine : IDisposable
     private bool Comparable(TorchSharp.Modules.Parameter p, int length) =>
         !p.IsInvalid && UseCpuKernel(p) && p.is_contiguous() && p.numel() == length;
 
-    public void Dispose() => _device.Dispose();
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        DiscardActivations();
+        foreach (var g in _gradients.Values) g.Dispose();
+        _gradients.Clear();
+        foreach (var b in _buffers.Values) b.Dispose();
+        _buffers.Clear();
+        _device.Dispose();
+    }
 }

@@ -1,8 +1,10 @@
+using System.Collections.Immutable;
 using System.Runtime.InteropServices;
+using CovariateShift.Capture;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace CovariateShift.Statistics.Device;
+namespace CovariateShift.Statistics.Batched;
 
 /// <summary>
 /// One recorded step's pack on its way to the host. The pack is a float32 vector: per chunk of the activation buffer
@@ -84,7 +86,7 @@ internal sealed class DeviceCapture : IDisposable
     /// Turns the arrived pack into per-layer summaries (indexed by layer index) and fills the gradient captures; returns
     /// the loss when the pack carries it.
     /// </summary>
-    public double? Complete(ActivationSummary?[] summaries)
+    public double? Complete(LayerSummary?[] summaries)
     {
         Wait();
         var host = MemoryMarshal.Cast<byte, float>(_host!.bytes)[.._length];
@@ -135,7 +137,7 @@ internal sealed class DeviceCapture : IDisposable
     /// S1 = C * mean, S2 = C * (var + mean^2) about the chunk's pivot), then Chan et al.'s pairwise merge into units and
     /// units into the layer, all in double.
     /// </summary>
-    private ActivationSummary Summarize(ActivationLayout.Slot slot, int chunkLength, int m, ReadOnlySpan<float> chunks,
+    private LayerSummary Summarize(ActivationLayout.Slot slot, int chunkLength, int m, ReadOnlySpan<float> chunks,
         ReadOnlySpan<float> sampled)
     {
         var pivot = chunks[..m];
@@ -188,9 +190,9 @@ internal sealed class DeviceCapture : IDisposable
             Merge(ref finite, ref layerMean, ref layerM2, un, um, um2);
         }
         s.FiniteCount = finite;
-        s.Shift = finite > 0 ? layerMean : 0;
-        s.ShiftedSum = 0;
-        s.ShiftedSumSquares = layerM2;
+        s.Pivot = finite > 0 ? layerMean : 0;
+        s.PivotedSum = 0;
+        s.PivotedSumSquares = layerM2;
         s.Min = finite > 0 ? lo : double.NaN;
         s.Max = finite > 0 ? hi : double.NaN;
         s.NearZero = nearCount;
@@ -200,12 +202,12 @@ internal sealed class DeviceCapture : IDisposable
         s.DeadUnits = dead;
         s.ChannelSquaredMean = slot.FourD ? (used > 0 ? sqMean / used : double.NaN) : null;
         s.ChannelVariance = slot.FourD ? (used > 0 ? varMean / used : double.NaN) : null;
-        s.Sample = slot.Layer.SampleBuffer(sampled.Length);
+        var values = ImmutableArray.CreateBuilder<float>(sampled.Length);
         foreach (var v in sampled)
         {
-            if (float.IsFinite(v)) s.Sample[s.SampleCount++] = v;
+            if (float.IsFinite(v)) values.Add(v);
         }
-        return s;
+        return s.Freeze(values.DrainToImmutable());
     }
 
     /// <summary>Chan et al.: merges (nb, mb, m2b) into (na, ma, m2a).</summary>

@@ -1,7 +1,7 @@
-using CovariateShift.Hooks;
+using CovariateShift.Capture;
 using TorchSharp.Modules;
 
-namespace CovariateShift.Statistics.Device;
+namespace CovariateShift.Statistics.Batched;
 
 /// <summary>
 /// Where the parameters (and gradients) of every monitored layer go in the batched engine's flat parameter buffer:

@@ -1,6 +1,6 @@
-using CovariateShift.Hooks;
+using CovariateShift.Capture;
 
-namespace CovariateShift.Statistics.Device;
+namespace CovariateShift.Statistics.Batched;
 
 /// <summary>
 /// Where every monitored layer's output goes in the batched engine's device buffer, and how the buffer is cut into
@@ -152,12 +152,12 @@ internal sealed class ActivationLayout
     }
 
     /// <summary>Buffer positions of every layer's stratified sample (the same positions the CPU kernel reads), in slot order.</summary>
-    public long[] SamplePositions(int sampleSize, int seed)
+    public long[] SamplePositions(Func<MonitoredLayer, LayerBuffers> buffers, int sampleSize, int seed)
     {
         var positions = new long[TotalSamples];
         foreach (var s in Slots)
         {
-            var sample = s.Layer.SampleFor(s.Count, sampleSize, seed);
+            var sample = buffers(s.Layer).SampleFor(s.Count, sampleSize, seed);
             for (int k = 0; k < s.SampleCount; k++) positions[s.SampleOffset + k] = s.Position(sample.Positions[k]);
         }
         return positions;

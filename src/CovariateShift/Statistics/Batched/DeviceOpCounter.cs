@@ -1,4 +1,4 @@
-namespace CovariateShift.Statistics.Device;
+namespace CovariateShift.Statistics.Batched;
 
 /// <summary>
 /// The counting seam of the batched device engine: every TorchSharp call the engine makes goes through one of its

@@ -1,9 +1,9 @@
-using CovariateShift.Hooks;
+using CovariateShift.Capture;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace CovariateShift.Statistics.Device;
+namespace CovariateShift.Statistics.Batched;
 
 /// <summary>
 /// Device statistics whose number of operations per recorded step does not grow with the number of layers.
@@ -25,6 +25,7 @@ internal sealed class BatchedDeviceEngine : IDisposable
     private sealed record Captured(MonitoredLayer Layer, long[] Shape, Tensor? Handle);
 
     private readonly MonitorOptions _options;
+    private readonly Func<MonitoredLayer, LayerBuffers> _buffers;
     private readonly List<Captured> _captured = [];
     private ActivationLayout? _layout;
     private Tensor? _buffer;
@@ -52,9 +53,10 @@ internal sealed class BatchedDeviceEngine : IDisposable
     private readonly Scalar _nan = float.NaN.ToScalar();
     private readonly Scalar _tiny = 1e-30f.ToScalar();
 
-    public BatchedDeviceEngine(MonitorOptions options)
+    public BatchedDeviceEngine(MonitorOptions options, Func<MonitoredLayer, LayerBuffers> buffers)
     {
         _options = options;
+        _buffers = buffers;
         _nearZero = options.NearZeroThreshold.ToScalar();
     }
 
@@ -316,8 +318,8 @@ internal sealed class BatchedDeviceEngine : IDisposable
         _buffer = buffer;
         _slotViews = views;
         _chunkView = Ops.Handle(buffer.view(layout.Chunks, layout.ChunkLength)).DetachFromDisposeScope();
-        _samplePositions = Ops.Launch(tensor(layout.SamplePositions(_options.SampleSize, _options.Seed), ScalarType.Int64, device)).DetachFromDisposeScope();
-        _anySaturation = layout.Slots.Any(s => s.Layer.Saturation is not null);
+        _samplePositions = Ops.Launch(tensor(layout.SamplePositions(_buffers, _options.SampleSize, _options.Seed), ScalarType.Int64, device)).DetachFromDisposeScope();
+        _anySaturation = layout.Slots.Any(s => s.Layer.Descriptor.Saturation is not null);
         if (_anySaturation)
         {
             var low = new float[layout.Chunks];
@@ -326,7 +328,7 @@ internal sealed class BatchedDeviceEngine : IDisposable
             Array.Fill(high, float.PositiveInfinity);
             foreach (var s in layout.Slots)
             {
-                if (s.Layer.Saturation is not { } b) continue;
+                if (s.Layer.Descriptor.Saturation is not { } b) continue;
                 int chunks = (int)(s.Units * s.ChunksPerUnit(layout.ChunkLength));
                 Array.Fill(low, b.Low, s.FirstChunk, chunks);
                 Array.Fill(high, b.High, s.FirstChunk, chunks);
@@ -357,6 +359,14 @@ internal sealed class BatchedDeviceEngine : IDisposable
     {
         if (_pinnedPool.Count < 4) _pinnedPool.Add(t);
         else t.Dispose();
+    }
+
+    /// <summary>Drops this step's activations (a forward pass that did not finish); the buffer keeps stale values that no
+    /// capture reads.</summary>
+    public void DiscardActivations()
+    {
+        foreach (var c in _captured) c.Handle?.Dispose();
+        _captured.Clear();
     }
 
     private void ResetStep()
