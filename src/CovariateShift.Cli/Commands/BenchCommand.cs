@@ -21,12 +21,13 @@ internal static class BenchCommand
         var resnetPairs = new Option<int>("--resnet-pairs") { Description = "A/B pairs per ResNet-20 configuration.", DefaultValueFactory = _ => 16 }.AtLeast(1);
         var resnetSteps = new Option<int>("--resnet-steps") { Description = "Timed ResNet-20 steps per block (rounded up to a multiple of record-every).", DefaultValueFactory = _ => 4 }.AtLeast(1);
         var grads = new Option<bool[]>("--gradients") { Description = "Monitored loop without (false) and/or with (true) RecordGradients() every step.", DefaultValueFactory = _ => [false, true], AllowMultipleArgumentsPerToken = true };
+        var engine = new Option<string>("--engine") { Description = "The monitor's statistics engine: auto (CPU kernel for CPU float32 tensors, device engine otherwise) or device (the device engine everywhere, e.g. to measure it on the CPU).", DefaultValueFactory = _ => "auto" };
         var batch = new Option<int>("--batch-size") { Description = "Mini-batch size.", DefaultValueFactory = _ => 128 }.AtLeast(1);
         var device = new Option<string>("--device") { Description = "auto, cpu or cuda.", DefaultValueFactory = _ => "auto" };
         var json = new Option<bool>("--json") { Description = "Print the results as one JSON object on the last line." };
         var cmd = new Command("bench", "Measure the monitor's overhead: step time with the monitor / without, A/B interleaved blocks, median over pairs.")
         {
-            models, every, grads, mlpPairs, cnnPairs, mlpSteps, cnnSteps, resnetPairs, resnetSteps, batch, device, json,
+            models, every, grads, mlpPairs, cnnPairs, mlpSteps, cnnSteps, resnetPairs, resnetSteps, engine, batch, device, json,
         };
         cmd.SetAction(parse => CliRunner.Run(() =>
         {
@@ -40,6 +41,12 @@ internal static class BenchCommand
                     throw new ArgumentException($"--models: unknown model '{m}'; expected {string.Join(", ", OverheadBenchmark.Models)}.");
             }
 
+            var engineKind = parse.GetValue(engine) switch
+            {
+                "auto" => StatisticsEngineKind.Auto,
+                "device" => StatisticsEngineKind.Device,
+                var other => throw new ArgumentException($"--engine: unknown engine '{other}'; expected auto or device."),
+            };
             var everyList = parse.GetValue(every)!;
             foreach (var e in everyList)
                 if (e < 1) throw new ArgumentException($"--record-every must be at least 1; got {e}.");
@@ -60,12 +67,12 @@ internal static class BenchCommand
                             "cnn" => (parse.GetValue(cnnPairs), parse.GetValue(cnnSteps)),
                             _ => (parse.GetValue(resnetPairs), parse.GetValue(resnetSteps)),
                         };
-                        results.Add(bench.Run(m, e, pairs, steps, warmupCycles: m == "mlp" ? 40 : 4, gradients: g));
+                        results.Add(bench.Run(m, e, pairs, steps, warmupCycles: m == "mlp" ? 40 : 4, gradients: g, engine: engineKind));
                     }
                 }
             }
 
-            Console.WriteLine($"device: {dev.type.ToString().ToLowerInvariant()}, batch {parse.GetValue(batch)}, threads {TorchSharp.torch.get_num_threads()}");
+            Console.WriteLine($"device: {dev.type.ToString().ToLowerInvariant()}, engine {parse.GetValue(engine)}, batch {parse.GetValue(batch)}, threads {TorchSharp.torch.get_num_threads()}");
             Console.WriteLine("| model | record every | gradients | plain ms/step | monitored ms/step | ratio (median) | ratio IQR | pairs x steps |");
             Console.WriteLine("|---|---|---|---|---|---|---|---|");
             foreach (var r in results)
@@ -79,6 +86,7 @@ internal static class BenchCommand
                 var payload = new
                 {
                     device = dev.type.ToString().ToLowerInvariant(),
+                    engine = parse.GetValue(engine),
                     results = results.Select(r => new
                     {
                         model = r.Model,

@@ -63,7 +63,9 @@ public sealed class OverheadBenchmark
     /// cycles before .NET's tiered JIT has compiled it for good; without them, the JIT's background work lands inside
     /// the timed blocks of rarely recording runs.</param>
     /// <param name="gradients">Also call <c>RecordGradients()</c> every step (gradient norms, parameter snapshot, update size).</param>
-    public OverheadResult Run(string model, int recordEvery, int pairs, int blockSteps, int warmupCycles, bool gradients = true)
+    /// <param name="engine">The monitor's statistics engine (Device measures the device engine on CPU tensors too).</param>
+    public OverheadResult Run(string model, int recordEvery, int pairs, int blockSteps, int warmupCycles, bool gradients = true,
+        StatisticsEngineKind engine = StatisticsEngineKind.Auto)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(recordEvery, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(pairs, 1);
@@ -113,7 +115,7 @@ public sealed class OverheadBenchmark
             for (int half = 0; half < 2; half++)
             {
                 int monitoredCopy = half, plainCopy = 1 - half;
-                monitor = ActivationMonitor.Attach(copies[monitoredCopy].Net, new MonitorOptions { RecordEvery = recordEvery });
+                monitor = ActivationMonitor.Attach(copies[monitoredCopy].Net, new MonitorOptions { RecordEvery = recordEvery, Engine = engine });
                 Block(plainCopy, null, warmupSteps);
                 Block(monitoredCopy, monitor, warmupSteps);
                 int count = half == 0 ? pairs / 2 : pairs - pairs / 2;
