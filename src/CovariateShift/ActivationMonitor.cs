@@ -205,17 +205,25 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     /// captured (one host transfer at most), computes shift metrics and anomalies, writes the record to every sink
     /// and observer and returns it; otherwise it returns null. Pass the step's loss to have it recorded too (read in
     /// the same transfer). What a forward pass that did not return (it threw) captured is not recorded.
+    /// <para>On a CUDA device the step's statistics travel to the host asynchronously, so the training loop never waits
+    /// for the GPU: a recorded step's record is finished by a later <see cref="Step"/> call (recorded or not) as soon
+    /// as its data has arrived, usually the next one; at most <see cref="MaxRecordsInFlight"/> records wait at a time
+    /// (Step waits for the oldest beyond that), and <see cref="Flush"/> / <see cref="Dispose"/> finish the rest. Step
+    /// returns the newest record it finished (its <see cref="StepRecord.Step"/> tells which), or null. On the CPU
+    /// records are finished within their own Step call.</para>
     /// </summary>
     public StepRecord? Step(Tensor? loss = null)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         try
         {
-            if (!IsRecordingStep) return null;
+            var finished = Drain(wait: false);
+            if (!IsRecordingStep) return finished;
             if (_hooks.ForwardInProgress) _engine.DiscardActivations();
             if (loss is not null) _engine.CaptureLoss(loss);
             _pending.Enqueue(_engine.Collect(CurrentStep, _layers.Count));
-            return Drain(wait: false);
+            while (_pending.Count > MaxRecordsInFlight) finished = Publish(_pending.Dequeue().Wait()) ?? finished;
+            return Drain(wait: false) ?? finished;
         }
         finally
         {
@@ -226,9 +234,19 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         }
     }
 
+    /// <summary>Records whose statistics may be on their way from the device at once (see <see cref="Step"/>).</summary>
+    public const int MaxRecordsInFlight = 2;
+
+    /// <summary>Recorded steps whose record is not finished yet (asynchronous device statistics; 0 on the CPU).</summary>
+    public int PendingRecords => _pending.Count;
+
+    /// <summary>The device engine's operation counter (tests and the cost model); null for an engine from a factory.</summary>
+    internal Statistics.Batched.DeviceOpCounter? DeviceOps => (_engine as StatisticsEngine)?.DeviceOps;
+
     /// <summary>
     /// Finishes every capture still on its way to the host (engines that copy asynchronously) and writes its records;
-    /// returns the last record written, or null. The built-in engines complete every capture within <see cref="Step"/>.
+    /// returns the last record written, or null. The built-in engine completes captures within <see cref="Step"/> on the
+    /// CPU; on CUDA a record is pending until its statistics have arrived (see <see cref="Step"/>).
     /// </summary>
     public StepRecord? Flush()
     {

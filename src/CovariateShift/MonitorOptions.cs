@@ -86,6 +86,9 @@ public sealed record MonitorOptions
     /// <summary>Seed of the per-layer sample positions (so runs are reproducible). Default 0.</summary>
     public int Seed { get; init; }
 
+    /// <summary>Tests: finish records at a later Step() even when the statistics are already in host memory (as on CUDA).</summary>
+    internal bool DeferRecords { get; init; }
+
     /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first invalid value and what is expected.</summary>
     public void Validate()
     {

@@ -12,33 +12,44 @@ internal static class BenchCommand
 {
     public static Command Create()
     {
-        var models = new Option<string[]>("--models") { Description = "Models to measure: mlp (8x256 ReLU MLP), cnn (4-conv CNN with batch norm).", DefaultValueFactory = _ => ["mlp", "cnn"], AllowMultipleArgumentsPerToken = true };
+        var models = new Option<string[]>("--models") { Description = "Models to measure: mlp (8x256 ReLU MLP), cnn (4-conv CNN with batch norm), resnet20 (CIFAR ResNet-20, images padded to 32x32). Default: mlp cnn on the CPU, mlp cnn resnet20 on CUDA.", AllowMultipleArgumentsPerToken = true };
         var every = new Option<int[]>("--record-every") { Description = "RecordEvery settings to measure.", DefaultValueFactory = _ => [1, 16], AllowMultipleArgumentsPerToken = true };
         var mlpPairs = new Option<int>("--mlp-pairs") { Description = "A/B pairs per MLP configuration (the median ratio is reported).", DefaultValueFactory = _ => 60 }.AtLeast(1);
         var cnnPairs = new Option<int>("--cnn-pairs") { Description = "A/B pairs per CNN configuration.", DefaultValueFactory = _ => 16 }.AtLeast(1);
         var mlpSteps = new Option<int>("--mlp-steps") { Description = "Timed MLP steps per block (rounded up to a multiple of record-every).", DefaultValueFactory = _ => 8 }.AtLeast(1);
         var cnnSteps = new Option<int>("--cnn-steps") { Description = "Timed CNN steps per block (rounded up to a multiple of record-every).", DefaultValueFactory = _ => 1 }.AtLeast(1);
+        var resnetPairs = new Option<int>("--resnet-pairs") { Description = "A/B pairs per ResNet-20 configuration.", DefaultValueFactory = _ => 16 }.AtLeast(1);
+        var resnetSteps = new Option<int>("--resnet-steps") { Description = "Timed ResNet-20 steps per block (rounded up to a multiple of record-every).", DefaultValueFactory = _ => 4 }.AtLeast(1);
         var grads = new Option<bool[]>("--gradients") { Description = "Monitored loop without (false) and/or with (true) RecordGradients() every step.", DefaultValueFactory = _ => [false, true], AllowMultipleArgumentsPerToken = true };
+        var engine = new Option<string>("--engine") { Description = "The monitor's statistics engine: auto (CPU kernel for CPU float32 tensors, device engine otherwise) or device (the device engine everywhere, e.g. to measure it on the CPU).", DefaultValueFactory = _ => "auto" };
         var batch = new Option<int>("--batch-size") { Description = "Mini-batch size.", DefaultValueFactory = _ => 128 }.AtLeast(1);
         var device = new Option<string>("--device") { Description = "auto, cpu or cuda.", DefaultValueFactory = _ => "auto" };
         var json = new Option<bool>("--json") { Description = "Print the results as one JSON object on the last line." };
         var cmd = new Command("bench", "Measure the monitor's overhead: step time with the monitor / without, A/B interleaved blocks, median over pairs.")
         {
-            models, every, grads, mlpPairs, cnnPairs, mlpSteps, cnnSteps, batch, device, json,
+            models, every, grads, mlpPairs, cnnPairs, mlpSteps, cnnSteps, resnetPairs, resnetSteps, engine, batch, device, json,
         };
         cmd.SetAction(parse => CliRunner.Run(() =>
         {
-            var modelList = parse.GetValue(models)!.SelectMany(m => m.Split(',', StringSplitOptions.RemoveEmptyEntries)).ToArray();
+            var dev = DeviceSelector.Resolve(parse.GetValue(device)!);
+            var given = parse.GetValue(models);
+            string[] defaults = dev.type == TorchSharp.DeviceType.CUDA ? ["mlp", "cnn", "resnet20"] : ["mlp", "cnn"];
+            var modelList = (given is { Length: > 0 } ? given : defaults).SelectMany(m => m.Split(',', StringSplitOptions.RemoveEmptyEntries)).ToArray();
             foreach (var m in modelList)
             {
                 if (!OverheadBenchmark.Models.Contains(m))
                     throw new ArgumentException($"--models: unknown model '{m}'; expected {string.Join(", ", OverheadBenchmark.Models)}.");
             }
 
+            var engineKind = parse.GetValue(engine) switch
+            {
+                "auto" => StatisticsEngineKind.Auto,
+                "device" => StatisticsEngineKind.Device,
+                var other => throw new ArgumentException($"--engine: unknown engine '{other}'; expected auto or device."),
+            };
             var everyList = parse.GetValue(every)!;
             foreach (var e in everyList)
                 if (e < 1) throw new ArgumentException($"--record-every must be at least 1; got {e}.");
-            var dev = DeviceSelector.Resolve(parse.GetValue(device)!);
             var progress = new Action<string>(line => Console.Error.WriteLine(line));
             Console.Error.WriteLine($"Loading Fashion-MNIST from {MnistFormat.FashionMnistDirectory} ...");
             using var data = MnistFormat.LoadFashionMnist(train: true, limit: 8 * parse.GetValue(batch));
@@ -50,17 +61,18 @@ internal static class BenchCommand
                 {
                     foreach (var e in everyList)
                     {
-                        bool mlp = m == "mlp";
-                        results.Add(bench.Run(m, e,
-                            pairs: mlp ? parse.GetValue(mlpPairs) : parse.GetValue(cnnPairs),
-                            blockSteps: mlp ? parse.GetValue(mlpSteps) : parse.GetValue(cnnSteps),
-                            warmupCycles: mlp ? 40 : 4,
-                            gradients: g));
+                        var (pairs, steps) = m switch
+                        {
+                            "mlp" => (parse.GetValue(mlpPairs), parse.GetValue(mlpSteps)),
+                            "cnn" => (parse.GetValue(cnnPairs), parse.GetValue(cnnSteps)),
+                            _ => (parse.GetValue(resnetPairs), parse.GetValue(resnetSteps)),
+                        };
+                        results.Add(bench.Run(m, e, pairs, steps, warmupCycles: m == "mlp" ? 40 : 4, gradients: g, engine: engineKind));
                     }
                 }
             }
 
-            Console.WriteLine($"device: {dev.type.ToString().ToLowerInvariant()}, batch {parse.GetValue(batch)}, threads {TorchSharp.torch.get_num_threads()}");
+            Console.WriteLine($"device: {dev.type.ToString().ToLowerInvariant()}, engine {parse.GetValue(engine)}, batch {parse.GetValue(batch)}, threads {TorchSharp.torch.get_num_threads()}");
             Console.WriteLine("| model | record every | gradients | plain ms/step | monitored ms/step | ratio (median) | ratio IQR | pairs x steps |");
             Console.WriteLine("|---|---|---|---|---|---|---|---|");
             foreach (var r in results)
@@ -74,6 +86,7 @@ internal static class BenchCommand
                 var payload = new
                 {
                     device = dev.type.ToString().ToLowerInvariant(),
+                    engine = parse.GetValue(engine),
                     results = results.Select(r => new
                     {
                         model = r.Model,

@@ -21,17 +21,19 @@ namespace CovariateShift.Training.Benchmarks;
 public sealed class OverheadBenchmark
 {
     /// <summary>Models the benchmark knows.</summary>
-    public static IReadOnlyList<string> Models { get; } = ["mlp", "cnn"];
+    public static IReadOnlyList<string> Models { get; } = ["mlp", "cnn", "resnet20"];
 
     /// <summary>
     /// The benchmark models: "mlp" = 8 hidden layers of 256 ReLU units, He init, no normalization (17 hooked layers);
     /// "cnn" = 4 conv layers (32/64/128/256 channels, batch norm, ReLU, max-pooling) + global average pool + head
-    /// (17 hooked layers). Both take 1x28x28 Fashion-MNIST images.
+    /// (17 hooked layers). Both take 1x28x28 Fashion-MNIST images. "resnet20" = the CIFAR ResNet-20 (n = 3, batch norm,
+    /// 60 hooked layers) on Fashion-MNIST images zero-padded to 1x32x32 (the shape of PyTorch peer's ResNet-20).
     /// </summary>
     public static ModelSpec SpecFor(string model) => model switch
     {
         "mlp" => new ModelSpec { Architecture = "mlp", InputShape = [1, 28, 28], Depth = 8, Width = 256, Activation = ActivationKind.Relu, Init = WeightInit.Parse("he"), Norm = NormKind.None },
         "cnn" => new ModelSpec { Architecture = "cnn", InputShape = [1, 28, 28], Depth = 4, Width = 32, Activation = ActivationKind.Relu, Init = WeightInit.Parse("he"), Norm = NormKind.Batch },
+        "resnet20" => new ModelSpec { Architecture = "resnet20", InputShape = [1, 32, 32], Activation = ActivationKind.Relu, Init = WeightInit.Parse("he"), Norm = NormKind.Batch },
         _ => throw new ArgumentException($"Unknown benchmark model '{model}'; expected one of: {string.Join(", ", Models)}."),
     };
 
@@ -61,7 +63,9 @@ public sealed class OverheadBenchmark
     /// cycles before .NET's tiered JIT has compiled it for good; without them, the JIT's background work lands inside
     /// the timed blocks of rarely recording runs.</param>
     /// <param name="gradients">Also call <c>RecordGradients()</c> every step (gradient norms, parameter snapshot, update size).</param>
-    public OverheadResult Run(string model, int recordEvery, int pairs, int blockSteps, int warmupCycles, bool gradients = true)
+    /// <param name="engine">The monitor's statistics engine (Device measures the device engine on CPU tensors too).</param>
+    public OverheadResult Run(string model, int recordEvery, int pairs, int blockSteps, int warmupCycles, bool gradients = true,
+        StatisticsEngineKind engine = StatisticsEngineKind.Auto)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(recordEvery, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(pairs, 1);
@@ -69,7 +73,7 @@ public sealed class OverheadBenchmark
         blockSteps = RoundUp(blockSteps, recordEvery);
         int warmupSteps = Math.Max(1, warmupCycles) * recordEvery;
 
-        var batches = PrepareBatches(8);
+        var batches = PrepareBatches(8, pad: model == "resnet20" ? 2 : 0);
         var copies = new (nn.Module<Tensor, Tensor> Net, optim.Optimizer Optimizer)[2];
         var cursors = new int[2];
         for (int c = 0; c < 2; c++)
@@ -111,7 +115,7 @@ public sealed class OverheadBenchmark
             for (int half = 0; half < 2; half++)
             {
                 int monitoredCopy = half, plainCopy = 1 - half;
-                monitor = ActivationMonitor.Attach(copies[monitoredCopy].Net, new MonitorOptions { RecordEvery = recordEvery });
+                monitor = ActivationMonitor.Attach(copies[monitoredCopy].Net, new MonitorOptions { RecordEvery = recordEvery, Engine = engine });
                 Block(plainCopy, null, warmupSteps);
                 Block(monitoredCopy, monitor, warmupSteps);
                 int count = half == 0 ? pairs / 2 : pairs - pairs / 2;
@@ -157,14 +161,16 @@ public sealed class OverheadBenchmark
 
     private static int RoundUp(int value, int multiple) => (value + multiple - 1) / multiple * multiple;
 
-    private List<(Tensor X, Tensor Y)> PrepareBatches(int count)
+    /// <summary>Batches moved to the device once (resident there for the whole run), images zero-padded by <paramref name="pad"/> pixels per side.</summary>
+    private List<(Tensor X, Tensor Y)> PrepareBatches(int count, int pad)
     {
         var list = new List<(Tensor, Tensor)>();
         using var gen = new Generator(0);
         using var scope = NewDisposeScope();
         foreach (var (x, y) in _data.Batches(_batchSize, gen))
         {
-            list.Add((x.to(_device).DetachFromDisposeScope(), y.to(_device).DetachFromDisposeScope()));
+            var images = pad > 0 ? nn.functional.pad(x, [pad, pad, pad, pad]) : x;
+            list.Add((images.to(_device).DetachFromDisposeScope(), y.to(_device).DetachFromDisposeScope()));
             if (list.Count == count) break;
         }
         return list;

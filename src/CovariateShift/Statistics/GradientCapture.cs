@@ -1,12 +1,10 @@
-using TorchSharp;
-using static TorchSharp.torch;
-
 namespace CovariateShift.Statistics;
 
 /// <summary>
-/// Gradient reductions of one layer captured after backward, plus the parameter snapshot needed to measure the size
-/// of the optimizer's update at the end of the step. CPU float32 parameters are snapshotted into managed arrays;
-/// others into device tensors owned (and disposed) by this object.
+/// Gradient reductions of one layer captured after backward, plus the host snapshot needed to measure the size of the
+/// optimizer's update at the end of the step. CPU float32 parameters are snapshotted into managed arrays (reusable
+/// per-layer buffers); parameters on other devices are summed by the batched device engine, which adds its results
+/// here when the step's pack arrives.
 /// </summary>
 internal sealed class GradientCapture : IDisposable
 {
@@ -16,15 +14,6 @@ internal sealed class GradientCapture : IDisposable
     /// <summary>Sum of squared parameter changes made by the optimizer step (filled at collection).</summary>
     public double? UpdateSquares;
     public readonly List<(TorchSharp.Modules.Parameter Parameter, float[] Values)> HostSnapshots = [];
-    public readonly List<(TorchSharp.Modules.Parameter Parameter, Tensor Values)> DeviceSnapshots = [];
-    /// <summary>Device path: [gradSquares, weightSquares] as a float64 tensor, owned until collection.</summary>
-    public Tensor? DevicePack;
 
-    public void Dispose()
-    {
-        foreach (var (_, t) in DeviceSnapshots) t.Dispose();
-        DeviceSnapshots.Clear();
-        DevicePack?.Dispose();
-        DevicePack = null;
-    }
+    public void Dispose() => HostSnapshots.Clear();
 }

@@ -1,6 +1,7 @@
 using System.Collections.Immutable;
 using System.Runtime.InteropServices;
 using CovariateShift.Capture;
+using CovariateShift.Statistics.Batched;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -10,40 +11,33 @@ namespace CovariateShift.Statistics;
 /// The monitor's built-in engine: computes the raw reductions of activations and gradients where the tensors live.
 /// <para>CPU float32 tensors (engine <see cref="StatisticsEngineKind.Auto"/>): one vectorized pass over the tensor's own
 /// memory in the hook (<see cref="CpuKernel"/>); nothing is copied and no tensor is kept.</para>
-/// <para>Other tensors (CUDA, other dtypes, or engine <see cref="StatisticsEngineKind.Device"/>): TorchSharp operations
-/// on the tensor's device, under no_grad on detached data, each producing one small float64 "pack" tensor that this
-/// engine owns until <see cref="Collect"/>, where all packs of the step are concatenated and copied to the host in a
-/// single transfer. Collection is synchronous: the capture it returns is complete.</para>
+/// <para>Other tensors (CUDA, other dtypes, or engine <see cref="StatisticsEngineKind.Device"/>): the batched device
+/// engine (<see cref="BatchedDeviceEngine"/>): one copy per layer into a persistent buffer in the hook, then a fixed
+/// number of operations for all layers together at <see cref="Collect"/>, one float32 pack and one device-to-host
+/// transfer. On CUDA the transfer is asynchronous (pinned memory): the capture <see cref="Collect"/> returns is pending
+/// until the pack has arrived, which the monitor checks at later steps without blocking.</para>
 /// </summary>
 internal sealed class StatisticsEngine : IStatisticsEngine
 {
-    /// <summary>Scalars at the head of an activation pack, followed by the sampled values.</summary>
-    private const int ActivationScalars = 15;
-
     private readonly MonitorOptions _options;
     private readonly Dictionary<int, LayerBuffers> _buffers = [];
     private readonly Dictionary<int, LayerSummary> _activations = [];
     private readonly Dictionary<int, GradientCapture> _gradients = [];
-    private readonly List<(MonitoredLayer Layer, Tensor Pack, bool Channels)> _activationPacks = [];
-    private Tensor? _lossPack;
+    private readonly HashSet<int> _onDevice = [];
+    private readonly BatchedDeviceEngine _device;
     private double? _loss;
-
-    // TorchSharp turns a C# number passed to an operation into a native Scalar that only a finalizer frees; the
-    // device path uses these, created once and disposed with the engine.
-    private readonly Scalar _zero = 0.0.ToScalar();
-    private readonly Scalar _one = 1.0.ToScalar();
-    private readonly Scalar _positiveInfinity = double.PositiveInfinity.ToScalar();
-    private readonly Scalar _negativeInfinity = double.NegativeInfinity.ToScalar();
-    private readonly Scalar _nearZero;
 
     public StatisticsEngine(MonitorOptions options)
     {
         _options = options;
-        _nearZero = options.NearZeroThreshold.ToScalar();
+        _device = new BatchedDeviceEngine(options, layer => BuffersOf(layer));
     }
 
     /// <inheritdoc />
-    public int HostTransfers { get; private set; }
+    public int HostTransfers => _device.HostTransfers;
+
+    /// <summary>The device engine's operation counter (tests, cost model).</summary>
+    public DeviceOpCounter DeviceOps => _device.Ops;
 
     private LayerBuffers BuffersOf(MonitoredLayer layer)
     {
@@ -55,8 +49,7 @@ internal sealed class StatisticsEngine : IStatisticsEngine
         return b;
     }
 
-    private bool Captured(MonitoredLayer layer) =>
-        _activations.ContainsKey(layer.Index) || _activationPacks.Exists(p => p.Layer.Index == layer.Index);
+    private bool Captured(MonitoredLayer layer) => _activations.ContainsKey(layer.Index) || _onDevice.Contains(layer.Index);
 
     /// <summary>TorchSharp's Device has no value equality (and Tensor.device makes a new object per call).</summary>
     internal static bool SameDevice(Device a, Device b) => a.type == b.type && a.index == b.index;
@@ -81,18 +74,15 @@ internal sealed class StatisticsEngine : IStatisticsEngine
             _activations[layer.Index] = SummarizeOnCpu(layer, MemoryMarshal.Cast<byte, float>(output.bytes), output);
             return;
         }
-        using var scope = NewDisposeScope();
-        using var noGrad = no_grad();
-        var x = output.detach();
-        if (UseCpuKernel(x))
+        if (UseCpuKernel(output))
         {
-            x = x.contiguous();
+            using var scope = NewDisposeScope();
+            var x = output.detach().contiguous();
             _activations[layer.Index] = SummarizeOnCpu(layer, MemoryMarshal.Cast<byte, float>(x.bytes), x);
             return;
         }
-        bool channels = x.dim() == 4;
-        var pack = DeviceActivationPack(layer, x, channels);
-        _activationPacks.Add((layer, pack.DetachFromDisposeScope(), channels));
+        _onDevice.Add(layer.Index);
+        _device.CaptureActivation(layer, output);
     }
 
     private LayerSummary SummarizeOnCpu(MonitoredLayer layer, ReadOnlySpan<float> data, Tensor shapeOf)
@@ -109,72 +99,6 @@ internal sealed class StatisticsEngine : IStatisticsEngine
         return summary.Freeze(ImmutableArray.Create(values, 0, count));
     }
 
-    private Tensor DeviceActivationPack(MonitoredLayer layer, Tensor x, bool channels)
-    {
-        var dev = x.device;
-        Tensor Value(double v) => tensor(v, ScalarType.Float64, dev);
-        var x64 = x.to_type(ScalarType.Float64);
-        var flat = x64.reshape(-1);
-        var finite = flat.isfinite();
-        var notFinite = finite.logical_not();
-        var first = flat[0];
-        var pivot = where(first.isfinite(), first, zeros_like(first));
-        var d = (flat - pivot).masked_fill(notFinite, _zero);
-        var notNear = flat.abs().le(_nearZero).logical_not();          // NaN counts as not near zero
-        long[] unitShape = x.dim() >= 2 ? [x.shape[0], x.shape[1], -1] : [1, 1, -1];
-        var activePerUnit = notNear.reshape(unitShape).sum([0L, 2L]);
-        var parts = new List<Tensor>
-        {
-            Value(flat.numel()),
-            finite.sum().to_type(ScalarType.Float64),
-            pivot,
-            d.sum(),
-            d.square().sum(),
-            flat.masked_fill(notFinite, _positiveInfinity).min(),
-            flat.masked_fill(notFinite, _negativeInfinity).max(),
-            Value(flat.numel()) - notNear.sum().to_type(ScalarType.Float64),
-        };
-        if (layer.Descriptor.Saturation is { } sat)
-        {
-            using var low = sat.Low.ToScalar();
-            using var high = sat.High.ToScalar();
-            parts.Add(flat.le(low).logical_or(flat.ge(high)).sum().to_type(ScalarType.Float64));
-        }
-        else
-        {
-            parts.Add(Value(0));
-        }
-
-        parts.Add(flat.isnan().sum().to_type(ScalarType.Float64));
-        parts.Add(flat.isinf().sum().to_type(ScalarType.Float64));
-        if (channels)
-        {
-            // Per channel over (N, H, W), reusing the pivoted, masked values (float64, so one shared pivot is exact enough).
-            long[] dims = [0, 2, 3];
-            var d4 = d.view(x.shape);
-            var nC = finite.view(x.shape).sum(dims).to_type(ScalarType.Float64);
-            var valid = nC.gt(_zero);
-            var invalid = valid.logical_not();
-            var safeN = nC.clamp_min(_one);
-            var mC = d4.sum(dims) / safeN;
-            var meanC = mC + pivot;
-            var varC = (d4.square().sum(dims) / safeN - mC.square()).clamp_min(_zero);
-            var used = valid.sum().to_type(ScalarType.Float64);
-            parts.Add(meanC.square().masked_fill(invalid, _zero).sum() / used);
-            parts.Add(varC.masked_fill(invalid, _zero).sum() / used);
-        }
-        else
-        {
-            parts.Add(Value(double.NaN));
-            parts.Add(Value(double.NaN));
-        }
-        parts.Add(Value(activePerUnit.numel()));
-        parts.Add(activePerUnit.eq(_zero).sum().to_type(ScalarType.Float64));
-        var positions = BuffersOf(layer).DevicePositions(flat.numel(), _options.SampleSize, _options.Seed, dev);
-        var sampled = flat.index_select(0, positions);
-        return cat([stack(parts), sampled]);
-    }
-
     /// <summary>
     /// Gradient and weight norms of every layer's own parameters, and a snapshot of the parameters for the update size.
     /// CPU float32 parameters are read in place, in one pass over the gradient and one over the weights that also copies
@@ -183,16 +107,15 @@ internal sealed class StatisticsEngine : IStatisticsEngine
     public void CaptureGradients(IReadOnlyList<MonitoredLayer> layers)
     {
         ArgumentNullException.ThrowIfNull(layers);
-        using var scope = NewDisposeScope();
-        using var noGrad = no_grad();
+        var device = new List<(MonitoredLayer, TorchSharp.Modules.Parameter[], GradientCapture)>();
         foreach (var layer in layers)
         {
             GradientCapture? capture = null;
-            var deviceParts = new List<Tensor>();
+            List<TorchSharp.Modules.Parameter>? onDevice = null;
             foreach (var p in layer.Parameters)
             {
                 if (!p.requires_grad) continue;
-                var g = p.grad;
+                using var g = p.grad;
                 if (g is null) continue;
                 capture ??= new GradientCapture();
                 capture.Elements += p.numel();
@@ -206,17 +129,15 @@ internal sealed class StatisticsEngine : IStatisticsEngine
                 }
                 else
                 {
-                    deviceParts.Add(g.to_type(ScalarType.Float64).square().sum());
-                    deviceParts.Add(p.detach().to_type(ScalarType.Float64).square().sum());
-                    capture.DeviceSnapshots.Add((p, p.detach().clone().DetachFromDisposeScope()));
+                    (onDevice ??= []).Add(p);
                 }
             }
             if (capture is null) continue;
-            if (deviceParts.Count > 0)
-                capture.DevicePack = stack(deviceParts).reshape(-1, 2).sum(dim: 0).DetachFromDisposeScope();
+            if (onDevice is not null) device.Add((layer, onDevice.ToArray(), capture));
             if (_gradients.Remove(layer.Index, out var earlier)) earlier.Dispose();
             _gradients[layer.Index] = capture;
         }
+        _device.CaptureGradients(device);
     }
 
     /// <inheritdoc />
@@ -235,99 +156,74 @@ internal sealed class StatisticsEngine : IStatisticsEngine
             };
             if (_loss is not null) return;
         }
-        using var scope = NewDisposeScope();
-        var l = loss.detach().reshape(-1)[0].to_type(ScalarType.Float64);
-        if (l.device_type == DeviceType.CPU)
+        if (loss.device_type == DeviceType.CPU)
         {
-            _loss = l.item<double>();
+            using var scope = NewDisposeScope();
+            _loss = loss.detach().reshape(-1)[0].to_type(ScalarType.Float64).item<double>();
             return;
         }
-        _lossPack?.Dispose();
-        _lossPack = l.reshape(1).DetachFromDisposeScope();
+        _device.CaptureLoss(loss);
     }
 
     /// <inheritdoc />
     public void DiscardActivations()
     {
         _activations.Clear();
-        foreach (var (_, pack, _) in _activationPacks) pack.Dispose();
-        _activationPacks.Clear();
+        _onDevice.Clear();
+        _device.DiscardActivations();
     }
 
     /// <summary>
-    /// Finishes the step: measures the optimizer's update for captured gradients, then copies every device pack to
-    /// the host in one transfer, freezes everything into a <see cref="StepCapture"/> and resets the per-step state.
+    /// Finishes the step: measures the optimizer's update for host snapshots, launches the device reductions (one pack,
+    /// one transfer, asynchronous on CUDA) and resets the per-step state. The capture is complete at once unless a
+    /// device pack is still on its way; then it completes when the pack has arrived.
     /// </summary>
     public PendingCapture Collect(long step, int layerCount)
     {
-        var all = new List<Tensor>(_activationPacks.Select(a => a.Pack));
+        var activations = new LayerSummary?[layerCount];
+        var gradients = _gradients.ToList();
+        double? loss = _loss;
+        DeviceCapture? device = null;
         try
         {
-            var hostUpdates = _gradients.ToDictionary(g => g.Key, g => HostUpdateSquares(g.Value));
-            var deviceSums = new Dictionary<int, (double Grad, double Weight, double Update)>();
-
-            var updateLayers = new List<int>();
-            using (var scope = NewDisposeScope())
-            using (var noGrad = no_grad())
-            {
-                foreach (var (index, g) in _gradients.OrderBy(g => g.Key))
-                {
-                    if (g.DevicePack is null) continue;
-                    var parts = g.DeviceSnapshots.Select(s => (s.Parameter.detach().to_type(ScalarType.Float64) - s.Values.to_type(ScalarType.Float64)).square().sum()).ToList();
-                    var update = parts.Count > 0 ? stack(parts).sum().reshape(1) : zeros(1, dtype: ScalarType.Float64, device: g.DevicePack.device);
-                    all.Add(cat([g.DevicePack, update]).DetachFromDisposeScope());
-                    updateLayers.Add(index);
-                }
-            }
-            if (_lossPack is not null) all.Add(_lossPack);
-
-            var activations = new LayerSummary?[layerCount];
             foreach (var (index, summary) in _activations) activations[index] = summary;
-            if (all.Count > 0)
-            {
-                double[] host;
-                using (var scope = NewDisposeScope())
-                {
-                    var target = all[0].device;
-                    var joined = cat(all.Select(t => SameDevice(t.device, target) ? t : t.to(target)).ToList());
-                    host = joined.cpu().data<double>().ToArray();
-                    HostTransfers++;
-                }
-                int offset = 0;
-                foreach (var (layer, pack, channels) in _activationPacks)
-                {
-                    int length = (int)pack.shape[0];
-                    activations[layer.Index] = ParseActivationPack(host.AsSpan(offset, length), channels);
-                    offset += length;
-                }
-                foreach (var index in updateLayers)
-                {
-                    deviceSums[index] = (host[offset], host[offset + 1], host[offset + 2]);
-                    offset += 3;
-                }
-                if (_lossPack is not null) _loss = host[offset];
-            }
-
-            var gradients = new GradientSums?[layerCount];
-            foreach (var (index, g) in _gradients)
-            {
-                var device = deviceSums.GetValueOrDefault(index);
-                double update = hostUpdates[index] + device.Update;
-                gradients[index] = new GradientSums(g.GradSquares + device.Grad, g.WeightSquares + device.Weight, update, g.Elements);
-            }
-            return PendingCapture.Completed(new StepCapture(step, _loss, [.. activations], [.. gradients]));
+            foreach (var (_, g) in gradients) g.UpdateSquares = HostUpdateSquares(g);
+            device = _device.Launch();
+        }
+        catch
+        {
+            foreach (var (_, g) in gradients) g.Dispose();
+            throw;
         }
         finally
         {
-            // Every pack of the step is released whatever happened, so a failed step leaks nothing into the next.
-            foreach (var t in all) t.Dispose();
-            _activationPacks.Clear();
             _activations.Clear();
-            foreach (var g in _gradients.Values) g.Dispose();
+            _onDevice.Clear();
             _gradients.Clear();
-            _lossPack = null;
             _loss = null;
         }
+
+        StepCapture Finish()
+        {
+            if (device is not null)
+            {
+                var deviceLoss = device.Complete(activations);
+                loss ??= deviceLoss;
+            }
+            var sums = new GradientSums?[layerCount];
+            foreach (var (index, g) in gradients)
+            {
+                sums[index] = new GradientSums(g.GradSquares, g.WeightSquares, g.UpdateSquares, g.Elements);
+                g.Dispose();
+            }
+            return new StepCapture(step, loss, [.. activations], [.. sums]);
+        }
+
+        if (device is null || !(device.Asynchronous || _options.DeferRecords)) return PendingCapture.Completed(Finish());
+        // Asynchronous: ready when the pack has arrived. A deferred CPU capture (tests) reports "not yet" at its first poll,
+        // as a GPU still busy with the step would.
+        int polls = 0;
+        return new PendingCapture(step, () => device.IsReady && (device.Asynchronous || polls++ > 0), Finish);
     }
 
     /// <summary>
@@ -348,35 +244,6 @@ internal sealed class StatisticsEngine : IStatisticsEngine
     private bool Comparable(TorchSharp.Modules.Parameter p, int length) =>
         !p.IsInvalid && UseCpuKernel(p) && p.is_contiguous() && p.numel() == length;
 
-    private static LayerSummary ParseActivationPack(ReadOnlySpan<double> pack, bool channels)
-    {
-        var s = new ActivationSummary
-        {
-            Count = (long)pack[0],
-            FiniteCount = (long)pack[1],
-            Pivot = pack[2],
-            PivotedSum = pack[3],
-            PivotedSumSquares = pack[4],
-            Min = pack[1] > 0 ? pack[5] : double.NaN,
-            Max = pack[1] > 0 ? pack[6] : double.NaN,
-            NearZero = (long)pack[7],
-            Saturated = (long)pack[8],
-            Nan = (long)pack[9],
-            Inf = (long)pack[10],
-            ChannelSquaredMean = channels ? pack[11] : null,
-            ChannelVariance = channels ? pack[12] : null,
-            Units = (long)pack[13],
-            DeadUnits = (long)pack[14],
-        };
-        var sampled = pack[ActivationScalars..];
-        var values = ImmutableArray.CreateBuilder<float>(sampled.Length);
-        foreach (var v in sampled)
-        {
-            if (double.IsFinite(v)) values.Add((float)v);
-        }
-        return s.Freeze(values.DrainToImmutable());
-    }
-
     /// <inheritdoc />
     public void Dispose()
     {
@@ -385,8 +252,6 @@ internal sealed class StatisticsEngine : IStatisticsEngine
         _gradients.Clear();
         foreach (var b in _buffers.Values) b.Dispose();
         _buffers.Clear();
-        _lossPack?.Dispose();
-        _lossPack = null;
-        foreach (var s in new[] { _zero, _one, _positiveInfinity, _negativeInfinity, _nearZero }) s.Dispose();
+        _device.Dispose();
     }
 }
