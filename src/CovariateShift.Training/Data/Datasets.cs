@@ -28,11 +28,11 @@ public sealed record DatasetSpec
     /// <summary>csv: fraction of the rows in the test split. Default 0.2.</summary>
     public double TestFraction { get; init; } = 0.2;
 
-    /// <summary>gaussian: features per example. Default 16.</summary>
-    public int Features { get; init; } = 16;
+    /// <summary>gaussian: features per example (<see cref="Datasets.GaussianFeatures"/>); null for the other data sets.</summary>
+    public int? Features { get; init; }
 
-    /// <summary>gaussian: classes (clusters). Default 4.</summary>
-    public int Classes { get; init; } = 4;
+    /// <summary>gaussian: classes, one cluster each (<see cref="Datasets.GaussianClasses"/>); null for the other data sets.</summary>
+    public int? Classes { get; init; }
 
     /// <summary>The <c>--dataset</c> form: the name, or <c>csv:PATH</c>.</summary>
     [JsonIgnore]
@@ -45,7 +45,13 @@ public static class Datasets
     /// <summary>The names <c>--dataset</c> takes.</summary>
     public static IReadOnlyList<string> Names { get; } = ["fashion-mnist", "mnist", "cifar10", "csv:PATH", "gaussian"];
 
-    /// <summary>Examples per split of the gaussian data set (before limits).</summary>
+    /// <summary>Features of the gaussian data set.</summary>
+    public const int GaussianFeatures = 16;
+
+    /// <summary>Classes of the gaussian data set.</summary>
+    public const int GaussianClasses = 4;
+
+    /// <summary>Training examples of the gaussian data set (before limits).</summary>
     public const int GaussianTrain = 4000;
 
     /// <summary>Test examples of the gaussian data set (before limits).</summary>
@@ -84,7 +90,7 @@ public static class Datasets
                 TestLimit = testLimit,
             },
             "gaussian" => dataDir is null
-                ? new DatasetSpec { Name = name, TrainLimit = trainLimit, TestLimit = testLimit }
+                ? new DatasetSpec { Name = name, TrainLimit = trainLimit, TestLimit = testLimit, Features = GaussianFeatures, Classes = GaussianClasses }
                 : throw new ArgumentException("--data-dir does not apply to --dataset gaussian (synthetic, no files)."),
             _ => throw new ArgumentException($"--dataset '{dataset}' is not supported; valid values: {string.Join(", ", Names)}."),
         };
@@ -115,8 +121,8 @@ public static class Datasets
                 }
                 case "gaussian":
                 {
-                    train = Gaussian(spec.Features, spec.Classes, (int)Math.Min(spec.TrainLimit ?? GaussianTrain, int.MaxValue), seed, "gaussian/train", 0);
-                    return (train, Gaussian(spec.Features, spec.Classes, (int)Math.Min(spec.TestLimit ?? GaussianTest, int.MaxValue), seed, "gaussian/test", 1));
+                    train = Gaussian(spec.Features ?? GaussianFeatures, spec.Classes ?? GaussianClasses, (int)Math.Min(spec.TrainLimit ?? GaussianTrain, int.MaxValue), seed, "gaussian/train", 0);
+                    return (train, Gaussian(spec.Features ?? GaussianFeatures, spec.Classes ?? GaussianClasses, (int)Math.Min(spec.TestLimit ?? GaussianTest, int.MaxValue), seed, "gaussian/test", 1));
                 }
                 default:
                     throw new ArgumentException($"Unknown data set '{spec.Name}'; expected one of {string.Join(", ", Names)}.");
