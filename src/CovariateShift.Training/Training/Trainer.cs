@@ -104,7 +104,7 @@ public sealed class Trainer
         }
         model.to(device);
         model.train();
-        using var optimizer = OptimizerFactory.Create(o, model.parameters());
+        using var optimizer = OptimizerFactory.Create(o, model.parameters().Where(p => p.requires_grad));   // frozen parameters get no optimizer state
         long start = 0;
         var pending = new List<float>();
         double? best = null;
@@ -172,6 +172,12 @@ public sealed class Trainer
                     monitorOffset = step;
                     relay.Offset = step;
                     monitor = ActivationMonitor.Attach(model, monitorOptions);
+                    if (o.BeforeFirstStep is { } prepare)
+                    {
+                        // e.g. fine-tuning's reference snapshot: its monitor steps are not the run's and are not written.
+                        prepare(monitor, model);
+                        monitorOffset = relay.Offset = step - monitor.CurrentStep;
+                    }
                     subscription = monitor.Subscribe(relay);
                 }
 

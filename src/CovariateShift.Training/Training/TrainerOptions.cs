@@ -119,6 +119,15 @@ public sealed record TrainerOptions
     /// <summary>Keep training when the loss becomes NaN or infinite? Default false: stop at that step.</summary>
     public bool ContinueAfterDivergence { get; init; }
 
+    /// <summary>
+    /// Called once per <see cref="Trainer.Train"/>, right after the monitor is attached and before the first step, with the
+    /// monitor and the model (e.g. fine-tuning captures the reference snapshot here). It may run forward passes and
+    /// <see cref="ActivationMonitor.Step"/> calls; it must leave the model's parameters and buffers as they were and advance the
+    /// monitor by a multiple of <see cref="RecordEvery"/> steps. Those steps are not written to the metrics file, and
+    /// the run's records keep the run's step numbers. Null: nothing.
+    /// </summary>
+    public Action<ActivationMonitor, nn.Module<Tensor, Tensor>>? BeforeFirstStep { get; init; }
+
     /// <summary>File name of the per-step training curve in <see cref="OutputDirectory"/>.</summary>
     public const string TrainingLogFileName = "training.jsonl";
 
