@@ -27,13 +27,13 @@ public sealed record LayerReferenceShift(string Layer, string LayerType, long Fi
 /// <param name="From">--from RUN_DIR (full path), or null.</param>
 /// <param name="Checkpoint">--checkpoint FILE (full path), or null.</param>
 /// <param name="Model">--model as given with --checkpoint, or null.</param>
-/// <param name="SourceDataset">The source data set (display name).</param>
-/// <param name="TargetDataset">--dataset when it names another data set than the source, or null (target = shifted source).</param>
+/// <param name="SourceDataset">The source data set (the training run's, or --dataset with --checkpoint).</param>
+/// <param name="TargetDataset">--dataset when it names another data set than the source (with --from), or null: the target is the shifted source.</param>
 /// <param name="Shift">--shift in canonical syntax ("" = none).</param>
 /// <param name="Freeze">--freeze pattern, or null.</param>
 /// <param name="ResetHead">--reset-head.</param>
 /// <param name="BatchNormMode">--bn-mode.</param>
-public sealed record FineTuneSettings(string? From, string? Checkpoint, string? Model, string SourceDataset, string? TargetDataset, string Shift, string? Freeze, bool ResetHead, string BatchNormMode);
+public sealed record FineTuneSettings(string? From, string? Checkpoint, string? Model, Data.DatasetSpec SourceDataset, Data.DatasetSpec? TargetDataset, string Shift, string? Freeze, bool ResetHead, string BatchNormMode);
 
 /// <summary>
 /// finetune.json: what a fine-tuning run did to the source and target accuracy, and how far each layer moved from the
