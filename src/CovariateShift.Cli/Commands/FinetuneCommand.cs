@@ -67,6 +67,7 @@ internal static class FinetuneCommand
                 TestLimit = parse.GetValue(set.TestLimit) ?? config.Dataset.TestLimit,
             };
             if (datasetGiven) target = set.ReadDataset(parse);
+            else if (parse.GetValue(set.DataDir) is { } dataDir) source = source with { Dir = Path.GetFullPath(dataDir) };   // the run's data elsewhere on this machine
             from = fromDir;
         }
         else
