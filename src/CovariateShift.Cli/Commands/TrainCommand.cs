@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using System.Runtime.InteropServices;
 using CovariateShift.Nn.Checkpoints;
 using CovariateShift.Records;
 using CovariateShift.Schema;
@@ -11,24 +12,30 @@ using CovariateShift.Training.Runtime;
 using CovariateShift.Training.Training;
 using Serilog;
 using Serilog.Events;
-using Serilog.Filters;
-using Serilog.Formatting.Compact;
 using TorchSharp;
 
 namespace CovariateShift.Cli.Commands;
 
 /// <summary>
-/// <c>covshift train</c>: trains a zoo model or a JSON-spec model on Fashion-MNIST with the monitor attached (see
-/// <see cref="Trainer"/>) and writes metrics.jsonl, log.clef, model.json, checkpoint.bin and summary.json to --out.
-/// Every argument, the model and the data are checked before anything is written there.
+/// <c>covshift train</c>: trains a zoo model or a JSON-spec model with the monitor attached (see <see cref="Trainer"/>)
+/// into a run directory (config.json, training.jsonl, metrics.jsonl, log.clef, model.json, checkpoints/, tensorboard/,
+/// checkpoint.bin, summary.json), or continues one with <c>--resume DIR</c>. Every argument, the model and the data
+/// are checked before anything is written there.
 /// </summary>
+/// <remarks>Exit codes: 0 done, 1 unexpected internal error (one line; the stack trace is in log.clef), 2 user mistake,
+/// <see cref="DivergedExitCode"/> a run diverged (without --allow-divergence), <see cref="InterruptedExitCode"/> interrupted (Ctrl+C/SIGTERM).</remarks>
 internal static class TrainCommand
 {
-    private static readonly string[] Datasets = ["fashion-mnist"];
-    private static readonly long[] FashionMnistShape = [1, 28, 28];
-    private const int FashionMnistClasses = 10;
+    /// <summary>Exit code of a run whose loss became NaN or infinite (after every --norm ran), unless --allow-divergence.</summary>
+    public const int DivergedExitCode = 3;
 
-    /// <summary>Output file names in --out.</summary>
+    /// <summary>Exit code after Ctrl+C or SIGTERM (the run saved checkpoints/last and can be resumed).</summary>
+    public const int InterruptedExitCode = 130;
+
+    /// <summary>Exit code of an unexpected internal error.</summary>
+    public const int InternalErrorExitCode = 1;
+
+    /// <summary>Output file names in the run directory.</summary>
     public const string LogFileName = "log.clef";
     public const string SpecFileName = "model.json";
     public const string CheckpointFileName = "checkpoint.bin";
@@ -36,114 +43,206 @@ internal static class TrainCommand
 
     public static Command Create()
     {
-        var model = new Option<string>("--model") { Description = $"Zoo model ({string.Join(", ", ModelZoo.Names)}) or the path of a .json model spec (see models/).", DefaultValueFactory = _ => "mlp" };
-        var norm = new Option<string[]>("--norm") { Description = $"Normalization: {string.Join(", ", NormKinds.CliNames)}. Several (e.g. --norm none batch) train one run each into --out/<norm> and print a comparison. Default: none for a zoo model, the spec's for a .json spec.", AllowMultipleArgumentsPerToken = true };
-        var depth = new Option<int?>("--depth") { Description = $"Hidden layers (mlp) or conv layers (cnn). Zoo default: mlp {ModelSpecResolver.DefaultMlpDepth}, cnn {ModelSpecResolver.DefaultCnnDepth}." }.PositiveIfGiven();
-        var width = new Option<int?>("--width") { Description = $"Units per hidden layer (mlp) or base width (cnn). Zoo default: mlp {ModelSpecResolver.DefaultMlpWidth}, cnn {ModelSpecResolver.DefaultCnnWidth}." }.PositiveIfGiven();
-        var activation = new Option<string?>("--activation") { Description = $"Hidden nonlinearity: {string.Join(", ", ActivationKinds.CliNames)}. Zoo default: relu." };
-        var init = new Option<string?>("--init") { Description = $"Weight init: {string.Join(", ", WeightInit.CliForms)}. Zoo default: he (xavier for sigmoid/tanh)." };
-        var placement = new Option<string?>("--norm-placement") { Description = $"Normalization {string.Join(" or ", NormPlacements.CliNames)} the activation. Zoo default: before." };
-        var groups = new Option<int?>("--groups") { Description = "Group count of group / weight-std normalization (must divide every normalized layer's channels)." }.PositiveIfGiven();
-        var dataset = new Option<string>("--dataset") { Description = $"Data set: {string.Join(", ", Datasets)}.", DefaultValueFactory = _ => "fashion-mnist" };
-        var dataDir = new Option<string?>("--data-dir") { Description = $"Directory of the MNIST-format files. Default: ${MnistFormat.FashionMnistVariable} or {MnistFormat.DefaultFashionMnistDirectory}." };
-        var trainLimit = new Option<int?>("--train-limit") { Description = "Use only the first N training images. Default: all." }.PositiveIfGiven();
-        var testLimit = new Option<int?>("--test-limit") { Description = "Evaluate on only the first N test images. Default: all." }.PositiveIfGiven();
-        var steps = new Option<int>("--steps") { Description = "Optimizer steps (epochs repeat as needed).", DefaultValueFactory = _ => 500 }.AtLeast(1);
-        var batch = new Option<int>("--batch-size") { Description = "Mini-batch size.", DefaultValueFactory = _ => 128 }.AtLeast(1);
-        var lr = new Option<double>("--lr") { Description = "SGD learning rate.", DefaultValueFactory = _ => 0.01 }.Positive();
-        var momentum = new Option<double>("--momentum") { Description = "SGD momentum, in [0, 1).", DefaultValueFactory = _ => 0.9 }.InRange(0, 1);
-        var weightDecay = new Option<double>("--weight-decay") { Description = "SGD weight decay (L2), >= 0.", DefaultValueFactory = _ => 0.0 }.InRange(0, double.PositiveInfinity);
-        var recordEvery = new Option<int>("--record-every") { Description = "The monitor records every K-th step.", DefaultValueFactory = _ => 10 }.AtLeast(1);
-        var evalEvery = new Option<int>("--eval-every") { Description = "Evaluate on the test set every K steps; 0 = only at the end.", DefaultValueFactory = _ => 0 }.AtLeast(0);
-        var logEvery = new Option<int>("--log-every") { Description = "Log the training loss every K steps.", DefaultValueFactory = _ => 50 }.AtLeast(1);
-        var logLayers = new Option<bool>("--log-layers") { Description = "Also write the monitor's per-layer Debug events to log.clef (about 1 KB per layer per record; metrics.jsonl has the same values)." };
-        var seed = new Option<int>("--seed") { Description = "Seed of the initialization and the shuffling.", DefaultValueFactory = _ => 0 };
-        var device = new Option<string>("--device") { Description = "auto, cpu or cuda.", DefaultValueFactory = _ => "auto" };
-        var output = new Option<string>("--out") { Description = "Output directory (created; an existing file is refused).", Required = true };
-        var cmd = new Command("train", "Train a model on Fashion-MNIST with the monitor attached; writes metrics.jsonl, log.clef, model.json, checkpoint.bin and summary.json to --out.")
-        {
-            model, norm, depth, width, activation, init, placement, groups, dataset, dataDir, trainLimit, testLimit,
-            steps, batch, lr, momentum, weightDecay, recordEvery, evalEvery, logEvery, logLayers, seed, device, output,
-        };
-        cmd.SetAction(parse => CliRunner.Run(() =>
-        {
-            // 1. Everything that can be checked without data: data set, model spec and overrides, device, --out.
-            var datasetName = parse.GetValue(dataset)!;
-            if (!Datasets.Contains(datasetName.Trim().ToLowerInvariant()))
-                throw new ArgumentException($"--dataset '{datasetName}' is not supported; valid values: {string.Join(", ", Datasets)}.");
-            var norms = (parse.GetValue(norm) ?? []).SelectMany(v => v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-                .Select(NormKinds.Parse).Distinct().Select(k => (NormKind?)k).DefaultIfEmpty(null).ToList();
-            var baseOverrides = new ModelOverrides
-            {
-                Depth = parse.GetValue(depth),
-                Width = parse.GetValue(width),
-                Activation = parse.GetValue(activation) is { } a ? ActivationKinds.Parse(a) : null,
-                Init = parse.GetValue(init) is { } i ? WeightInit.Parse(i) : null,
-                NormPlacement = parse.GetValue(placement) is { } p ? NormPlacements.Parse(p) : null,
-                Groups = parse.GetValue(groups),
-            };
-            var specs = norms.Select(n => ModelSpecResolver.Resolve(parse.GetValue(model)!, baseOverrides with { Norm = n }, FashionMnistShape, FashionMnistClasses)).ToList();
-            var dev = DeviceSelector.Resolve(parse.GetValue(device)!);
-            var outArg = parse.GetValue(output)!;
-            var outDir = CheckOutputDirectory(outArg);
-            var runDirs = specs.Count == 1 ? [outDir] : specs.Select(sp => Path.Combine(outDir, sp.Norm.ToCliName())).ToList();
-
-            // 2. The models (ModelZoo checks the remaining combinations: instance norm on an mlp, group counts, ...).
-            int seedValue = parse.GetValue(seed);
-            foreach (var sp in specs)
-            {
-                using var probe = ModelZoo.Create(sp);
-            }
-
-            // 3. The data.
-            var dir = parse.GetValue(dataDir) ?? MnistFormat.FashionMnistDirectory;
-            using var train = MnistFormat.Load(dir, "fashion-mnist", train: true, parse.GetValue(trainLimit));
-            using var test = MnistFormat.Load(dir, "fashion-mnist", train: false, parse.GetValue(testLimit));
-            int batchSize = parse.GetValue(batch);
-            if (batchSize > train.Count)
-                throw new ArgumentException($"--batch-size {batchSize} is larger than the {train.Count} training images; expected at most {train.Count}.");
-            var options = new TrainerOptions
-            {
-                Steps = parse.GetValue(steps),
-                BatchSize = batchSize,
-                LearningRate = parse.GetValue(lr),
-                Momentum = parse.GetValue(momentum),
-                WeightDecay = parse.GetValue(weightDecay),
-                Seed = seedValue,
-                RecordEvery = parse.GetValue(recordEvery),
-                EvaluateEvery = parse.GetValue(evalEvery),
-                LogEvery = parse.GetValue(logEvery),
-                Device = dev,
-                OutputDirectory = outDir,
-            };
-            options.Validate();
-
-            // 4. Only now: the output directories and their files. One run per normalization, same seed and data.
-            var summaries = new List<(ModelSpec Spec, TrainResult Result)>();
-            for (int r = 0; r < specs.Count; r++)
-            {
-                var spec = specs[r];
-                var runDir = runDirs[r];
-                torch.manual_seed(seedValue);
-                using var net = ModelZoo.Create(spec);
-                CreateOutputDirectory(outArg, runDir, spec);
-                using var log = CreateLogger(runDir, parse.GetValue(logLayers));
-                log.Information("covshift train: {Model} ({Architecture}, norm {Norm}, init {Init}) -> {OutputDirectory}",
-                    parse.GetValue(model), spec.Architecture, spec.Norm.ToCliName(), spec.Init.ToCliName(), runDir);
-                var result = new Trainer(options with { Logger = log, OutputDirectory = runDir }).Train(net, train, test);
-                Checkpoint.Save(net, Path.Combine(runDir, CheckpointFileName));
-                File.WriteAllText(Path.Combine(runDir, SummaryFileName), result.ToJson() + "\n");
-                if (result.Diverged)
-                    log.Warning("Diverged at step {DivergedAtStep}: {Message}", result.DivergedAtStep, result.DivergenceMessage);
-                log.Information("Final test accuracy {TestAccuracy:F4}, test loss {TestLoss:F4}, train loss {FinalTrainLoss:F4}; wrote {Files} to {OutputDirectory}",
-                    result.TestAccuracy, result.TestLoss, result.FinalTrainLoss,
-                    string.Join(", ", TrainerOptions.MetricsFileName, LogFileName, SpecFileName, CheckpointFileName, SummaryFileName), runDir);
-                summaries.Add((spec, result));
-            }
-            if (summaries.Count > 1) PrintComparison(summaries);
-            return 0;
-        }));
+        var set = new TrainOptionSet();
+        var cmd = new Command("train", "Train a model with the monitor attached into a run directory (config.json, training.jsonl, metrics.jsonl, log.clef, checkpoints/, summary.json); --resume DIR continues one.");
+        set.AddTo(cmd);
+        cmd.SetAction(parse => Execute(set, parse));
         return cmd;
+    }
+
+    private static int Execute(TrainOptionSet set, ParseResult parse)
+    {
+        string? logPath = null;
+        try
+        {
+            return CliRunner.Run(() => parse.GetValue(set.Resume) is { } resume ? RunResume(set, parse, resume, p => logPath = p) : RunNew(set, parse, p => logPath = p));
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // Not a user mistake: one line, the full stack trace in log.clef (or a crash file when no run directory was opened).
+            var where = logPath;
+            try
+            {
+                if (where is null)
+                {
+                    where = Path.Combine(Path.GetTempPath(), $"covshift-crash-{Environment.ProcessId}.log");
+                    File.WriteAllText(where, e.ToString());
+                }
+                else
+                {
+                    using var sink = new ClefFileSink(where);
+                    using var crashLog = new LoggerConfiguration().WriteTo.Sink(sink).CreateLogger();
+                    crashLog.Fatal(e, "Unexpected internal error");
+                }
+            }
+            catch (Exception w) when (w is IOException or UnauthorizedAccessException)
+            {
+                where = "nowhere (the log could not be written either)";
+            }
+            Console.Error.WriteLine($"error: internal error ({e.GetType().Name}: {FirstLine(e.Message)}); the full stack trace is in {where}");
+            return InternalErrorExitCode;
+        }
+    }
+
+    private static string FirstLine(string text) => text.Split('\n', 2)[0].Trim();
+
+    /// <summary>Example shape and classes of the image data sets and gaussian, known without reading a file; null for csv.</summary>
+    private static (long[] Shape, int Classes)? KnownShape(DatasetSpec d) => d.Name switch
+    {
+        "fashion-mnist" or "mnist" => ([1, 28, 28], MnistFormat.Classes),
+        "cifar10" => ([3, 32, 32], Cifar10Format.Classes),
+        "gaussian" => ([d.Features ?? Datasets.GaussianFeatures], d.Classes ?? Datasets.GaussianClasses),
+        _ => null,
+    };
+
+    private static int RunNew(TrainOptionSet set, ParseResult parse, Action<string> setLog)
+    {
+        // 1. Everything that can be checked without data: flags, model specs, device, --out.
+        var outArg = parse.GetValue(set.Out) ?? throw new ArgumentException("Option '--out' is required (or --resume DIR to continue a run).");
+        if (string.IsNullOrWhiteSpace(outArg)) throw new ArgumentException("--out must name a directory; got an empty value.");
+        var outDir = CheckOutputDirectory(outArg);
+        var dataset = set.ReadDataset(parse);
+        var known = KnownShape(dataset);
+        TrainSettings? settings = known is { } k ? set.Read(parse, dataset, k.Shape, k.Classes) : null;
+        var deviceName = parse.GetValue(set.Device)!;
+        var device = DeviceSelector.Resolve(deviceName);
+        if (settings is not null) ProbeModels(settings.Specs);
+
+        // 2. The data (every file validated), then what depends on it.
+        var (train, test) = Datasets.Load(dataset, parse.GetValue(set.Seed));
+        using (train)
+        using (test)
+        {
+            settings ??= set.Read(parse, dataset, train.ExampleShape, train.Classes);
+            if (known is null) ProbeModels(settings.Specs);
+            if (settings.Options.BatchSize > train.Count)
+                throw new ArgumentException($"--batch-size {settings.Options.BatchSize} is larger than the {train.Count} training examples; expected at most {train.Count}.");
+
+            // 3. Only now: the run directories.
+            var runDirs = settings.Specs.Count == 1 ? [outDir] : settings.Specs.Select(sp => Path.Combine(outDir, sp.Norm.ToCliName())).ToList();
+            using var parentLock = settings.Specs.Count > 1 ? RunDirectory.Open(outDir, settings.Mode) : null;
+            var runs = new List<(ModelSpec Spec, TrainResult Result)>();
+            using var cancel = InterruptHandler.Install();
+            for (int r = 0; r < settings.Specs.Count; r++)
+            {
+                var spec = settings.Specs[r];
+                var config = RunConfig.From(spec, dataset, settings.Options, DeviceName(device), settings.AllowDivergence);
+                using var runLock = RunDirectory.Open(runDirs[r], settings.Specs.Count > 1 ? RunDirectoryMode.New : settings.Mode);
+                setLog(Path.Combine(runDirs[r], LogFileName));
+                config.Save(runDirs[r]);
+                SafeFile.WriteAtomic(Path.Combine(runDirs[r], SpecFileName), spec.ToJson() + "\n");
+                var result = TrainOne(runDirs[r], config, spec, settings.Options, device, train, test, resume: false, parse.GetValue(set.Model)!, parse.GetValue(set.LogLayers), cancel.Token);
+                runs.Add((spec, result));
+                if (result.Interrupted) return Interrupted(runDirs[r]);
+            }
+            if (runs.Count > 1) PrintComparison(runs);
+            return ExitCode(runs.Select(x => x.Result), settings.AllowDivergence);
+        }
+    }
+
+    private static int RunResume(TrainOptionSet set, ParseResult parse, string resumeArg, Action<string> setLog)
+    {
+        var extra = set.Given(parse).Where(n => n is not "--resume" and not "--device").ToList();
+        if (extra.Count > 0)
+            throw new ArgumentException($"--resume takes every setting from the run's {RunConfig.FileName}; drop {string.Join(", ", extra)} (only --device may be given).");
+        var dir = Path.GetFullPath(resumeArg);
+        if (File.Exists(dir)) throw new ArgumentException($"--resume '{resumeArg}' is a file; expected a run directory.");
+        if (!Directory.Exists(dir)) throw new ArgumentException($"--resume '{resumeArg}' does not exist; expected a run directory written by covshift train.");
+        var runDirs = File.Exists(Path.Combine(dir, RunConfig.FileName))
+            ? [dir]
+            : Directory.GetDirectories(dir).Where(d => File.Exists(Path.Combine(d, RunConfig.FileName))).Order(StringComparer.Ordinal).ToList();
+        if (runDirs.Count == 0) throw new ArgumentException($"--resume '{resumeArg}' is not a covshift run directory: it has no {RunConfig.FileName} (nor subdirectories with one).");
+
+        var configs = runDirs.Select(RunConfig.Load).ToList();
+        var device = parse.GetResult(set.Device) is { Implicit: false } ? DeviceSelector.Resolve(parse.GetValue(set.Device)!) : DeviceSelector.Resolve(configs[0].Device.StartsWith("cuda", StringComparison.Ordinal) ? configs[0].Device : "cpu");
+        var runs = new List<(ModelSpec Spec, TrainResult Result)>();
+        using var cancel = InterruptHandler.Install();
+        for (int r = 0; r < runDirs.Count; r++)
+        {
+            var config = configs[r];
+            var last = Path.Combine(runDirs[r], TrainerOptions.CheckpointsDirectoryName, TrainerOptions.LastCheckpointName);
+            var state = RunCheckpoint.Load(last).State;   // validates the checkpoint before anything is written
+            if (state.Finished)
+            {
+                Console.WriteLine($"The run in '{runDirs[r]}' is already finished ({state.Step} of {state.TotalSteps} steps); nothing to do.");
+                continue;
+            }
+            ProbeModels([config.Model]);
+            var (train, test) = Datasets.Load(config.Dataset, config.Seed);
+            using (train)
+            using (test)
+            using (var runLock = RunDirectory.Open(runDirs[r], RunDirectoryMode.Resume))
+            {
+                setLog(Path.Combine(runDirs[r], LogFileName));
+                var options = config.ToTrainerOptions();
+                var result = TrainOne(runDirs[r], config, config.Model, options, device, train, test, resume: true, config.Model.Architecture, parse.GetValue(set.LogLayers), cancel.Token);
+                runs.Add((config.Model, result));
+                if (result.Interrupted) return Interrupted(runDirs[r]);
+            }
+        }
+        if (runs.Count > 1) PrintComparison(runs);
+        return ExitCode(runs.Select(x => x.Result), configs.All(c => c.Training.AllowDivergence));
+    }
+
+    private static TrainResult TrainOne(string runDir, RunConfig config, ModelSpec spec, TrainerOptions baseOptions, torch.Device device,
+        ImageDataset train, ImageDataset test, bool resume, string modelArg, bool logLayers, CancellationToken cancel)
+    {
+        using var clef = new ClefFileSink(Path.Combine(runDir, LogFileName));
+        bool live = ConsoleProgress.Live;
+        using var log = RunLogger.Create(clef, logLayers, live);
+        log.Information("covshift train{Resume}: {Model} ({Architecture}, norm {Norm}, init {Init}) on {Dataset} -> {OutputDirectory}",
+            resume ? " --resume" : "", modelArg, spec.Architecture, spec.Norm.ToCliName(), spec.Init.ToCliName(), config.Dataset.Display, runDir);
+        torch.manual_seed(config.Seed);
+        using var net = ModelZoo.Create(spec);
+        var options = baseOptions with
+        {
+            Logger = log,
+            OutputDirectory = runDir,
+            Device = device,
+            WriteCheckpoints = true,
+            TensorBoard = true,
+            Resume = resume,
+            Cancellation = cancel,
+        };
+        var title = $"{Path.GetFileName(runDir)} ({spec.Architecture}, {spec.Norm.ToCliName()})";
+        var result = live
+            ? ConsoleProgress.Run(title, progress => new Trainer(options with { Progress = progress }).Train(net, train, test))
+            : new Trainer(options).Train(net, train, test);
+        if (result.Interrupted) return result;
+        SafeFile.WriteAtomic(Path.Combine(runDir, CheckpointFileName), s =>
+        {
+            using var w = new BinaryWriter(s, System.Text.Encoding.UTF8, leaveOpen: true);
+            net.save(w);
+        });
+        SafeFile.WriteAtomic(Path.Combine(runDir, SummaryFileName), result.ToJson() + "\n");
+        if (result.Diverged)
+            log.Warning("Diverged at step {DivergedAtStep}: {Message}", result.DivergedAtStep, result.DivergenceMessage);
+        log.Information("Final test accuracy {TestAccuracy:F4} (best {BestTestAccuracy:F4}), test loss {TestLoss:F4}, train loss {FinalTrainLoss:F4}; wrote {Files} to {OutputDirectory}",
+            result.TestAccuracy, result.BestTestAccuracy, result.TestLoss, result.FinalTrainLoss,
+            string.Join(", ", RunConfig.FileName, TrainerOptions.TrainingLogFileName, TrainerOptions.MetricsFileName, LogFileName, SpecFileName, "checkpoints/", "tensorboard/", CheckpointFileName, SummaryFileName), runDir);
+        if (clef.Failure is { } failure) throw new IOException(failure.Message, failure);
+        return result;
+    }
+
+    private static int Interrupted(string runDir)
+    {
+        Console.Error.WriteLine($"Interrupted: saved {Path.Combine(runDir, TrainerOptions.CheckpointsDirectoryName, TrainerOptions.LastCheckpointName)}. Resume with: covshift train --resume {runDir}");
+        return InterruptedExitCode;
+    }
+
+    private static int ExitCode(IEnumerable<TrainResult> results, bool allowDivergence) =>
+        results.Any(r => r.Diverged) && !allowDivergence ? DivergedExitCode : 0;
+
+    private static string DeviceName(torch.Device device) => device.type == DeviceType.CUDA ? (device.index >= 0 ? $"cuda:{device.index}" : "cuda") : "cpu";
+
+    /// <summary>Builds each model once (ModelZoo checks the remaining combinations: instance norm on an mlp, group counts, ...).</summary>
+    private static void ProbeModels(IEnumerable<ModelSpec> specs)
+    {
+        foreach (var sp in specs)
+        {
+            ModelSpecResolver.CheckSize(sp);
+            using var probe = ModelZoo.Create(sp);
+        }
     }
 
     /// <summary>
@@ -171,7 +270,6 @@ internal static class TrainCommand
     /// <summary>The full path of --out; refuses an existing file, or a path below one.</summary>
     private static string CheckOutputDirectory(string outArg)
     {
-        if (string.IsNullOrWhiteSpace(outArg)) throw new ArgumentException("--out must name a directory; got an empty value.");
         var full = Path.GetFullPath(outArg);
         if (File.Exists(full)) throw new IOException($"--out '{outArg}' is an existing file; expected a directory (it is created when missing).");
         for (var parent = Path.GetDirectoryName(full); parent is not null; parent = Path.GetDirectoryName(parent))
@@ -182,64 +280,33 @@ internal static class TrainCommand
         return full;
     }
 
-    /// <summary>Creates --out and writes model.json; on failure removes what it created and reports the path.</summary>
-    private static void CreateOutputDirectory(string outArg, string outDir, ModelSpec spec)
+}
+
+/// <summary>Ctrl+C (SIGINT) and SIGTERM cancel a token instead of killing the process: the trainer finishes the step and saves.</summary>
+internal sealed class InterruptHandler : IDisposable
+{
+    private readonly CancellationTokenSource _source = new();
+    private readonly List<PosixSignalRegistration> _registrations = [];
+
+    private InterruptHandler()
     {
-        var firstCreated = Path.GetFullPath(outDir);
-        while (Path.GetDirectoryName(firstCreated) is { } parent && !Directory.Exists(parent)) firstCreated = parent;
-        bool existed = Directory.Exists(outDir);
-        var specPath = Path.Combine(outDir, SpecFileName);
-        try
+        foreach (var signal in new[] { PosixSignal.SIGINT, PosixSignal.SIGTERM })
         {
-            Directory.CreateDirectory(outDir);
-            spec.Save(specPath);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            if (!existed && Directory.Exists(firstCreated)) Directory.Delete(firstCreated, recursive: true);
-            else if (existed && File.Exists(specPath)) File.Delete(specPath);
-            throw new IOException($"Cannot write to --out '{outArg}': {e.Message} Expected a writable directory.", e);
+            _registrations.Add(PosixSignalRegistration.Create(signal, context =>
+            {
+                context.Cancel = true;   // keep the process alive; a second signal also only cancels
+                _source.Cancel();
+            }));
         }
     }
 
-    /// <summary>
-    /// Debug and up to log.clef as compact JSON, except the monitor's per-layer Debug events (metrics.jsonl holds the
-    /// same values) unless <paramref name="logLayers"/>; Information and up to the console, except the monitor's
-    /// per-step summaries (its warnings are shown). The monitor's events are told apart by their source context
-    /// (<see cref="ActivationMonitor.LogSourceContext"/>).
-    /// </summary>
-    private static Serilog.Core.Logger CreateLogger(string outDir, bool logLayers) =>
-        new LoggerConfiguration()
-            .MinimumLevel.Debug()
-            .WriteTo.Logger(file => file
-                .Filter.ByExcluding(e => !logLayers && e.Level < LogEventLevel.Information && FromMonitor(e))
-                .WriteTo.File(new CompactJsonFormatter(), Path.Combine(outDir, LogFileName)))
-            .WriteTo.Logger(console => console
-                .Filter.ByExcluding(IsMonitorDetail)
-                .WriteTo.Console(restrictedToMinimumLevel: LogEventLevel.Information, formatProvider: CultureInfo.InvariantCulture))
-            .CreateLogger();
+    public CancellationToken Token => _source.Token;
 
-    private static readonly Func<LogEvent, bool> FromMonitor = Matching.FromSource(ActivationMonitor.LogSourceContext);
+    public static InterruptHandler Install() => new();
 
-    private static bool IsMonitorDetail(LogEvent e) => e.Level < LogEventLevel.Warning && FromMonitor(e);
-
-    private static Option<int?> PositiveIfGiven(this Option<int?> option)
+    public void Dispose()
     {
-        option.Validators.Add(r =>
-        {
-            if (r.GetValueOrDefault<int?>() is { } v && v < 1) r.AddError($"{option.Name} must be at least 1; got {v}.");
-        });
-        return option;
-    }
-
-    private static Option<double> InRange(this Option<double> option, double min, double maxExclusive)
-    {
-        option.Validators.Add(r =>
-        {
-            var v = r.GetValueOrDefault<double>();
-            if (!(v >= min && v < maxExclusive))
-                r.AddError(string.Create(CultureInfo.InvariantCulture, $"{option.Name} must be in [{min}, {maxExclusive}); got {v}."));
-        });
-        return option;
+        foreach (var r in _registrations) r.Dispose();
+        _source.Dispose();
     }
 }

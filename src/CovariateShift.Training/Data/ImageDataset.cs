@@ -4,7 +4,8 @@ using static TorchSharp.torch;
 namespace CovariateShift.Training.Data;
 
 /// <summary>
-/// An in-memory image classification data set: images as float32 [N, C, H, W] on the CPU, labels as int64 [N].
+/// An in-memory classification data set: examples as float32 [N, C, H, W] (images) or [N, F] (tabular) on the CPU,
+/// labels as int64 [N] in [0, classes).
 /// Owns both tensors (dispose the data set to free them).
 /// </summary>
 public sealed class ImageDataset : IDisposable
@@ -12,7 +13,7 @@ public sealed class ImageDataset : IDisposable
     /// <summary>Takes ownership of <paramref name="images"/> ([N, C, H, W] float32) and <paramref name="labels"/> ([N] int64).</summary>
     public ImageDataset(string name, Tensor images, Tensor labels, int classes)
     {
-        if (images.dim() != 4) throw new ArgumentException($"Images must be [N, C, H, W]; got shape [{string.Join(", ", images.shape)}].", nameof(images));
+        if (images.dim() is not (2 or 4)) throw new ArgumentException($"Examples must be [N, C, H, W] or [N, F]; got shape [{string.Join(", ", images.shape)}].", nameof(images));
         if (labels.dim() != 1 || labels.shape[0] != images.shape[0])
             throw new ArgumentException($"Labels must be [N] with N = {images.shape[0]}; got shape [{string.Join(", ", labels.shape)}].", nameof(labels));
         Name = name;
@@ -24,7 +25,7 @@ public sealed class ImageDataset : IDisposable
     /// <summary>Data set name (e.g. "fashion-mnist/train").</summary>
     public string Name { get; }
 
-    /// <summary>Images, float32 [N, C, H, W].</summary>
+    /// <summary>Examples, float32 [N, C, H, W] or [N, F].</summary>
     public Tensor Images { get; }
 
     /// <summary>Labels, int64 [N].</summary>
@@ -36,8 +37,11 @@ public sealed class ImageDataset : IDisposable
     /// <summary>Number of examples.</summary>
     public long Count => Images.shape[0];
 
-    /// <summary>Shape of one example (C, H, W).</summary>
+    /// <summary>Shape of one example: (C, H, W), or (F) for tabular data.</summary>
     public long[] ExampleShape => Images.shape[1..];
+
+    /// <summary>Whether the examples are feature vectors [N, F] rather than images.</summary>
+    public bool IsTabular => Images.dim() == 2;
 
     /// <summary>The first <paramref name="count"/> examples as a new data set (copies).</summary>
     public ImageDataset Take(long count)

@@ -14,6 +14,9 @@ public static class MnistFormat
     /// <summary>Where Debian's dataset-fashion-mnist package installs the files.</summary>
     public const string DefaultFashionMnistDirectory = "/usr/share/datasets/fashion-mnist";
 
+    /// <summary>Classes of MNIST and Fashion-MNIST; a label outside 0..9 is an error naming the file and record.</summary>
+    public const int Classes = 10;
+
     /// <summary>Environment variable that overrides <see cref="DefaultFashionMnistDirectory"/>.</summary>
     public const string FashionMnistVariable = "COVSHIFT_FASHION_MNIST";
 
@@ -33,19 +36,22 @@ public static class MnistFormat
     {
         var (mean, std) = TrainingPixelStatistics(directory);
         var prefix = train ? "train" : "t10k";
-        var (shape, pixels) = IdxReader.Read(Find(directory, $"{prefix}-images-idx3-ubyte"));
-        var (lshape, labels) = IdxReader.Read(Find(directory, $"{prefix}-labels-idx1-ubyte"));
-        if (shape.Length != 3) throw new InvalidDataException($"{prefix} images in '{directory}' have {shape.Length} dimensions, expected 3 (N, H, W).");
+        var imagesPath = Find(directory, $"{prefix}-images-idx3-ubyte");
+        var labelsPath = Find(directory, $"{prefix}-labels-idx1-ubyte");
+        var (shape, pixels) = IdxReader.Read(imagesPath);
+        var (lshape, labels) = IdxReader.Read(labelsPath);
+        if (shape.Length != 3) throw new InvalidDataException($"'{imagesPath}' has {shape.Length} dimensions, expected 3 (N, H, W).");
         if (lshape.Length != 1 || lshape[0] != shape[0])
-            throw new InvalidDataException($"{prefix} labels in '{directory}' have shape [{string.Join(", ", lshape)}], expected [{shape[0]}].");
+            throw new InvalidDataException($"'{labelsPath}' has shape [{string.Join(", ", lshape)}], but '{imagesPath}' has {shape[0]} images; expected [{shape[0]}] labels.");
+        int bad = Array.FindIndex(labels, b => b >= Classes);
+        if (bad >= 0) throw new InvalidDataException($"'{labelsPath}', record {bad}: label {labels[bad]} is out of range; expected 0..{Classes - 1}.");
         long n = limit is { } l ? Math.Min(l, shape[0]) : shape[0];
         int h = shape[1], w = shape[2];
         using var scope = NewDisposeScope();
         var x = tensor(pixels.AsSpan(0, (int)(n * h * w)).ToArray(), [n, 1, h, w], ScalarType.Byte)
             .to_type(ScalarType.Float32).div_(255f).sub_(mean).div_(std);
         var y = tensor(labels.AsSpan(0, (int)n).ToArray().Select(b => (long)b).ToArray(), [n], ScalarType.Int64);
-        int classes = labels.Max() + 1;
-        return new ImageDataset($"{name}/{(train ? "train" : "test")}", x.MoveToOuterDisposeScope(), y.MoveToOuterDisposeScope(), classes);
+        return new ImageDataset($"{name}/{(train ? "train" : "test")}", x.MoveToOuterDisposeScope(), y.MoveToOuterDisposeScope(), Classes);
     }
 
     private static readonly Dictionary<string, (float, float)> StatisticsCache = [];
@@ -73,6 +79,7 @@ public static class MnistFormat
 
     private static string Find(string directory, string stem)
     {
+        if (File.Exists(directory)) throw new DirectoryNotFoundException($"Data directory '{directory}' is a file; expected the directory holding the four MNIST-format idx files.");
         if (!Directory.Exists(directory))
         {
             throw new DirectoryNotFoundException(

@@ -1,3 +1,4 @@
+using System.Globalization;
 using CovariateShift.Nn.Models;
 
 namespace CovariateShift.Training.Training;
@@ -68,7 +69,13 @@ public static class ModelSpecResolver
         ArgumentNullException.ThrowIfNull(overrides);
         ArgumentNullException.ThrowIfNull(inputShape);
         if (ModelZoo.Names.Contains(model.Trim().ToLowerInvariant()))
+        {
+            RefuseTabular(model.Trim().ToLowerInvariant(), inputShape);
             return overrides.ApplyTo(ZooDefault(model, inputShape, classes, overrides.Activation ?? ActivationKind.Relu));
+        }
+
+        if (Directory.Exists(model))
+            throw new ArgumentException($"Model spec '{model}' is a directory; expected a zoo name ({string.Join(", ", ModelZoo.Names)}) or the path of a .json model spec file.");
 
         bool looksLikePath = model.EndsWith(".json", StringComparison.OrdinalIgnoreCase) || model.Contains('/') || model.Contains(Path.DirectorySeparatorChar);
         if (!looksLikePath && !File.Exists(model))
@@ -76,7 +83,9 @@ public static class ModelSpecResolver
         if (!File.Exists(model))
             throw new FileNotFoundException($"Model spec file '{model}' does not exist. Expected a zoo name ({string.Join(", ", ModelZoo.Names)}) or the path of a .json model spec (see models/).", model);
 
+        RefuseDuplicateKeys(model);
         var spec = ModelSpec.Load(model);
+        RefuseTabular(spec.Architecture.ToLowerInvariant(), inputShape);
         var expected = string.Join(", ", inputShape);
         long expectedElements = inputShape.Aggregate(1L, (a, b) => a * b);
         bool flatMlp = spec.Architecture.Equals("mlp", StringComparison.OrdinalIgnoreCase) && spec.InputShape.Count == 1 && spec.InputShape[0] == expectedElements;
@@ -85,5 +94,83 @@ public static class ModelSpecResolver
         if (spec.Classes != classes)
             throw new ArgumentException($"Model spec '{model}': classes {spec.Classes} does not match the data set's {classes} classes; expected {classes}.");
         return overrides.ApplyTo(spec);
+    }
+
+    /// <summary>Largest number of parameters a model may have (4 GiB of float32): a larger spec is refused before it is allocated.</summary>
+    public const long MaxParameters = 1L << 30;
+
+    /// <summary>
+    /// Refuses a spec whose parameters could not be allocated (more than <see cref="MaxParameters"/>, estimated from its
+    /// widths before anything is built), naming the sizes.
+    /// </summary>
+    /// <exception cref="ArgumentException">The model is too large.</exception>
+    public static void CheckSize(ModelSpec spec)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        double parameters;
+        long inputs = spec.InputShape.Aggregate(1L, (a, b) => a * b);
+        if (spec.Architecture.Equals("mlp", StringComparison.OrdinalIgnoreCase))
+        {
+            var widths = spec.Widths?.Select(w => (double)w).ToList() ?? Enumerable.Repeat((double)(spec.Width ?? DefaultMlpWidth), spec.Depth ?? DefaultMlpDepth).ToList();
+            parameters = 0;
+            double previous = inputs;
+            foreach (var w in widths)
+            {
+                parameters += previous * w + w;
+                previous = w;
+            }
+            parameters += previous * spec.Classes;
+        }
+        else if (spec.Architecture.Equals("cnn", StringComparison.OrdinalIgnoreCase))
+        {
+            double widest = 8.0 * (spec.Width ?? DefaultCnnWidth);
+            parameters = 9.0 * widest * widest * (spec.Depth ?? DefaultCnnDepth);
+        }
+        else
+        {
+            return;   // resnets have fixed widths
+        }
+        if (parameters > MaxParameters)
+        {
+            throw new ArgumentException(string.Create(CultureInfo.InvariantCulture,
+                $"The {spec.Architecture} (depth {spec.Depth?.ToString(CultureInfo.InvariantCulture) ?? "default"}, width {spec.Width?.ToString(CultureInfo.InvariantCulture) ?? (spec.Widths is { } ws ? string.Join("/", ws) : "default")}) would have about {parameters:G3} parameters; expected at most {MaxParameters:G3} (it could not be allocated). Use a smaller --width or --depth."));
+        }
+    }
+
+    private static void RefuseTabular(string architecture, IReadOnlyList<long> inputShape)
+    {
+        if (inputShape.Count == 1 && architecture != "mlp")
+            throw new ArgumentException($"Model {architecture} takes images [C, H, W], but the data set's examples are feature vectors [{inputShape[0]}]; use --model mlp for tabular data.");
+    }
+
+    private static void RefuseDuplicateKeys(string path)
+    {
+        if (!File.Exists(path)) return;
+        try
+        {
+            var reader = new System.Text.Json.Utf8JsonReader(File.ReadAllBytes(path), new System.Text.Json.JsonReaderOptions { CommentHandling = System.Text.Json.JsonCommentHandling.Skip, AllowTrailingCommas = true });
+            var stack = new Stack<HashSet<string>>();
+            while (reader.Read())
+            {
+                switch (reader.TokenType)
+                {
+                    case System.Text.Json.JsonTokenType.StartObject:
+                        stack.Push(new HashSet<string>(StringComparer.OrdinalIgnoreCase));
+                        break;
+                    case System.Text.Json.JsonTokenType.EndObject:
+                        stack.Pop();
+                        break;
+                    case System.Text.Json.JsonTokenType.PropertyName:
+                        var name = reader.GetString()!;
+                        if (!stack.Peek().Add(name))
+                            throw new InvalidDataException($"Model spec '{path}', field '{name}': given twice; expected each field once.");
+                        break;
+                }
+            }
+        }
+        catch (System.Text.Json.JsonException)
+        {
+            // Malformed JSON: ModelSpec.Load reports it with the field.
+        }
     }
 }

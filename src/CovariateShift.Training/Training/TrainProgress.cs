@@ -8,6 +8,8 @@ namespace CovariateShift.Training.Training;
 /// <param name="LearningRate">Current learning rate.</param>
 /// <param name="Elapsed">Wall time since training started (evaluations included).</param>
 /// <param name="StepsPerSecond">Steps completed per second of <paramref name="Elapsed"/>.</param>
+/// <param name="Epoch">Epochs completed, as a fraction.</param>
+/// <param name="BestAccuracy">Best test accuracy so far, or null.</param>
 public sealed record TrainProgress(
     int Step,
     int Steps,
@@ -15,4 +17,6 @@ public sealed record TrainProgress(
     double MeanLoss,
     double LearningRate,
     TimeSpan Elapsed,
-    double StepsPerSecond);
+    double StepsPerSecond,
+    double Epoch = 0,
+    double? BestAccuracy = null);

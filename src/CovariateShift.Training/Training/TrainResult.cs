@@ -43,6 +43,15 @@ public sealed record TrainResult(
         WriteIndented = true,
     };
 
+    /// <summary>Steps completed before this call (the checkpoint's step when resumed; 0 otherwise). <see cref="Losses"/> and <see cref="Evaluations"/> cover this call only.</summary>
+    public long StartStep { get; init; }
+
+    /// <summary>True when training stopped early because <see cref="TrainerOptions.Cancellation"/> was cancelled (Ctrl+C).</summary>
+    public bool Interrupted { get; init; }
+
+    /// <summary>Best test accuracy of every evaluation of the run (before a resume included); null without a test set.</summary>
+    public double? BestTestAccuracy { get; init; }
+
     /// <summary>True when the loss became NaN or infinite and training stopped early.</summary>
     public bool Diverged => DivergedAtStep is not null;
 

@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Text.Json;
+using CovariateShift.Training.Runtime;
 using CovariateShift.Training.Data;
 using Serilog;
 using TorchSharp;
@@ -48,11 +50,21 @@ public sealed class Trainer
 
     /// <summary>
     /// Trains <paramref name="model"/> (moved to <see cref="TrainerOptions.Device"/>, left in training mode) for
-    /// <see cref="TrainerOptions.Steps"/> steps on <paramref name="train"/>, evaluating on <paramref name="test"/> (when
-    /// given) every <see cref="TrainerOptions.EvaluateEvery"/> steps and after the last step.
+    /// <see cref="TrainerOptions.Steps"/> steps (or <see cref="TrainerOptions.Epochs"/> epochs) on <paramref name="train"/>,
+    /// evaluating on <paramref name="test"/> (when given) every <see cref="TrainerOptions.EvaluateEvery"/> steps, every
+    /// epoch with <see cref="TrainerOptions.EvaluateEveryEpoch"/>, and after the last step.
     /// </summary>
+    /// <remarks>
+    /// With an <see cref="TrainerOptions.OutputDirectory"/> it appends <c>training.jsonl</c> and the monitor's
+    /// <c>metrics.jsonl</c> (whole lines only), and with <see cref="TrainerOptions.WriteCheckpoints"/> it writes
+    /// <c>checkpoints/last</c> after every epoch, on cancellation and at the end. With <see cref="TrainerOptions.Resume"/>
+    /// it continues from <c>checkpoints/last</c>: the same next batch and step numbers, and lines of both files written
+    /// after that checkpoint are dropped first. On the CPU the loss is read every step (no cost there); on other devices
+    /// it stays on the device and is read only at logging steps, so a non-finite loss is detected at the next logging step.
+    /// </remarks>
     /// <exception cref="ArgumentException">The batch size is larger than the training set, or the monitor cannot attach.</exception>
-    /// <exception cref="IOException">The metrics file cannot be written; nothing is left behind.</exception>
+    /// <exception cref="IOException">An output file cannot be written; the message names it.</exception>
+    /// <exception cref="InvalidDataException">Resuming from a checkpoint that is damaged or belongs to a different run configuration.</exception>
     public TrainResult Train(nn.Module<Tensor, Tensor> model, ImageDataset train, ImageDataset? test = null)
     {
         ArgumentNullException.ThrowIfNull(model);
@@ -60,110 +72,335 @@ public sealed class Trainer
         var o = _options;
         if (o.BatchSize > train.Count)
             throw new ArgumentException($"Batch size {o.BatchSize} is larger than the training set '{train.Name}' ({train.Count} examples); expected at most {train.Count}.");
+        long stepsPerEpoch = train.Count / o.BatchSize;
+        long totalSteps = o.Epochs is { } epochs ? epochs * stepsPerEpoch : o.Steps;
+        if (totalSteps > int.MaxValue)
+            throw new ArgumentException($"{o.Epochs} epochs of {stepsPerEpoch} steps are {totalSteps} steps; expected at most {int.MaxValue}.");
+        var schedule = o.Schedule ?? new LearningRateSchedule();
 
         var log = o.Logger?.ForContext(Serilog.Core.Constants.SourceContextPropertyName, "CovariateShift.Training");
         var device = o.Device ?? CPU;
+        bool onCpu = device.type == DeviceType.CPU;
         var clock = Stopwatch.StartNew();
+        var outputDirectory = o.OutputDirectory is { } dir ? Path.GetFullPath(dir) : null;
+        if (outputDirectory is not null) Directory.CreateDirectory(outputDirectory);
+        var checkpoints = outputDirectory is null ? null : Path.Combine(outputDirectory, TrainerOptions.CheckpointsDirectoryName);
+        var lastPath = checkpoints is null ? null : Path.Combine(checkpoints, TrainerOptions.LastCheckpointName);
+
         torch.manual_seed(o.Seed);
-        using var generator = new Generator(unchecked((ulong)o.Seed));
+        RunCheckpoint.Contents? resumed = null;
+        if (o.Resume)
+        {
+            resumed = RunCheckpoint.Load(lastPath!);
+            var st = resumed.State;
+            if (st.TotalSteps != totalSteps || st.StepsPerEpoch != stepsPerEpoch || st.Seed != o.Seed)
+            {
+                throw new InvalidDataException(
+                    $"Checkpoint '{lastPath}' belongs to a different run: {st.TotalSteps} steps of {st.StepsPerEpoch} per epoch, seed {st.Seed}; " +
+                    $"this run has {totalSteps} steps of {stepsPerEpoch} per epoch, seed {o.Seed}.");
+            }
+            using var reader = new BinaryReader(new MemoryStream(resumed.Model));
+            model.load(reader);
+        }
         model.to(device);
         model.train();
-        using var optimizer = optim.SGD(model.parameters(), o.LearningRate, o.Momentum, weight_decay: o.WeightDecay);
+        using var optimizer = OptimizerFactory.Create(o, model.parameters().Where(p => p.requires_grad));   // frozen parameters get no optimizer state
+        long start = 0;
+        var pending = new List<float>();
+        double? best = null;
+        int evaluationCount = 0;
+        if (resumed is not null)
+        {
+            using (var reader = new BinaryReader(new MemoryStream(resumed.Optimizer))) optimizer.load_state_dict(reader);
+            using (var rng = torch.tensor(resumed.State.TorchRngState)) torch.set_rng_state(rng);
+            start = resumed.State.Step;
+            pending.AddRange(resumed.State.PendingLosses);
+            best = resumed.State.BestAccuracy;
+            evaluationCount = resumed.State.Evaluations;
+            TruncateAfter(outputDirectory!, start);
+        }
 
-        var outputDirectory = o.OutputDirectory is { } dir ? Path.GetFullPath(dir) : null;
-        var monitorOptions = (o.Monitor ?? new MonitorOptions()) with { RecordEvery = o.RecordEvery };
-        if (outputDirectory is not null) monitorOptions = monitorOptions with { JsonLinesPath = Path.Combine(outputDirectory, TrainerOptions.MetricsFileName) };
-        if (o.Logger is not null) monitorOptions = monitorOptions with { Logger = o.Logger };
-        using var monitor = ActivationMonitor.Attach(model, monitorOptions);
-        var metricsPath = monitorOptions.JsonLinesPath is { } m ? Path.GetFullPath(m) : null;
+        // The monitor's files go through the relay so that a resumed run keeps the run's step numbers.
+        var userMonitor = o.Monitor ?? new MonitorOptions();
+        string? metricsPath = outputDirectory is not null ? Path.Combine(outputDirectory, TrainerOptions.MetricsFileName)
+            : userMonitor.JsonLinesPath is { } m ? Path.GetFullPath(m) : null;
+        string? tensorBoard = o.TensorBoard ? Path.Combine(outputDirectory!, TrainerOptions.TensorBoardDirectoryName) : userMonitor.TensorBoardDirectory;
+        long monitorOffset = 0;
+        var monitorLogger = o.Logger ?? userMonitor.Logger;
+        var monitorOptions = userMonitor with
+        {
+            RecordEvery = o.RecordEvery,
+            JsonLinesPath = null,
+            TensorBoardDirectory = null,
+            Logger = monitorLogger?.ForContext(new StepOffsetEnricher(() => monitorOffset)),
+        };
+        using var relay = new MonitorRelay(metricsPath, tensorBoard, userMonitor.TensorBoardHistogramEvery);
+        using var trainingLog = outputDirectory is null ? null
+            : new TrainingLog(Path.Combine(outputDirectory, TrainerOptions.TrainingLogFileName), o.TensorBoard ? tensorBoard : null);
+        ActivationMonitor? monitor = null;
+        IDisposable? subscription = null;
+
+        // The training set on the device once when it fits; otherwise every batch is copied.
+        long dataBytes = train.Images.NumberOfElements * train.Images.ElementSize + train.Labels.NumberOfElements * 8;
+        bool resident = !onCpu && dataBytes <= o.DeviceDataLimitBytes;
+        using var images = resident ? train.Images.to(device) : train.Images.alias();
+        using var labels = resident ? train.Labels.to(device) : train.Labels.alias();
 
         log?.Information(
-            "Training {Model} on {Dataset} ({Examples} examples): {Steps} steps of {BatchSize}, SGD lr {LearningRate} momentum {Momentum} weight decay {WeightDecay}, seed {Seed}, device {Device}; monitor records {LayerCount} layers every {RecordEvery} steps",
-            model.GetType().Name, train.Name, train.Count, o.Steps, o.BatchSize, o.LearningRate, o.Momentum, o.WeightDecay, o.Seed, device.ToString(), monitor.Layers.Count, o.RecordEvery);
+            "Training {Model} on {Dataset} ({Examples} examples{Resident}): steps {Start}..{Steps} ({StepsPerEpoch} per epoch) of {BatchSize}, {Optimizer} lr {LearningRate} ({Schedule}, warm-up {Warmup}) momentum {Momentum} weight decay {WeightDecay}, seed {Seed}, device {Device}",
+            model.GetType().Name, train.Name, train.Count, resident ? ", resident on the device" : "", start, totalSteps, stepsPerEpoch, o.BatchSize,
+            o.Optimizer.ToCliName(), o.LearningRate, schedule.Kind.ToCliName(), schedule.WarmupSteps, o.Momentum, o.WeightDecay, o.Seed, device.ToString());
 
-        var losses = new List<double>(o.Steps);
+        var losses = new List<double>();
+        var deviceLosses = new List<Tensor>();
         var evaluations = new List<EvaluationResult>();
         long? divergedAt = null;
         string? divergence = null;
-        double sinceReport = 0;
-        int reportCount = 0;
-        IEnumerator<(Tensor Images, Tensor Labels)>? batches = null;
+        bool interrupted = false;
+        double lr = o.LearningRate;
+        long epochOfOrder = -1;
+        Tensor? order = null;
+        var sinceLog = Stopwatch.StartNew();
+        long stepsSinceLog = 0;
+        long done = start;
         try
         {
-            for (int step = 0; step < o.Steps; step++)
+            for (long step = start; step < totalSteps; step++)
             {
-                // Drawn before the step's scope opens (a new epoch's permutation must outlive the step), then handed to it.
-                var (images, labels) = NextBatch(train, o.BatchSize, generator, ref batches);
-                using var scope = NewDisposeScope();
-                scope.Attach(images, labels);
-                var x = images.to(device);
-                var y = labels.to(device);
-                optimizer.zero_grad();
-                var loss = nn.functional.cross_entropy(model.call(x), y);
-                double value = loss.item<float>();
-                losses.Add(value);
-                if (!double.IsFinite(value))
+                if (monitor is null && step % o.RecordEvery == 0)
                 {
-                    monitor.Step(loss);   // keeps the record of the step where it happened (on recorded steps)
-                    divergedAt = step;
-                    divergence = string.Create(CultureInfo.InvariantCulture,
-                        $"The training loss became {value} at step {step} (learning rate {o.LearningRate}); training stopped before that step's update. ")
-                        + "Lower the learning rate or add normalization; the monitor's records up to this step show where the activations blew up.";
-                    log?.Error("Training diverged at step {Step}: loss {Loss}. {Message}", step, value, divergence);
+                    monitorOffset = step;
+                    relay.Offset = step;
+                    monitor = ActivationMonitor.Attach(model, monitorOptions);
+                    if (o.BeforeFirstStep is { } prepare)
+                    {
+                        // e.g. fine-tuning's reference snapshot: its monitor steps are not the run's and are not written.
+                        prepare(monitor, model);
+                        monitorOffset = relay.Offset = step - monitor.CurrentStep;
+                    }
+                    subscription = monitor.Subscribe(relay);
+                }
+
+                long epoch = step / stepsPerEpoch;
+                if (epoch != epochOfOrder)
+                {
+                    order?.Dispose();
+                    using var generator = new Generator(TrainingState.ShuffleSeed(o.Seed, epoch));
+                    using var cpuOrder = randperm(train.Count, generator: generator);
+                    order = resident ? cpuOrder.to(device) : cpuOrder.alias();
+                    epochOfOrder = epoch;
+                }
+
+                lr = schedule.At(step, o.LearningRate, totalSteps, stepsPerEpoch);
+                OptimizerFactory.SetLearningRate(optimizer, lr);
+                using (var scope = NewDisposeScope())
+                {
+                    var idx = order!.narrow(0, step % stepsPerEpoch * o.BatchSize, o.BatchSize);
+                    var x = images.index_select(0, idx).to(device);
+                    var y = labels.index_select(0, idx).to(device);
+                    optimizer.zero_grad();
+                    var loss = nn.functional.cross_entropy(model.call(x), y);
+                    if (onCpu)
+                    {
+                        float value = loss.item<float>();
+                        if (!float.IsFinite(value) && !o.ContinueAfterDivergence)
+                        {
+                            monitor?.Step(loss);   // keeps the record of the step where it happened (on recorded steps)
+                            losses.Add(value);
+                            divergedAt = step;
+                            break;
+                        }
+                        losses.Add(value);
+                        pending.Add(value);
+                    }
+                    else
+                    {
+                        deviceLosses.Add(loss.detach().DetachFromDisposeScope());
+                    }
+
+                    loss.backward();
+                    monitor?.RecordGradients();
+                    optimizer.step();
+                    monitor?.Step(loss);
+                }
+                if (relay.Failure is { } failure) throw new IOException(failure.Message, failure);
+
+                done = step + 1;
+                stepsSinceLog++;
+                bool logStep = done % o.LogEvery == 0 || done == totalSteps;
+                if (!onCpu && (logStep || deviceLosses.Count >= 1000))
+                {
+                    divergedAt = ReadDeviceLosses(deviceLosses, losses, pending, done);
+                    if (divergedAt is not null && !o.ContinueAfterDivergence) break;
+                    divergedAt = null;
+                }
+                if (logStep)
+                {
+                    double seconds = sinceLog.Elapsed.TotalSeconds;
+                    double mean = pending.Count > 0 ? pending.Average(v => (double)v) : double.NaN;
+                    double examplesPerSecond = stepsSinceLog * o.BatchSize / Math.Max(seconds, 1e-9);
+                    trainingLog?.Train(done, (double)done / stepsPerEpoch, mean, lr, examplesPerSecond);
+                    Report(log, new TrainProgress(checked((int)done), checked((int)totalSteps), pending.Count > 0 ? pending[^1] : double.NaN, mean, lr, clock.Elapsed,
+                        (done - start) / clock.Elapsed.TotalSeconds, (double)done / stepsPerEpoch, best));
+                    pending.Clear();
+                    sinceLog.Restart();
+                    stepsSinceLog = 0;
+                }
+
+                bool epochEnd = done % stepsPerEpoch == 0;
+                if (test is not null && done < totalSteps && ((o.EvaluateEvery > 0 && done % o.EvaluateEvery == 0) || (o.EvaluateEveryEpoch && epochEnd)))
+                {
+                    var e = Evaluate(model, test, o.EvaluationBatchSize, checked((int)done), log);
+                    evaluations.Add(e);
+                    evaluationCount++;
+                    best = Math.Max(best ?? double.NegativeInfinity, e.Accuracy);
+                    trainingLog?.Test(done, (double)done / stepsPerEpoch, e.Loss, e.Accuracy);
+                }
+                if (o.WriteCheckpoints && epochEnd && done < totalSteps)
+                {
+                    SaveCheckpoint(lastPath!, model, optimizer, State(done, false));
+                    if (o.KeepCheckpoints > 0) SaveEpochCheckpoint(checkpoints!, done / stepsPerEpoch, lastPath!, o.KeepCheckpoints);
+                }
+                if (o.Cancellation.IsCancellationRequested && done < totalSteps)
+                {
+                    interrupted = true;
+                    log?.Warning("Interrupted after step {Step} of {Steps}.", done, totalSteps);
                     break;
                 }
-
-                loss.backward();
-                monitor.RecordGradients();
-                optimizer.step();
-                monitor.Step(loss);
-
-                int done = step + 1;
-                sinceReport += value;
-                reportCount++;
-                if (done % o.LogEvery == 0 || done == o.Steps)
-                {
-                    Report(log, new TrainProgress(done, o.Steps, value, sinceReport / reportCount, o.LearningRate, clock.Elapsed, done / clock.Elapsed.TotalSeconds));
-                    sinceReport = 0;
-                    reportCount = 0;
-                }
-
-                if (test is not null && o.EvaluateEvery > 0 && done % o.EvaluateEvery == 0 && done < o.Steps)
-                    evaluations.Add(Evaluate(model, test, o.EvaluationBatchSize, done, log));
             }
+            if (!onCpu && deviceLosses.Count > 0) divergedAt ??= ReadDeviceLosses(deviceLosses, losses, pending, done);
         }
         finally
         {
-            batches?.Dispose();
+            foreach (var t in deviceLosses) t.Dispose();
+            order?.Dispose();
+            subscription?.Dispose();
+            monitor?.Dispose();
         }
 
-        int completed = divergedAt is { } d ? (int)d : o.Steps;
-        if (test is not null && (evaluations.Count == 0 || evaluations[^1].Step != completed))
-            evaluations.Add(Evaluate(model, test, o.EvaluationBatchSize, completed, log));
+        if (divergedAt is { } at)
+        {
+            divergence = string.Create(CultureInfo.InvariantCulture,
+                $"The training loss became {losses.LastOrDefault(v => !double.IsFinite(v))} at step {at} (learning rate {lr}); training stopped {(onCpu ? "before that step's update" : "at the next logging step")}. ")
+                + "Lower the learning rate or add normalization; the monitor's records up to this step show where the activations blew up.";
+            log?.Error("Training diverged at step {Step}. {Message}", at, divergence);
+        }
 
-        var window = losses.Take(completed).TakeLast(o.LossWindow).ToList();
+        int completed = divergedAt is { } d ? (int)d : checked((int)done);
+        if (test is not null && !interrupted && (evaluations.Count == 0 || evaluations[^1].Step != completed))
+        {
+            var e = Evaluate(model, test, o.EvaluationBatchSize, completed, log);
+            evaluations.Add(e);
+            evaluationCount++;
+            best = Math.Max(best ?? double.NegativeInfinity, e.Accuracy);
+            trainingLog?.Test(completed, (double)completed / stepsPerEpoch, e.Loss, e.Accuracy);
+        }
+        if (o.WriteCheckpoints && divergedAt is null)
+        {
+            SaveCheckpoint(lastPath!, model, optimizer, State(done, finished: done == totalSteps));
+            if (o.KeepCheckpoints > 0 && done % stepsPerEpoch == 0 && done == totalSteps) SaveEpochCheckpoint(checkpoints!, done / stepsPerEpoch, lastPath!, o.KeepCheckpoints);
+        }
+        trainingLog?.Flush();
+
+        var window = losses.Take(completed - (int)start).TakeLast(o.LossWindow).ToList();
         double finalLoss = window.Count > 0 ? window.Average() : double.NaN;
         var wall = clock.Elapsed;
         var final = evaluations.Count > 0 ? evaluations[^1] : null;
         var result = new TrainResult(
             Steps: completed,
-            RequestedSteps: o.Steps,
+            RequestedSteps: checked((int)totalSteps),
             Epochs: (double)completed * o.BatchSize / train.Count,
             FinalTrainLoss: finalLoss,
             TestAccuracy: final?.Accuracy,
             TestLoss: final?.Loss,
             Evaluations: evaluations,
             WallTime: wall,
-            StepsPerSecond: completed / Math.Max(wall.TotalSeconds, 1e-9),
+            StepsPerSecond: (completed - start) / Math.Max(wall.TotalSeconds, 1e-9),
             OutputDirectory: outputDirectory,
             MetricsPath: metricsPath,
             DivergedAtStep: divergedAt,
             DivergenceMessage: divergence,
-            Losses: losses);
+            Losses: losses)
+        {
+            StartStep = start,
+            Interrupted = interrupted,
+            BestTestAccuracy = best,
+        };
         log?.Information(
             "Finished {Steps} of {RequestedSteps} steps ({Epochs:F2} epochs) in {WallSeconds:F1} s ({StepsPerSecond:F1} steps/s): final train loss {FinalTrainLoss:F4} (mean of the last {Window} steps)",
             result.Steps, result.RequestedSteps, result.Epochs, wall.TotalSeconds, result.StepsPerSecond, finalLoss, window.Count);
         return result;
+
+        TrainingState State(long stepsDone, bool finished)
+        {
+            using var rng = torch.get_rng_state();
+            return new TrainingState(stepsDone, totalSteps, stepsPerEpoch, o.Seed, lr, pending.ToArray(), best, evaluationCount, finished, rng.data<byte>().ToArray());
+        }
+    }
+
+    /// <summary>Reads the losses kept on the device; returns the 0-based step of the first non-finite one, or null.</summary>
+    private static long? ReadDeviceLosses(List<Tensor> deviceLosses, List<double> losses, List<float> pending, long done)
+    {
+        if (deviceLosses.Count == 0) return null;
+        float[] values;
+        using (var stacked = stack(deviceLosses))
+        using (var host = stacked.to(ScalarType.Float32).cpu())
+            values = host.data<float>().ToArray();
+        foreach (var t in deviceLosses) t.Dispose();
+        deviceLosses.Clear();
+        long first = done - values.Length;
+        for (int i = 0; i < values.Length; i++)
+        {
+            losses.Add(values[i]);
+            pending.Add(values[i]);
+            if (!float.IsFinite(values[i])) return first + i;
+        }
+        return null;
+    }
+
+    private static void SaveCheckpoint(string path, nn.Module model, TorchSharp.Modules.OptimizerHelper optimizer, TrainingState state)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        byte[] modelBytes, optimizerBytes;
+        using (var ms = new MemoryStream())
+        {
+            using (var w = new BinaryWriter(ms, System.Text.Encoding.UTF8, leaveOpen: true)) model.save(w);
+            modelBytes = ms.ToArray();
+        }
+        using (var ms = new MemoryStream())
+        {
+            using (var w = new BinaryWriter(ms, System.Text.Encoding.UTF8, leaveOpen: true)) optimizer.save_state_dict(w);
+            optimizerBytes = ms.ToArray();
+        }
+        RunCheckpoint.Save(path, new RunCheckpoint.Contents(state, modelBytes, optimizerBytes));
+    }
+
+    /// <summary>Copies <c>last</c> to <c>epoch-NNNN</c> (atomically) and removes all but the newest <paramref name="keep"/>.</summary>
+    private static void SaveEpochCheckpoint(string directory, long epoch, string lastPath, int keep)
+    {
+        var bytes = File.ReadAllBytes(lastPath);
+        SafeFile.WriteAtomic(Path.Combine(directory, string.Create(CultureInfo.InvariantCulture, $"epoch-{epoch:D4}")), s => s.Write(bytes));
+        foreach (var old in Directory.GetFiles(directory, "epoch-*").Order(StringComparer.Ordinal).SkipLast(keep)) File.Delete(old);
+    }
+
+    /// <summary>Drops the lines of training.jsonl and metrics.jsonl written after the checkpoint at <paramref name="step"/> steps.</summary>
+    private static void TruncateAfter(string directory, long step)
+    {
+        LineFile.Filter(Path.Combine(directory, TrainerOptions.TrainingLogFileName), line => StepOf(line) <= step);
+        LineFile.Filter(Path.Combine(directory, TrainerOptions.MetricsFileName), line => StepOf(line) < step);
+    }
+
+    private static long StepOf(string line)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(line);
+            return doc.RootElement.GetProperty("step").GetInt64();
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+        {
+            return long.MaxValue;   // not a line of ours: dropped
+        }
     }
 
     /// <summary>
@@ -191,16 +428,31 @@ public sealed class Trainer
         try
         {
             using var noGrad = no_grad();
-            double lossSum = 0;
-            long correct = 0;
-            foreach (var (images, labels) in data.Batches((int)Math.Min(batchSize, data.Count), generator: null, shuffle: false, dropLast: false))
+            var lossSums = new List<Tensor>();
+            var corrects = new List<Tensor>();
+            double lossSum;
+            long correct;
+            try
             {
-                using var scope = NewDisposeScope();
-                scope.Attach(images, labels);
-                var y = labels.to(device);
-                var logits = model.call(images.to(device));
-                lossSum += nn.functional.cross_entropy(logits, y, reduction: nn.Reduction.Sum).to_type(ScalarType.Float64).item<double>();
-                correct += logits.argmax(1).eq(y).sum().item<long>();
+                foreach (var (images, labels) in data.Batches((int)Math.Min(batchSize, data.Count), generator: null, shuffle: false, dropLast: false))
+                {
+                    using var scope = NewDisposeScope();
+                    scope.Attach(images, labels);
+                    var y = labels.to(device);
+                    var logits = model.call(images.to(device));
+                    lossSums.Add(nn.functional.cross_entropy(logits, y, reduction: nn.Reduction.Sum).to_type(ScalarType.Float64).DetachFromDisposeScope());
+                    corrects.Add(logits.argmax(1).eq(y).sum().DetachFromDisposeScope());
+                }
+
+                // One read of the sums at the end instead of a device synchronization per batch.
+                using var l = stack(lossSums).sum().cpu();
+                using var c = stack(corrects).sum().cpu();
+                lossSum = l.item<double>();
+                correct = c.item<long>();
+            }
+            finally
+            {
+                foreach (var t in lossSums.Concat(corrects)) t.Dispose();
             }
 
             var result = new EvaluationResult(step, (double)correct / data.Count, lossSum / data.Count, data.Count);
@@ -212,16 +464,6 @@ public sealed class Trainer
         {
             model.train(wasTraining);
         }
-    }
-
-    private static (Tensor Images, Tensor Labels) NextBatch(ImageDataset train, int batchSize, Generator generator, ref IEnumerator<(Tensor Images, Tensor Labels)>? batches)
-    {
-        if (batches is not null && batches.MoveNext()) return batches.Current;
-        batches?.Dispose();
-        batches = train.Batches(batchSize, generator, shuffle: true, dropLast: true).GetEnumerator();
-        if (!batches.MoveNext())
-            throw new InvalidOperationException($"The training set '{train.Name}' yielded no batch of {batchSize}.");
-        return batches.Current;
     }
 
     private void Report(ILogger? log, TrainProgress p)

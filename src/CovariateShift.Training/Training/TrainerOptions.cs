@@ -67,6 +67,79 @@ public sealed record TrainerOptions
     /// </summary>
     public MonitorOptions? Monitor { get; init; }
 
+    /// <summary>Train for this many epochs (each <c>training examples / BatchSize</c> steps) instead of <see cref="Steps"/>. Null (default): use <see cref="Steps"/>.</summary>
+    public int? Epochs { get; init; }
+
+    /// <summary>The optimizer. Default SGD (with <see cref="Momentum"/>).</summary>
+    public OptimizerKind Optimizer { get; init; } = OptimizerKind.Sgd;
+
+    /// <summary>SGD: Nesterov momentum (needs <see cref="Momentum"/> &gt; 0). Default false.</summary>
+    public bool Nesterov { get; init; }
+
+    /// <summary>Adam/AdamW: decay of the first-moment estimate, in [0, 1). Default 0.9.</summary>
+    public double Beta1 { get; init; } = 0.9;
+
+    /// <summary>Adam/AdamW: decay of the second-moment estimate, in [0, 1). Default 0.999.</summary>
+    public double Beta2 { get; init; } = 0.999;
+
+    /// <summary>Adam/AdamW: epsilon added to the denominator, finite and &gt; 0. Default 1e-8.</summary>
+    public double AdamEpsilon { get; init; } = 1e-8;
+
+    /// <summary>The learning-rate schedule around <see cref="LearningRate"/>. Null (default): constant.</summary>
+    public LearningRateSchedule? Schedule { get; init; }
+
+    /// <summary>Also evaluate on the test set at the end of every epoch. Default false (the CLI turns it on).</summary>
+    public bool EvaluateEveryEpoch { get; init; }
+
+    /// <summary>
+    /// Write the run directory's training checkpoints in <see cref="OutputDirectory"/><c>/checkpoints</c>: <c>last</c>
+    /// after the last step, on cancellation and every epoch, plus one per epoch (<see cref="KeepCheckpoints"/>).
+    /// Default false.
+    /// </summary>
+    public bool WriteCheckpoints { get; init; }
+
+    /// <summary>Per-epoch checkpoints to keep (the newest; 0 = none besides <c>last</c>). At least 0. Default 0.</summary>
+    public int KeepCheckpoints { get; init; }
+
+    /// <summary>Continue from <see cref="OutputDirectory"/><c>/checkpoints/last</c> (same next batch, same step numbers). Default false.</summary>
+    public bool Resume { get; init; }
+
+    /// <summary>
+    /// Stops training at the end of the current step when cancelled (Ctrl+C): <c>last</c> is written (with
+    /// <see cref="WriteCheckpoints"/>), every file is flushed and the result says <see cref="TrainResult.Interrupted"/>.
+    /// </summary>
+    public CancellationToken Cancellation { get; init; }
+
+    /// <summary>Copy the whole training set to <see cref="Device"/> once when it is smaller than this many bytes (instead of copying every batch). Default 2 GiB.</summary>
+    public long DeviceDataLimitBytes { get; init; } = 2L << 30;
+
+    /// <summary>Write TensorBoard event files (the monitor's and the training/test curves) to <see cref="OutputDirectory"/><c>/tensorboard</c>. Default false.</summary>
+    public bool TensorBoard { get; init; }
+
+    /// <summary>Keep training when the loss becomes NaN or infinite? Default false: stop at that step.</summary>
+    public bool ContinueAfterDivergence { get; init; }
+
+    /// <summary>
+    /// Called once per <see cref="Trainer.Train"/>, right after the monitor is attached and before the first step, with the
+    /// monitor and the model (e.g. fine-tuning captures the reference snapshot here). It may run forward passes and
+    /// <see cref="ActivationMonitor.Step"/> calls; it must leave the model's parameters and buffers as they were and advance the
+    /// monitor by a multiple of <see cref="RecordEvery"/> steps. Those steps are not written to the metrics file, and
+    /// the run's records keep the run's step numbers. Null: nothing.
+    /// </summary>
+    public Action<ActivationMonitor, nn.Module<Tensor, Tensor>>? BeforeFirstStep { get; init; }
+
+    /// <summary>File name of the per-step training curve in <see cref="OutputDirectory"/>.</summary>
+    public const string TrainingLogFileName = "training.jsonl";
+
+    /// <summary>Directory of the checkpoints in <see cref="OutputDirectory"/>.</summary>
+    public const string CheckpointsDirectoryName = "checkpoints";
+
+    /// <summary>Name of the latest checkpoint in <see cref="CheckpointsDirectoryName"/>.</summary>
+    public const string LastCheckpointName = "last";
+
+    /// <summary>Directory of the TensorBoard event files in <see cref="OutputDirectory"/>.</summary>
+    public const string TensorBoardDirectoryName = "tensorboard";
+
     /// <summary>File name of the monitor's metrics in <see cref="OutputDirectory"/>.</summary>
     public const string MetricsFileName = "metrics.jsonl";
 
@@ -93,6 +166,21 @@ public sealed record TrainerOptions
             throw new ArgumentOutOfRangeException(nameof(LogEvery), LogEvery, $"LogEvery must be at least 1; got {LogEvery}.");
         if (LossWindow < 1)
             throw new ArgumentOutOfRangeException(nameof(LossWindow), LossWindow, $"LossWindow must be at least 1; got {LossWindow}.");
+        if (Epochs is < 1)
+            throw new ArgumentOutOfRangeException(nameof(Epochs), Epochs, $"Epochs must be at least 1 (or null to use Steps); got {Epochs}.");
+        if (!(Beta1 >= 0 && Beta1 < 1))
+            throw new ArgumentOutOfRangeException(nameof(Beta1), Beta1, $"Beta1 must be in [0, 1); got {Beta1}.");
+        if (!(Beta2 >= 0 && Beta2 < 1))
+            throw new ArgumentOutOfRangeException(nameof(Beta2), Beta2, $"Beta2 must be in [0, 1); got {Beta2}.");
+        if (!(AdamEpsilon > 0) || double.IsInfinity(AdamEpsilon))
+            throw new ArgumentOutOfRangeException(nameof(AdamEpsilon), AdamEpsilon, $"AdamEpsilon must be a finite number > 0; got {AdamEpsilon}.");
+        if (Nesterov && (Optimizer != OptimizerKind.Sgd || Momentum <= 0))
+            throw new ArgumentOutOfRangeException(nameof(Nesterov), Nesterov, $"Nesterov momentum needs the SGD optimizer with momentum > 0; got optimizer {Optimizer.ToCliName()}, momentum {Momentum}.");
+        if (KeepCheckpoints < 0)
+            throw new ArgumentOutOfRangeException(nameof(KeepCheckpoints), KeepCheckpoints, $"KeepCheckpoints must be at least 0; got {KeepCheckpoints}.");
+        if ((WriteCheckpoints || Resume || TensorBoard) && OutputDirectory is null)
+            throw new ArgumentOutOfRangeException(nameof(OutputDirectory), OutputDirectory, "WriteCheckpoints, Resume and TensorBoard need an OutputDirectory; got null.");
+        Schedule?.Validate();
         if (OutputDirectory is { } dir && string.IsNullOrWhiteSpace(dir))
             throw new ArgumentOutOfRangeException(nameof(OutputDirectory), OutputDirectory, "OutputDirectory must be a directory path or null; got an empty string.");
         Monitor?.Validate();
