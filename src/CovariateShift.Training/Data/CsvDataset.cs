@@ -47,7 +47,7 @@ public static class CsvDataset
 
         var ml = new MLContext(seed: unchecked((int)seed));
         var columns = names.Select((n, i) => new TextLoader.Column($"c{i}", DataKind.String, i)).ToList();
-        columns.Add(new TextLoader.Column("extra", DataKind.String, [new TextLoader.Range(names.Length, null) { AutoEnd = true }]));
+        columns.Add(new TextLoader.Column("extra", DataKind.String, [new TextLoader.Range(names.Length, null) { VariableEnd = true }]));
         var view = ml.Data.CreateTextLoader(new TextLoader.Options
         {
             Separators = [','],

@@ -439,10 +439,9 @@ public sealed class Trainer
                 }
 
                 // One read of the sums at the end instead of a device synchronization per batch.
-                using var l = stack(lossSums).sum().cpu();
-                using var c = stack(corrects).sum().cpu();
-                lossSum = l.item<double>();
-                correct = c.item<long>();
+                using var sums = NewDisposeScope();
+                lossSum = stack(lossSums).sum().cpu().item<double>();
+                correct = stack(corrects).sum().cpu().item<long>();
             }
             finally
             {
