@@ -134,6 +134,16 @@ public sealed class Trainer
             TensorBoardDirectory = null,
             Logger = monitorLogger?.ForContext(new StepOffsetEnricher(() => monitorOffset)),
         };
+        if (!o.Resume)
+        {
+            // A new run starts its line files afresh (as the monitor's own sink truncates); a resumed one appends.
+            foreach (var path in new[] { metricsPath, outputDirectory is null ? null : Path.Combine(outputDirectory, TrainerOptions.TrainingLogFileName) })
+            {
+                if (path is null || !File.Exists(path)) continue;
+                SafeFile.RefuseSymlink(path);
+                File.WriteAllBytes(path, []);
+            }
+        }
         using var relay = new MonitorRelay(metricsPath, tensorBoard, userMonitor.TensorBoardHistogramEvery);
         using var trainingLog = outputDirectory is null ? null
             : new TrainingLog(Path.Combine(outputDirectory, TrainerOptions.TrainingLogFileName), o.TensorBoard ? tensorBoard : null);
