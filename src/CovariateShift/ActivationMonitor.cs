@@ -55,7 +55,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     private readonly HookSet _hooks;
     private readonly IStatisticsEngine _engine;
     private readonly RecordBuilder _builder;
-    private readonly List<IStepSink> _sinks;
+    private readonly SinkFanOut _sinks;
     private readonly List<IObserver<StepRecord>> _observers = [];
     private readonly Queue<PendingCapture> _pending = new();
     private readonly ILogger? _log;
@@ -68,11 +68,11 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         _options = options;
         _layers = layers;
         _layersWithParameters = [.. layers.Where(l => l.HasParameters)];
-        _sinks = sinks;
+        _log = options.Logger?.ForContext(Serilog.Core.Constants.SourceContextPropertyName, LogSourceContext);
+        _sinks = new SinkFanOut(sinks, _log ?? Serilog.Log.Logger.ForContext(Serilog.Core.Constants.SourceContextPropertyName, LogSourceContext), options.StrictSinks);
         _engine = CreateEngine(options);
         _builder = new RecordBuilder(layers.Select(l => l.Descriptor), options);
         _hooks = new HookSet(model, layers, OnLayerOutput, _engine.DiscardActivations);
-        _log = options.Logger?.ForContext(Serilog.Core.Constants.SourceContextPropertyName, LogSourceContext);
         SkippedLayers = skipped;
         Layers = layers.Select(l => l.Name).ToList().AsReadOnly();
         CallOnlyLayers = _hooks.WrapFallbacks.Select(f => f.Message).ToList().AsReadOnly();
@@ -97,8 +97,18 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     {
         ArgumentNullException.ThrowIfNull(model);
         options ??= new MonitorOptions();
-        options.Validate();
-        var found = LayerDiscovery.Find(model, options, out var skipped);
+        List<(string Name, nn.Module<Tensor, Tensor> Module)> found;
+        List<string> skipped;
+        try
+        {
+            options.Validate();
+            found = LayerDiscovery.Find(model, options, out skipped);
+        }
+        catch
+        {
+            foreach (var s in options.Sinks) s.Dispose();   // the monitor owns them, also when it cannot attach
+            throw;
+        }
         var sinks = OpenSinks(options);
         var layers = found.Select((f, i) => new MonitoredLayer(i, f.Name, f.Module)).ToList();
         return new ActivationMonitor(model, options, layers, sinks, skipped);
@@ -113,7 +123,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
             if (options.JsonLinesPath is { } path)
             {
                 bool existed = File.Exists(path);
-                var sink = new JsonLinesSink(path);
+                var sink = new JsonLinesSink(path, options.JsonLinesHistogramEvery);
                 sinks.Add(sink);
                 if (!existed) created.Add(sink.Path);
             }
@@ -121,11 +131,12 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
                 sinks.Add(new TensorBoardSink(dir, options.TensorBoardHistogramEvery));
             if (options.Logger is { } logger)
                 sinks.Add(new SerilogSink(logger));
+            sinks.AddRange(options.Sinks);
             return sinks;
         }
         catch
         {
-            foreach (var s in sinks) s.Dispose();
+            foreach (var s in sinks.Concat(options.Sinks).Distinct()) s.Dispose();
             foreach (var f in created) File.Delete(f);
             throw;
         }
@@ -250,7 +261,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         var record = _builder.Build(capture);
         if (record is null) return null;
         LastRecord = record;
-        foreach (var sink in _sinks) sink.Write(record);
+        _sinks.Write(record);
         foreach (var observer in _observers.ToArray()) observer.OnNext(record);
         return record;
     }
@@ -291,7 +302,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
             _disposed = true;
             _hooks.Dispose();
             _engine.Dispose();
-            foreach (var sink in _sinks) sink.Dispose();
+            _sinks.Dispose();
             foreach (var observer in _observers.ToArray()) observer.OnCompleted();
             _observers.Clear();
         }

@@ -6,6 +6,7 @@ using static TorchSharp.torch;
 namespace CovariateShift.Tests;
 
 /// <summary>Cases found in review: offsets, overflow, dead units, odd layers, models moved after attach.</summary>
+[Collection(TorchGlobalState.Name)]
 public sealed class EdgeCaseTests
 {
     public static TheoryData<StatisticsEngineKind> Engines => new() { StatisticsEngineKind.Auto, StatisticsEngineKind.Device };

@@ -12,6 +12,7 @@ namespace CovariateShift.Tests;
 /// Models that call their children with <c>forward()</c> (TorchSharp's own examples do) are recorded through the module
 /// wrappers, exactly as models that use <c>call()</c> are through the hooks.
 /// </summary>
+[Collection(TorchGlobalState.Name)]   // seeds the global generator (the same dropout masks twice)
 public sealed class ForwardCallTests
 {
     private static Dictionary<string, nn.Module<Tensor, Tensor>> LeavesByName(nn.Module model) =>

@@ -6,6 +6,7 @@ using static TorchSharp.torch;
 namespace CovariateShift.Tests;
 
 /// <summary>Every statistic against an independent double-precision computation, for both engine paths.</summary>
+[Collection(TorchGlobalState.Name)]
 public sealed class StatisticsTests
 {
     // Tolerances: moments are accumulated in float per chunk and double overall (CPU path) or in double (device path);

@@ -1,3 +1,5 @@
+using System.Text.Json.Serialization;
+
 namespace CovariateShift.Records;
 
 /// <summary>
@@ -69,8 +71,10 @@ public sealed record LayerStatistics
     public Histogram? Histogram { get; init; }
 
     /// <summary>Population variance of the finite elements.</summary>
+    [JsonIgnore]
     public double Variance => Std * Std;
 
     /// <summary>True when the output held at least one NaN or Inf.</summary>
+    [JsonIgnore]
     public bool HasNonFinite => NanCount > 0 || InfCount > 0;
 }

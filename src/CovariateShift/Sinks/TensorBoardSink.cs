@@ -43,6 +43,9 @@ public sealed class TensorBoardSink : IStepSink
     public string Directory { get; }
 
     /// <inheritdoc />
+    public string Target => Directory;
+
+    /// <inheritdoc />
     public void Write(StepRecord record)
     {
         int step = checked((int)record.Step);
