@@ -76,8 +76,10 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         SkippedLayers = skipped;
         Layers = layers.Select(l => l.Name).ToList().AsReadOnly();
         CallOnlyLayers = _hooks.WrapFallbacks.Select(f => f.Message).ToList().AsReadOnly();
+        // Information, not Warning: such a layer is usually called with call() (then nothing is missed); one that is not
+        // is reported as LayerNotCalled at the first recorded step.
         foreach (var f in _hooks.WrapFallbacks)
-            _log?.Warning("Layer {Layer} is recorded only when called with call(): {Reason}", f.Layer, f.Message);
+            _log?.Information("Layer {Layer} is recorded only when called with call(): {Reason}", f.Layer, f.Message);
         _hooks.Arm();   // step 0 is always recorded
     }
 
@@ -152,8 +154,9 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     /// <summary>
     /// Monitored layers that a parent module holds in a field that cannot take a recording wrapper (typed with a concrete
     /// class such as <c>Conv2d</c>), one line each with the layer, the field and why: they are recorded only when called
-    /// with <c>call()</c>, not when the parent calls <c>forward()</c> through that field. Each is also logged once as a
-    /// warning at attach.
+    /// with <c>call()</c>, not when the parent calls <c>forward()</c> through that field. Each is also logged once at attach
+    /// (Information); if the layer then does not run through <c>call()</c>, the first recorded step reports it as
+    /// <see cref="AnomalyKind.LayerNotCalled"/> (a Warning).
     /// </summary>
     public IReadOnlyList<string> CallOnlyLayers { get; }
 
