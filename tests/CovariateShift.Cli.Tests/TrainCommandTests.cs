@@ -85,8 +85,10 @@ public sealed class TrainCommandTests : IDisposable
             "--test-limit", "2000", "--seed", "3", "--out", outDir);
         Assert.True(code == 0, error);
         Assert.Equal("", error);
-        Assert.Equal(["checkpoint.bin", "log.clef", "metrics.jsonl", "model.json", "summary.json"],
+        Assert.Equal([".lock", "checkpoint.bin", "config.json", "log.clef", "metrics.jsonl", "model.json", "summary.json", "training.jsonl"],
             Directory.GetFiles(outDir).Select(Path.GetFileName).Order(StringComparer.Ordinal));
+        Assert.Equal(["last"], Directory.GetFiles(Path.Combine(outDir, "checkpoints")).Select(Path.GetFileName));
+        Assert.NotEmpty(Directory.GetFiles(Path.Combine(outDir, "tensorboard")));
 
         // model.json: the zoo default with the flags applied, input shape from the data set.
         var spec = ModelSpec.Load(Path.Combine(outDir, "model.json"));
@@ -165,12 +167,29 @@ public sealed class TrainCommandTests : IDisposable
         { ["--init", "gaussian:-1"], "Init 'gaussian:-1' needs a finite standard deviation > 0" },
         { ["--steps", "0"], "--steps must be at least 1; got 0." },
         { ["--depth", "0"], "--depth must be at least 1; got 0." },
-        { ["--lr", "0"], "--lr must be a positive number; got 0." },
+        { ["--lr", "0"], "--lr must be in (0, " },
+        { ["--lr", "1e300"], "--lr 1e300 does not fit a float32" },
+        { ["--lr", "1e-320"], "--lr 1e-320 does not fit a float32" },
+        { ["--weight-decay", "1e308"], "--weight-decay 1e308 does not fit a float32" },
+        { ["--lr=0,01"], "--lr '0,01' is not a number; expected a decimal number with '.' as the decimal point" },
+        { ["--lr", "abc"], "--lr 'abc' is not a number" },
+        { ["--steps", "abc"], "--steps 'abc' is not a whole number" },
+        { ["--batch-size", "1.5"], "--batch-size '1.5' is not a whole number" },
+        { ["--steps", "99999999999"], "--steps 99999999999 is too large" },
+        { ["--optimizer", "rmsprop"], "Unknown optimizer 'rmsprop'; expected one of sgd, adam, adamw." },
+        { ["--schedule", "linear"], "Unknown schedule 'linear'; expected one of constant, step, cosine." },
+        { ["--optimizer", "adam", "--nesterov"], "--nesterov applies only to --optimizer sgd" },
+        { ["--dataset", "gaussian", "--model", "cnn"], "Model cnn takes images [C, H, W], but the data set's examples are feature vectors [16]; use --model mlp" },
+        { ["--dataset", "csv:/nonexistent.csv", "--label-column", "y"], "CSV file '/nonexistent.csv' does not exist" },
+        { ["--dataset", "csv:/x.csv"], "needs --label-column NAME" },
+        { ["--width", "2000000000"], "parameters; expected at most 1.07E+09 (it could not be allocated)" },
         { ["--momentum", "1"], "--momentum must be in [0, 1); got 1." },
-        { ["--dataset", "cifar10"], "--dataset 'cifar10' is not supported; valid values: fashion-mnist." },
+        { ["--dataset", "cifar10"], "--dataset cifar10 needs --data-dir DIR" },
+        { ["--dataset", "imagenet"], "--dataset 'imagenet' is not supported; valid values: fashion-mnist, mnist, cifar10, csv:PATH, gaussian." },
+        { ["--dataset", "cifar10", "--data-dir", "/nonexistent/cifar"], "CIFAR-10 directory '/nonexistent/cifar' does not exist" },
         { ["--model", "nosuch"], "Unknown model 'nosuch'. Expected a zoo name (mlp, cnn, resnet20, resnet32, resnet56) or the path of a .json model spec." },
         { ["--model", "resnet20", "--width", "8"], "--depth/--width do not apply to resnet20" },
-        { ["--batch-size", "500", "--train-limit", "200"], "--batch-size 500 is larger than the 200 training images" },
+        { ["--batch-size", "500", "--train-limit", "200"], "--batch-size 500 is larger than the 200 training examples" },
         { ["--data-dir", "/nonexistent/fashion"], "Data directory '/nonexistent/fashion' does not exist" },
     };
 
@@ -230,7 +249,7 @@ public sealed class TrainCommandTests : IDisposable
 
         (code, error) = Run("train", "--steps", "1");
         Assert.Equal(2, code);
-        Assert.Equal("error: Option '--out' is required. (see covshift train --help)", error.TrimEnd());
+        Assert.Equal("error: Option '--out' is required (or --resume DIR to continue a run).", error.TrimEnd());
 
         // An existing directory stays empty when the input is bad.
         var existing = Directory.CreateDirectory(Path.Combine(_dir, "existing")).FullName;

@@ -46,8 +46,11 @@ public static class CsvDataset
             throw new InvalidDataException($"CSV '{path}' has no column '{labelColumn}' (--label-column); its columns are {string.Join(", ", names.Select(n => $"'{n}'"))}.");
 
         var ml = new MLContext(seed: unchecked((int)seed));
+        // The text loader pads short rows and ignores extra fields, so the field count of every line is checked here first.
+        CheckFieldCounts(path, names.Length);
+
+        // Every column as text: numbers are parsed here, invariantly, so that a bad cell can be named.
         var columns = names.Select((n, i) => new TextLoader.Column($"c{i}", DataKind.String, i)).ToList();
-        columns.Add(new TextLoader.Column("extra", DataKind.String, [new TextLoader.Range(names.Length, null) { AutoEnd = true }]));
         var view = ml.Data.CreateTextLoader(new TextLoader.Options
         {
             Separators = [','],
@@ -60,9 +63,7 @@ public static class CsvDataset
         using (var cursor = view.GetRowCursor(view.Schema))
         {
             var getters = Enumerable.Range(0, names.Length).Select(i => cursor.GetGetter<ReadOnlyMemory<char>>(view.Schema[$"c{i}"])).ToArray();
-            var extraGetter = cursor.GetGetter<VBuffer<ReadOnlyMemory<char>>>(view.Schema["extra"]);
             ReadOnlyMemory<char> cell = default;
-            VBuffer<ReadOnlyMemory<char>> extra = default;
             while (cursor.MoveNext())
             {
                 var row = new string[names.Length];
@@ -71,10 +72,6 @@ public static class CsvDataset
                     getters[i](ref cell);
                     row[i] = cell.ToString().Trim();
                 }
-                extraGetter(ref extra);
-                var extraValues = extra.DenseValues().Select(v => v.ToString()).ToList();
-                if (extraValues.Any(v => v.Length > 0))
-                    throw new InvalidDataException($"CSV '{path}', data row {cursor.Position + 1} (line {cursor.Position + 2}): {names.Length + extraValues.Count} columns; expected {names.Length} as in the header.");
                 cells.Add(row);
             }
         }
@@ -158,6 +155,26 @@ public static class CsvDataset
         {
             train.Dispose();
             throw;
+        }
+    }
+
+    private static void CheckFieldCounts(string path, int expected)
+    {
+        int lineNumber = 0, row = 0;
+        foreach (var line in File.ReadLines(path))
+        {
+            lineNumber++;
+            if (lineNumber == 1 || line.Length == 0) continue;
+            row++;
+            int fields = 1;
+            bool quoted = false;
+            foreach (var ch in line)
+            {
+                if (ch == '"') quoted = !quoted;
+                else if (ch == ',' && !quoted) fields++;
+            }
+            if (fields != expected)
+                throw new InvalidDataException($"CSV '{path}', data row {row} (line {lineNumber}): {fields} columns; expected {expected} as in the header.");
         }
     }
 

@@ -134,6 +134,16 @@ public sealed class Trainer
             TensorBoardDirectory = null,
             Logger = monitorLogger?.ForContext(new StepOffsetEnricher(() => monitorOffset)),
         };
+        if (!o.Resume)
+        {
+            // A new run starts its line files afresh (as the monitor's own sink truncates); a resumed one appends.
+            foreach (var path in new[] { metricsPath, outputDirectory is null ? null : Path.Combine(outputDirectory, TrainerOptions.TrainingLogFileName) })
+            {
+                if (path is null || !File.Exists(path)) continue;
+                SafeFile.RefuseSymlink(path);
+                File.WriteAllBytes(path, []);
+            }
+        }
         using var relay = new MonitorRelay(metricsPath, tensorBoard, userMonitor.TensorBoardHistogramEvery);
         using var trainingLog = outputDirectory is null ? null
             : new TrainingLog(Path.Combine(outputDirectory, TrainerOptions.TrainingLogFileName), o.TensorBoard ? tensorBoard : null);
@@ -445,10 +455,9 @@ public sealed class Trainer
                 }
 
                 // One read of the sums at the end instead of a device synchronization per batch.
-                using var l = stack(lossSums).sum().cpu();
-                using var c = stack(corrects).sum().cpu();
-                lossSum = l.item<double>();
-                correct = c.item<long>();
+                using var sums = NewDisposeScope();
+                lossSum = stack(lossSums).sum().cpu().item<double>();
+                correct = stack(corrects).sum().cpu().item<long>();
             }
             finally
             {

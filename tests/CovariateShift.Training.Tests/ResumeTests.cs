@@ -1,0 +1,140 @@
+using System.Text.Json;
+using CovariateShift.Nn.Models;
+using CovariateShift.Training.Data;
+using CovariateShift.Training.Runtime;
+using CovariateShift.Training.Training;
+using TorchSharp;
+using Xunit.Abstractions;
+using static TorchSharp.torch;
+
+namespace CovariateShift.Training.Tests;
+
+/// <summary>
+/// Resume equivalence: N steps straight vs. the same run stopped part-way (cancelled, or "killed" after an epoch
+/// checkpoint) and resumed to N: identical losses in training.jsonl, identical metrics.jsonl steps, identical weights.
+/// </summary>
+public sealed class ResumeTests(ITestOutputHelper output) : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("covshift-resume-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private static readonly ModelSpec Spec = new()
+    {
+        Architecture = "mlp", InputShape = [Datasets.GaussianFeatures], Classes = Datasets.GaussianClasses, Depth = 2, Width = 32,
+        Norm = CovariateShift.Nn.Normalization.NormKind.Batch, Init = WeightInit.He,
+    };
+
+    private static (ImageDataset Train, ImageDataset Test) Data() =>
+        (Datasets.Gaussian(Datasets.GaussianFeatures, Datasets.GaussianClasses, 448, seed: 5, "g/train", 0),
+         Datasets.Gaussian(Datasets.GaussianFeatures, Datasets.GaussianClasses, 200, seed: 5, "g/test", 1));
+
+    private static TrainerOptions Options(string dir, OptimizerKind optimizer) => new()
+    {
+        Steps = 40, BatchSize = 64, Optimizer = optimizer, LearningRate = optimizer == OptimizerKind.Sgd ? 0.05 : 0.003, Nesterov = optimizer == OptimizerKind.Sgd,
+        WeightDecay = 1e-4, Schedule = new LearningRateSchedule { Kind = ScheduleKind.Cosine, WarmupSteps = 5 },
+        Seed = 11, RecordEvery = 4, LogEvery = 5, EvaluateEveryEpoch = true, OutputDirectory = dir, WriteCheckpoints = true, KeepCheckpoints = 10,
+    };
+
+    private static TrainResult Run(TrainerOptions options, out Dictionary<string, float[]> weights)
+    {
+        var (train, test) = Data();
+        using (train)
+        using (test)
+        {
+            torch.manual_seed(options.Seed);
+            using var model = ModelZoo.Create(Spec);
+            var result = new Trainer(options).Train(model, train, test);
+            weights = model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.to_type(ScalarType.Float32).data<float>().ToArray());
+            return result;
+        }
+    }
+
+    /// <summary>Every line of training.jsonl without the timing field (examples_per_s).</summary>
+    private static List<string> Curve(string dir) =>
+        File.ReadAllLines(Path.Combine(dir, TrainerOptions.TrainingLogFileName)).Select(l =>
+        {
+            var e = JsonDocument.Parse(l).RootElement;
+            return string.Join(' ', e.EnumerateObject().Where(p => p.Name != "examples_per_s").Select(p => $"{p.Name}={p.Value.GetRawText()}"));
+        }).ToList();
+
+    private static List<string> MetricsKeys(string dir) =>
+        File.ReadAllLines(Path.Combine(dir, TrainerOptions.MetricsFileName)).Select(l =>
+        {
+            var e = JsonDocument.Parse(l).RootElement;
+            return $"{e.GetProperty("step").GetInt64()} {e.GetProperty("layer").GetString()} {e.GetProperty("mean").GetRawText()} {e.GetProperty("std").GetRawText()}";
+        }).ToList();
+
+    [Theory]
+    [InlineData(OptimizerKind.Sgd)]
+    [InlineData(OptimizerKind.AdamW)]
+    public void A_cancelled_run_resumed_matches_the_straight_run_bit_for_bit(OptimizerKind optimizer)
+    {
+        var straightDir = Path.Combine(_dir, "straight");
+        var straight = Run(Options(straightDir, optimizer), out var straightWeights);
+
+        // Cancelled at the first report at or after step 15 (log every 5): 15 is not a multiple of RecordEvery (4),
+        // so the resumed monitor must start recording at step 16 as the straight run did.
+        var splitDir = Path.Combine(_dir, "split");
+        using var cancel = new CancellationTokenSource();
+        var first = Run(Options(splitDir, optimizer) with { Cancellation = cancel.Token, Progress = new Cancel(cancel, 15) }, out _);
+        Assert.True(first.Interrupted);
+        Assert.Equal(15, first.Steps);
+        var state = RunCheckpoint.Load(Path.Combine(splitDir, "checkpoints", "last")).State;
+        Assert.Equal((15L, false), (state.Step, state.Finished));
+
+        var resumed = Run(Options(splitDir, optimizer) with { Resume = true }, out var resumedWeights);
+        Assert.Equal(15, resumed.StartStep);
+        Assert.Equal(40, resumed.Steps);
+        Assert.Equal(straight.Losses.Skip(15), resumed.Losses);
+        Assert.Equal(Curve(straightDir), Curve(splitDir));
+        Assert.Equal(MetricsKeys(straightDir), MetricsKeys(splitDir));
+        Assert.Equal(straightWeights.Keys, resumedWeights.Keys);
+        foreach (var (name, values) in straightWeights) Assert.True(values.AsSpan().SequenceEqual(resumedWeights[name]), $"{name} differs");
+        Assert.Equal(straight.TestAccuracy, resumed.TestAccuracy);
+        Assert.True(RunCheckpoint.Load(Path.Combine(splitDir, "checkpoints", "last")).State.Finished);
+        output.WriteLine($"{optimizer}: final loss {straight.FinalTrainLoss:R}, test accuracy {straight.TestAccuracy:R}; {Curve(straightDir).Count} curve lines");
+    }
+
+    [Fact]
+    public void A_run_killed_after_an_epoch_checkpoint_resumes_from_it_and_drops_the_lines_written_after_it()
+    {
+        // 448 / 64 = 7 steps per epoch: epoch checkpoints at 7, 14, ..., 35. Simulate a kill right after step 7 was
+        // saved and more lines were written: put epoch-0001 back as last in a copy of the finished run and resume.
+        var straightDir = Path.Combine(_dir, "straight");
+        Run(Options(straightDir, OptimizerKind.Adam), out var straightWeights);
+        var killedDir = Path.Combine(_dir, "killed");
+        Directory.CreateDirectory(Path.Combine(killedDir, "checkpoints"));
+        foreach (var f in Directory.GetFiles(straightDir)) File.Copy(f, Path.Combine(killedDir, Path.GetFileName(f)));
+        File.Copy(Path.Combine(straightDir, "checkpoints", "epoch-0001"), Path.Combine(killedDir, "checkpoints", "last"));
+        File.AppendAllText(Path.Combine(killedDir, TrainerOptions.TrainingLogFileName), "{\"step\":40,\"epo");   // a torn last line
+
+        var state = RunCheckpoint.Load(Path.Combine(killedDir, "checkpoints", "last")).State;
+        Assert.Equal(7, state.Step);
+        Assert.Equal(2, state.PendingLosses.Count);   // steps 6 and 7 since the report at step 5
+
+        var resumed = Run(Options(killedDir, OptimizerKind.Adam) with { Resume = true }, out var resumedWeights);
+        Assert.Equal(7, resumed.StartStep);
+        Assert.Equal(Curve(straightDir), Curve(killedDir));
+        Assert.Equal(MetricsKeys(straightDir), MetricsKeys(killedDir));
+        foreach (var (name, values) in straightWeights) Assert.True(values.AsSpan().SequenceEqual(resumedWeights[name]), $"{name} differs");
+    }
+
+    [Fact]
+    public void Resuming_a_checkpoint_of_a_different_configuration_is_refused()
+    {
+        var dir = Path.Combine(_dir, "run");
+        Run(Options(dir, OptimizerKind.Sgd) with { Steps = 10 }, out _);
+        var e = Assert.Throws<InvalidDataException>(() => Run(Options(dir, OptimizerKind.Sgd) with { Steps = 20, Resume = true }, out _));
+        Assert.Contains("belongs to a different run", e.Message);
+        Assert.Contains("10 steps", e.Message);
+    }
+
+    private sealed class Cancel(CancellationTokenSource source, int atStep) : IProgress<TrainProgress>
+    {
+        public void Report(TrainProgress value)
+        {
+            if (value.Step >= atStep) source.Cancel();
+        }
+    }
+}
