@@ -36,7 +36,7 @@ public sealed class RunDirectoryCliTests : IDisposable
     }
 
     private static readonly string[] Tiny = ["train", "--dataset", "gaussian", "--model", "mlp", "--depth", "2", "--width", "16", "--batch-size", "50",
-        "--train-limit", "400", "--test-limit", "100", "--log-every", "5", "--record-every", "3", "--optimizer", "adam", "--lr", "0.01"];
+        "--train-limit", "400", "--test-limit", "100", "--log-every", "5", "--record-every", "3", "--optimizer", "adam"];
 
     private static List<string> Curve(string dir) =>
         File.ReadAllLines(Path.Combine(dir, "training.jsonl")).Select(l =>
@@ -79,6 +79,19 @@ public sealed class RunDirectoryCliTests : IDisposable
         Assert.Equal(10, RunConfig.Load(run).Training.Steps);
         Assert.Equal(10, JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "summary.json"))).RootElement.GetProperty("steps").GetInt32());
         Assert.Equal(2, Curve(run).Count(l => l.Contains("split=\"train\"", StringComparison.Ordinal)));
+    }
+
+    [Fact]
+    public void A_diverged_run_exits_3_unless_divergence_is_allowed_and_keeps_its_files()
+    {
+        var run = Path.Combine(_dir, "diverged");
+        string[] args = ["train", "--dataset", "gaussian", "--model", "mlp", "--depth", "2", "--width", "16", "--steps", "50", "--lr", "1000"];
+        var (code, _, error) = Run([.. args, "--out", run]);
+        Assert.True(code == 3, error);   // TrainCommand.DivergedExitCode
+        var summary = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "summary.json"))).RootElement;
+        Assert.Equal(JsonValueKind.Number, summary.GetProperty("divergedAtStep").ValueKind);
+        (code, _, error) = Run([.. args, "--allow-divergence", "--overwrite", "--out", run]);
+        Assert.True(code == 0, error);
     }
 
     [Fact]
