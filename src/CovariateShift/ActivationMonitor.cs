@@ -48,6 +48,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     private readonly List<IObserver<StepRecord>> _observers = [];
     private readonly StatisticsEngine _engine;
     private readonly ILogger? _log;
+    private readonly Probes.GradientIcsProbe? _ics;
     private bool _warnedNothingRan;
     private bool _armed;
     private bool _disposed;
@@ -61,6 +62,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         _engine = new StatisticsEngine(options);
         _log = options.Logger?.ForContext(Serilog.Core.Constants.SourceContextPropertyName, "CovariateShift");
         SkippedLayers = skipped;
+        _ics = options.GradientIcs is { } ics ? new Probes.GradientIcsProbe(model, ics) : null;
         Layers = layers.Select(l => l.Name).ToList().AsReadOnly();
         ArmHooks();   // step 0 is always recorded
     }
@@ -184,6 +186,18 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (!IsRecordingStep) return;
         _engine.CaptureGradients(_layers.Where(l => l.HasParameters).ToList());
+        _ics?.Capture();
+    }
+
+    /// <summary>
+    /// With <see cref="MonitorOptions.GradientIcs"/> set, on a recorded step: after <c>optimizer.step()</c> and before
+    /// <see cref="Step"/>, measures the gradient ICS of every probed layer by recomputing <paramref name="loss"/> on the
+    /// same batch (see <see cref="Probes.GradientIcsProbe"/>). Empty on other steps or without the option.
+    /// </summary>
+    public IReadOnlyList<Probes.GradientIcsMeasurement> MeasureGradientIcs(Func<Tensor> loss)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return _ics is not null && IsRecordingStep ? _ics.Measure(CurrentStep, loss) : [];
     }
 
     /// <summary>
@@ -358,6 +372,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         DisarmHooks();
         foreach (var layer in _layers) layer.Dispose();
         _engine.Dispose();
+        _ics?.Dispose();
         foreach (var sink in _sinks) sink.Dispose();
         foreach (var observer in _observers.ToArray()) observer.OnCompleted();
         _observers.Clear();

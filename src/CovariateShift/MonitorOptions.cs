@@ -63,6 +63,10 @@ public sealed record MonitorOptions
     /// <summary>Seed of the per-layer sample positions (so runs are reproducible). Default 0.</summary>
     public int Seed { get; init; }
 
+    /// <summary>Gradient-based internal covariate shift probe (Santurkar et al. 2018), measured on recorded steps through
+    /// <see cref="ActivationMonitor.MeasureGradientIcs"/>; costs one extra forward and backward pass per measured layer. Null: off.</summary>
+    public Probes.GradientIcsOptions? GradientIcs { get; init; }
+
     /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first invalid value and what is expected.</summary>
     public void Validate()
     {

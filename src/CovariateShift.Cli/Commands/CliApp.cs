@@ -16,6 +16,8 @@ public static class CliApp
         var root = new RootCommand("covshift: make internal covariate shift visible in TorchSharp training (activation statistics, shift metrics, gradient health).");
         root.Subcommands.Add(BenchCommand.Create());
         root.Subcommands.Add(TrainCommand.Create());
+        root.Subcommands.Add(ReportCommand.Create());
+        root.Subcommands.Add(ExperimentCommand.Create());
         return root;
     }
 
