@@ -53,40 +53,16 @@ public static class MetricsAdapter
             if (line.Span.Trim(" \r\t"u8).Length == 0) continue;
             try
             {
-                using var doc = JsonDocument.Parse(line);
-                var e = doc.RootElement;
-                long step = e.GetProperty("step").GetInt64();
-                var name = e.GetProperty("layer").GetString() ?? throw new FormatException("layer is null");
-                var type = e.TryGetProperty("type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString()! : "";
-                if (!layerOrder.TryGetValue(name, out int li))
+                var parsed = ParseLine(line.Span);
+                if (!layerOrder.TryGetValue(parsed.Layer, out int li))
                 {
                     li = layers.Count;
-                    layerOrder[name] = li;
-                    layers.Add(new LayerInfo(name, type));
+                    layerOrder[parsed.Layer] = li;
+                    layers.Add(new LayerInfo(parsed.Layer, parsed.Type));
                 }
-                steps.Add(step);
-                if (e.TryGetProperty("loss", out var loss) && TryNumber(loss, out var lv)) lossByStep.TryAdd(step, lv);
-                var values = new double[Fields.Length];
-                for (int f = 0; f < Fields.Length; f++)
-                {
-                    var (_, group, field) = Fields[f];
-                    values[f] = double.NaN;
-                    var holder = e;
-                    if (group is not null && !(e.TryGetProperty(group, out holder) && holder.ValueKind == JsonValueKind.Object)) continue;
-                    if (holder.TryGetProperty(field, out var v) && TryNumber(v, out var d)) values[f] = d;
-                }
-                LayerHistogramCell? hist = null;
-                if (e.TryGetProperty("hist", out var h) && h.ValueKind == JsonValueKind.Object
-                    && h.TryGetProperty("counts", out var counts) && counts.ValueKind == JsonValueKind.Array
-                    && h.TryGetProperty("low", out var low) && TryNumber(low, out var lowV)
-                    && h.TryGetProperty("high", out var high) && TryNumber(high, out var highV))
-                {
-                    var c = new int[counts.GetArrayLength()];
-                    int k = 0;
-                    foreach (var x in counts.EnumerateArray()) c[k++] = x.GetInt32();
-                    hist = new LayerHistogramCell(lowV, highV, c);
-                }
-                cells.Add(new Cell(li, step, values, hist));
+                steps.Add(parsed.Step);
+                if (!double.IsNaN(parsed.Loss)) lossByStep.TryAdd(parsed.Step, parsed.Loss);
+                cells.Add(new Cell(li, parsed.Step, parsed.Values, parsed.Histogram));
             }
             catch (Exception ex) when (ex is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
             {
@@ -138,22 +114,113 @@ public static class MetricsAdapter
         return new RunMetrics(stepList, layers, matrices, histograms, lossSeries);
     }
 
-    private static bool TryNumber(JsonElement e, out double value)
+
+    private sealed class ParsedLine
     {
-        if (e.ValueKind is JsonValueKind.Number or JsonValueKind.String)
-        {
-            try
-            {
-                value = JsonLinesSink.ReadNumber(e);
-                return true;
-            }
-            catch (FormatException)
-            {
-            }
-        }
-        value = double.NaN;
-        return false;
+        public long Step = -1;
+        public string Layer = "";
+        public string Type = "";
+        public double Loss = double.NaN;
+        public double[] Values = [];
+        public LayerHistogramCell? Histogram;
     }
+
+    /// <summary>One line with a forward-only reader (no DOM: the files of long runs hold gigabytes).</summary>
+    private static ParsedLine ParseLine(ReadOnlySpan<byte> line)
+    {
+        var result = new ParsedLine { Values = new double[Fields.Length] };
+        Array.Fill(result.Values, double.NaN);
+        var reader = new Utf8JsonReader(line);
+        if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject) throw new FormatException("not a JSON object");
+        string? group = null;
+        bool hasStep = false, hasLayer = false;
+        double low = double.NaN, high = double.NaN;
+        List<int>? counts = null;
+        while (reader.Read())
+        {
+            if (reader.TokenType == JsonTokenType.EndObject)
+            {
+                if (group is null) break;
+                group = null;
+                continue;
+            }
+            if (reader.TokenType != JsonTokenType.PropertyName) throw new FormatException("unexpected token " + reader.TokenType);
+            var name = reader.GetString()!;
+            if (!reader.Read()) throw new FormatException("truncated line");
+            if (reader.TokenType == JsonTokenType.StartObject)
+            {
+                if (group is not null) reader.Skip();
+                else group = name;
+                continue;
+            }
+            if (reader.TokenType == JsonTokenType.StartArray)
+            {
+                if (group == "hist" && name == "counts")
+                {
+                    counts = new List<int>(72);
+                    while (reader.Read() && reader.TokenType != JsonTokenType.EndArray) counts.Add(reader.GetInt32());
+                }
+                else
+                {
+                    reader.Skip();
+                }
+                continue;
+            }
+            if (group is null)
+            {
+                switch (name)
+                {
+                    case "step":
+                        result.Step = reader.GetInt64();
+                        hasStep = true;
+                        continue;
+                    case "layer":
+                        result.Layer = reader.GetString() ?? throw new FormatException("layer is null");
+                        hasLayer = true;
+                        continue;
+                    case "type":
+                        result.Type = reader.TokenType == JsonTokenType.String ? reader.GetString()! : "";
+                        continue;
+                    case "loss":
+                        result.Loss = Value(ref reader);
+                        continue;
+                }
+            }
+            else if (group == "hist")
+            {
+                if (name == "low") low = Value(ref reader);
+                else if (name == "high") high = Value(ref reader);
+                continue;
+            }
+            int f = FieldIndex(group, name);
+            if (f >= 0) result.Values[f] = Value(ref reader);
+        }
+        if (!hasStep || !hasLayer) throw new FormatException("a metrics line needs step and layer");
+        if (counts is not null && double.IsFinite(low) && double.IsFinite(high)) result.Histogram = new LayerHistogramCell(low, high, counts.ToArray());
+        return result;
+    }
+
+    private static int FieldIndex(string? group, string name)
+    {
+        for (int i = 0; i < Fields.Length; i++)
+        {
+            if (Fields[i].Group == group && Fields[i].Field == name) return i;
+        }
+        return -1;
+    }
+
+    private static double Value(ref Utf8JsonReader reader) => reader.TokenType switch
+    {
+        JsonTokenType.Number => reader.GetDouble(),
+        JsonTokenType.String => reader.GetString() switch
+        {
+            "NaN" => double.NaN,
+            "Infinity" => double.PositiveInfinity,
+            "-Infinity" => double.NegativeInfinity,
+            _ => double.NaN,
+        },
+        _ => double.NaN,
+    };
 
     private sealed record LayerHistogramCell(double Low, double High, int[] Counts);
 

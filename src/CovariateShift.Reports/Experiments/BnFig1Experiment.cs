@@ -59,7 +59,7 @@ internal static class BnFig1Experiment
           .Append(string.Join(" | ", runs.Select(r => r.Norm.ToCliName()))).Append(" |\n|---|").Append(string.Concat(runs.Select(_ => "---|"))).Append('\n');
         foreach (var step in pick)
         {
-            sb.Append(step.ToString(CultureInfo.InvariantCulture)).Append(" | ");
+            sb.Append("| ").Append(step.ToString(CultureInfo.InvariantCulture)).Append(" | ");
             sb.Append(string.Join(" | ", runs.Select(r => r.Result.Evaluations.FirstOrDefault(e => e.Step == step) is { } e ? e.Accuracy.ToString("F4", CultureInfo.InvariantCulture) : "-"))).Append(" |\n");
         }
         sb.Append("\nLast hidden layer's sigmoid input (all 100 units x 60 examples of a batch, not one unit as in the paper): percentiles at the first and last record,\n")

@@ -40,7 +40,7 @@ internal static class SweepExperiments
         sb.Append("| learning rate | ").Append(string.Join(" | ", norms.Select(n => n.ToCliName()))).Append(" |\n|---|").Append(string.Concat(norms.Select(_ => "---|"))).Append('\n');
         foreach (var lr in lrs)
         {
-            sb.Append(lr.ToString(CultureInfo.InvariantCulture)).Append(" | ").Append(string.Join(" | ", norms.Select(n => ExperimentRunner.Cell(results[(n, lr)])))).Append(" |\n");
+            sb.Append("| ").Append(lr.ToString(CultureInfo.InvariantCulture)).Append(" | ").Append(string.Join(" | ", norms.Select(n => ExperimentRunner.Cell(results[(n, lr)])))).Append(" |\n");
         }
         sb.Append("| best | ").Append(string.Join(" | ", norms.Select(n => BestLr(lrs, l => results[(n, l)])))).Append(" |\n");
         sb.Append(string.Create(CultureInfo.InvariantCulture, $"| highest lr reaching {TrainsThreshold} | ")).Append(string.Join(" | ", norms.Select(n =>
@@ -85,7 +85,7 @@ internal static class SweepExperiments
         sb.Append("| hidden layers | ").Append(string.Join(" | ", norms.Select(n => n.ToCliName()))).Append(" |\n|---|").Append(string.Concat(norms.Select(_ => "---|"))).Append('\n');
         foreach (var d in depths)
         {
-            sb.Append(d.ToString(CultureInfo.InvariantCulture)).Append(" | ").Append(string.Join(" | ", norms.Select(n => ExperimentRunner.Cell(results[(n, d)])))).Append(" |\n");
+            sb.Append("| ").Append(d.ToString(CultureInfo.InvariantCulture)).Append(" | ").Append(string.Join(" | ", norms.Select(n => ExperimentRunner.Cell(results[(n, d)])))).Append(" |\n");
         }
         sb.Append(string.Create(CultureInfo.InvariantCulture, $"| deepest reaching {TrainsThreshold} | ")).Append(string.Join(" | ", norms.Select(n =>
             depths.Where(d => !results[(n, d)].Diverged && results[(n, d)].TestAccuracy >= TrainsThreshold).Select(d => d.ToString(CultureInfo.InvariantCulture)).LastOrDefault() ?? "none"))).Append(" |\n");
@@ -126,7 +126,7 @@ internal static class SweepExperiments
         sb.Append("| batch size | ").Append(string.Join(" | ", norms.Select(n => n.ToCliName()))).Append(" |\n|---|").Append(string.Concat(norms.Select(_ => "---|"))).Append('\n');
         foreach (var b in sizes)
         {
-            sb.Append(b.ToString(CultureInfo.InvariantCulture)).Append(" | ").Append(string.Join(" | ", norms.Select(n => ExperimentRunner.Cell(results[(n, b)])))).Append(" |\n");
+            sb.Append("| ").Append(b.ToString(CultureInfo.InvariantCulture)).Append(" | ").Append(string.Join(" | ", norms.Select(n => ExperimentRunner.Cell(results[(n, b)])))).Append(" |\n");
         }
         var fig = Path.Combine(s.OutputDirectory, "batch-sweep.png");
         PngFigures.Lines(norms.Select(n => (n.ToCliName(), sizes.Select(b => (double)b).ToArray(), sizes.Select(b => results[(n, b)].Diverged ? 0.1 : results[(n, b)].TestAccuracy ?? double.NaN).ToArray())).ToList(),

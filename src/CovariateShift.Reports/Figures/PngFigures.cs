@@ -63,8 +63,8 @@ public static class PngFigures
             hm.ManualRange = new ScottPlot.Range(lo, hi);
             hm.NaNCellColor = Colors.LightGray;
             double first = metrics.Steps[cols[0]], last = metrics.Steps[cols[^1]];
-            double half = cols.Length > 1 ? (last - first) / (cols.Length - 1) / 2 : 0.5;
-            hm.Extent = new CoordinateRect(first - half, last + half, -0.5, rows - 0.5);
+            // ScottPlot places the extent's edges at the centres of the outer cells.
+            hm.Extent = new CoordinateRect(first, cols.Length > 1 ? last : first + 1, 0, rows > 1 ? rows - 1 : 1);
             var cb = plt.Add.ColorBar(hm);
             cb.Label = log ? $"log10 {stat.Key}" : stat.Key;
             // Row 0 (the first layer) at the top, as in the HTML report.

@@ -116,7 +116,7 @@
       var rows = []; r.layers.forEach(function (l, li) { if (layerVisible(l)) rows.push(li); });
       if (!rows.length) { panel.appendChild(el("p", { "class": "note" }, "no layer matches the filter")); return; }
       var cols = r.steps.length, rowH = Math.max(4, Math.min(18, Math.floor(320 / rows.length)));
-      var plotW = Math.max(240, Math.min(620, cols * 3)), W = LEFT + plotW + 6, H = TOP + rows.length * rowH + BOTTOM;
+      var plotW = Math.max(240, Math.min(520, cols * 3)), W = LEFT + plotW + 6, H = TOP + rows.length * rowH + BOTTOM;
       var cv = el("canvas", { width: W, height: H, "class": "heatmap", "data-run": r.name });
       panel.appendChild(cv);
       var ctx = cv.getContext("2d");
@@ -142,7 +142,8 @@
       }
       ctx.textAlign = "center"; ctx.textBaseline = "top"; ctx.font = "10px sans-serif";
       [0, 0.5, 1].forEach(function (f) {
-        var ci = Math.round(f * (cols - 1)); ctx.fillText("step " + r.steps[ci], LEFT + (ci + 0.5) * plotW / cols, TOP + rows.length * rowH + 4);
+        var ci = Math.round(f * (cols - 1)); ctx.textAlign = f === 0 ? "left" : f === 1 ? "right" : "center";
+        ctx.fillText("step " + r.steps[ci], LEFT + f * plotW, TOP + rows.length * rowH + 4);
       });
       heat.panels.push({ canvas: cv, run: r, rows: rows, cols: cols, rowH: rowH, plotW: plotW });
       cv.addEventListener("mousemove", function (ev) { hover(ev, heat.panels[idxOf(cv)]); });
@@ -234,7 +235,7 @@
         if (rowH >= 8 || k % Math.ceil(11 / rowH) === 0) { var nm = r.layers[li].name; if (nm.length > 20) nm = "…" + nm.substring(nm.length - 19); ctx.fillText(nm, LEFT - 4, TOP + (k + 0.5) * rowH); }
       });
       ctx.fillStyle = "#222"; ctx.textAlign = "center"; ctx.textBaseline = "top"; ctx.font = "10px sans-serif";
-      [0, 0.5, 1].forEach(function (f) { ctx.fillText(fmt(lo + f * (hi - lo)), LEFT + f * plotW, TOP + rows.length * rowH + 4); });
+      [0, 0.5, 1].forEach(function (f) { ctx.textAlign = f === 0 ? "left" : f === 1 ? "right" : "center"; ctx.fillText(fmt(lo + f * (hi - lo)), LEFT + f * plotW, TOP + rows.length * rowH + 4); });
     });
   }
 
@@ -321,9 +322,32 @@
     var box = $("percentiles"); box.innerHTML = "";
     lineChart(box, "15th / 50th / 85th percentiles of " + state.layer + " (line: median; band and dashes: 15th–85th)", layerSeries("p50", state.layer, true), { width: 760, height: 320 });
     var g = $("gradients"); g.innerHTML = "";
-    lineChart(g, "gradient norm of " + state.layer + " (log scale)", layerSeries("grad_norm", state.layer, false), { logY: true });
-    lineChart(g, "update / weight norm of " + state.layer + " (log scale)", layerSeries("update_ratio", state.layer, false), { logY: true });
+    // Per-layer gradient norms: median over the recorded steps of every layer with parameters, in network order.
+    var byLayer = D.runs.map(function (r, ri) {
+      var v = r.vals.grad_norm, cols = r.steps.length, pts = [], k = 0;
+      if (v) r.layers.forEach(function (l, li) {
+        var xs = []; for (var c = 0; c < cols; c++) { var x = v[li * cols + c]; if (isFinite(x)) xs.push(x); }
+        if (!xs.length) return; xs.sort(function (a, b) { return a - b; }); pts.push([k++, percentile(xs, 0.5)]);
+      });
+      return { name: r.name, color: RUN_COLORS[ri % RUN_COLORS.length], points: pts };
+    });
+    lineChart(g, "gradient norm per layer with parameters (median over recorded steps; x = layer index in network order; log scale)", byLayer, { logY: true, xLabel: "layer with parameters (network order)" });
+    var gl = gradLayer(state.layer);
+    var note = gl === state.layer ? "" : " (the nearest layer with parameters at or before " + state.layer + ")";
+    lineChart(g, "gradient norm of " + gl + note + " (log scale)", layerSeries("grad_norm", gl, false), { logY: true });
+    lineChart(g, "update / weight norm of " + gl + " (log scale)", layerSeries("update_ratio", gl, false), { logY: true });
     drawEvolution();
+  }
+  function gradLayer(name) {
+    var best = name;
+    D.runs.some(function (r) {
+      var li = -1; r.layers.forEach(function (l, i) { if (l.name === name) li = i; });
+      var v = r.vals.grad_norm; if (li < 0 || !v) return false;
+      var cols = r.steps.length;
+      for (var k = li; k >= 0; k--) { for (var c = 0; c < cols; c++) if (isFinite(v[k * cols + c])) { best = r.layers[k].name; return true; } }
+      return false;
+    });
+    return best;
   }
   function drawEvolution() {
     var box = $("evolution"); box.innerHTML = "";
@@ -348,14 +372,15 @@
       ctx.fillStyle = "#222"; ctx.font = "10px sans-serif"; ctx.textAlign = "right"; ctx.textBaseline = "middle";
       ctx.fillText(fmt(h.high), L - 3, 8); ctx.fillText(fmt(h.low), L - 3, Hh);
       ctx.textAlign = "center"; ctx.textBaseline = "top";
-      [0, 0.5, 1].forEach(function (f) { var i = Math.round(f * (n - 1)); ctx.fillText("step " + r.hist.steps[i], L + (i + 0.5) * W / n, Hh + 8); });
+      [0, 0.5, 1].forEach(function (f) { var i = Math.round(f * (n - 1)); ctx.textAlign = f === 0 ? "left" : f === 1 ? "right" : "center"; ctx.fillText("step " + r.hist.steps[i], L + f * W, Hh + 8); });
     });
   }
+  function num(x) { return x === null || x === undefined ? NaN : x; }
   function drawCurves() {
     var box = $("curves"); box.innerHTML = "";
-    var tr = D.runs.map(function (r, i) { return { name: r.name, color: RUN_COLORS[i % RUN_COLORS.length], points: r.train.map(function (p) { return [p[0], p[1]]; }) }; });
-    var tl = D.runs.map(function (r, i) { return { name: r.name, color: RUN_COLORS[i % RUN_COLORS.length], points: r.test.map(function (p) { return [p[0], p[1]]; }) }; });
-    var ta = D.runs.map(function (r, i) { return { name: r.name, color: RUN_COLORS[i % RUN_COLORS.length], points: r.test.map(function (p) { return [p[0], p[2]]; }) }; });
+    var tr = D.runs.map(function (r, i) { return { name: r.name, color: RUN_COLORS[i % RUN_COLORS.length], points: r.train.map(function (p) { return [p[0], num(p[1])]; }) }; });
+    var tl = D.runs.map(function (r, i) { return { name: r.name, color: RUN_COLORS[i % RUN_COLORS.length], points: r.test.map(function (p) { return [p[0], num(p[1])]; }) }; });
+    var ta = D.runs.map(function (r, i) { return { name: r.name, color: RUN_COLORS[i % RUN_COLORS.length], points: r.test.map(function (p) { return [p[0], num(p[2])]; }) }; });
     lineChart(box, "training loss", tr, { logY: true });
     lineChart(box, "test loss", tl, { logY: true });
     lineChart(box, "test accuracy", ta, {});

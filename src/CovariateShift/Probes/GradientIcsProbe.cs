@@ -30,8 +30,8 @@ public sealed record GradientIcsMeasurement(long Step, string Layer, double L2, 
 /// <summary>
 /// Measures <see cref="GradientIcsMeasurement"/> for every measured layer. <see cref="Capture"/> after
 /// <c>backward()</c> and before <c>optimizer.step()</c> keeps G and the weights; <see cref="Measure"/> after the step
-/// recomputes the loss on the same batch once per measured layer, with the earlier layers at their new weights and the
-/// rest at their old ones, then restores the new weights and every buffer (batch-norm running statistics).
+/// recomputes the loss on the same batch once per measured layer, with every earlier layer that has parameters (norm
+/// layers included) at its new weights and the rest at their old ones, then restores the new weights and every buffer (batch-norm running statistics).
 /// </summary>
 /// <remarks>Cost per measured step: one forward and backward pass per measured layer (L extra passes for L layers), and
 /// two copies of the measured parameters plus one of the model's buffers. The extra passes draw fresh random numbers
@@ -39,7 +39,8 @@ public sealed record GradientIcsMeasurement(long Step, string Layer, double L2, 
 public sealed class GradientIcsProbe : IDisposable
 {
     private readonly nn.Module _model;
-    private readonly List<(string Name, TorchSharp.Modules.Parameter[] Parameters)> _layers = [];
+    // Every module with trainable parameters of its own, in network order; Measured: of a selected type.
+    private readonly List<(string Name, TorchSharp.Modules.Parameter[] Parameters, bool Measured)> _layers = [];
     private readonly StreamWriter? _writer;
     private Tensor[]? _gradients;
     private Tensor[][]? _before;
@@ -55,11 +56,10 @@ public sealed class GradientIcsProbe : IDisposable
         var types = new HashSet<string>(options.LayerTypes, StringComparer.OrdinalIgnoreCase);
         foreach (var (name, module) in model.named_modules())
         {
-            if (!types.Contains(module.GetType().Name)) continue;
             var ps = module.named_parameters(recurse: false).Select(p => p.parameter).Where(p => p.requires_grad).ToArray();
-            if (ps.Length > 0) _layers.Add((name, ps));
+            if (ps.Length > 0) _layers.Add((name, ps, types.Contains(module.GetType().Name)));
         }
-        if (_layers.Count == 0)
+        if (!_layers.Any(l => l.Measured))
             throw new ArgumentException($"The gradient ICS probe found no layer of type {string.Join("/", types)} with trainable parameters; expected at least one.", nameof(options));
         if (options.JsonLinesPath is { } path)
         {
@@ -70,7 +70,7 @@ public sealed class GradientIcsProbe : IDisposable
     }
 
     /// <summary>Names of the measured layers, in network order.</summary>
-    public IReadOnlyList<string> Layers => _layers.Select(l => l.Name).ToList();
+    public IReadOnlyList<string> Layers => _layers.Where(l => l.Measured).Select(l => l.Name).ToList();
 
     /// <summary>Keeps G and the weights of every measured layer. Call after <c>backward()</c>, before <c>optimizer.step()</c>.</summary>
     public void Capture()
@@ -82,7 +82,7 @@ public sealed class GradientIcsProbe : IDisposable
         _before = new Tensor[_layers.Count][];
         for (int i = 0; i < _layers.Count; i++)
         {
-            _gradients[i] = Flat(_layers[i].Parameters).MoveToOuterDisposeScope();
+            _gradients[i] = _layers[i].Measured ? Flat(_layers[i].Parameters).DetachFromDisposeScope() : empty(0).DetachFromDisposeScope();
             _before[i] = _layers[i].Parameters.Select(p => p.detach().clone().DetachFromDisposeScope()).ToArray();
         }
     }
@@ -114,12 +114,14 @@ public sealed class GradientIcsProbe : IDisposable
         {
             for (int i = 0; i < _layers.Count; i++)
             {
-                using var scope = NewDisposeScope();
+                // Layers before i (measured or not: a norm's affine parameters count too) at their new weights, i and later at the old ones.
                 if (i > 0)
                 {
                     using var noGrad = no_grad();
                     Set(_layers[i - 1].Parameters, after[i - 1]);
                 }
+                if (!_layers[i].Measured) continue;
+                using var scope = NewDisposeScope();
                 ZeroGrad();
                 loss().backward();
                 using var noGrad2 = no_grad();
