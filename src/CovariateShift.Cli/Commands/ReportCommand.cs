@@ -42,7 +42,7 @@ internal static class ReportCommand
     /// <summary>One line per file written and per run note.</summary>
     public static void Print(ReportResult result)
     {
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"report: {result.HtmlPath} ({result.Bytes / 1e6:F2} MB, {result.Runs.Count} run(s), {result.Elapsed.TotalSeconds:F1} s)"));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"report: {result.HtmlPath} ({result.Bytes / 1e6:F2} MB, {result.Runs.Count} run(s); read {result.LoadTime.TotalSeconds:F2} s, HTML written at {result.HtmlTime.TotalSeconds:F2} s, with figures {result.Elapsed.TotalSeconds:F2} s)"));
         foreach (var f in result.Figures) Console.WriteLine($"figure: {f}");
         foreach (var r in result.Runs)
         {

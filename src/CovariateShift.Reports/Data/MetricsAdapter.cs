@@ -1,3 +1,5 @@
+using System.Collections;
+using System.Text;
 using System.Text.Json;
 using CovariateShift.Sinks;
 
@@ -8,6 +10,8 @@ namespace CovariateShift.Reports.Data;
 /// the file's field names (see <see cref="JsonLinesSink"/>). Tolerant by design: a half-written last line, a malformed
 /// line or a missing field is skipped or read as "no value", and each kind of problem is reported once in the notes.
 /// </summary>
+/// <remarks>Long runs write gigabytes, so lines are read with a forward-only reader without allocating per field, and
+/// histogram counts are only located on the first pass; they are parsed from the file when a step's counts are asked for.</remarks>
 public static class MetricsAdapter
 {
     private static readonly (string Key, string? Group, string Field)[] Fields =
@@ -20,6 +24,22 @@ public static class MetricsAdapter
         ("grad_norm", "grad", "norm"), ("update_ratio", "grad", "update_ratio"),
     ];
 
+    private static readonly byte[][] FieldNames = Fields.Select(f => Encoding.UTF8.GetBytes(f.Field)).ToArray();
+
+    private enum Group
+    {
+        None, Hist, Shift, RefShift, Grad, Other,
+    }
+
+    private static readonly Group[] FieldGroups = Fields.Select(f => f.Group switch
+    {
+        null => Group.None,
+        "shift" => Group.Shift,
+        "ref_shift" => Group.RefShift,
+        "grad" => Group.Grad,
+        _ => Group.Other,
+    }).ToArray();
+
     /// <summary>
     /// Reads <paramref name="path"/>; problems that were skipped are added to <paramref name="notes"/>. Returns null
     /// when the file holds no usable line.
@@ -29,44 +49,88 @@ public static class MetricsAdapter
     {
         ArgumentNullException.ThrowIfNull(notes);
         if (!File.Exists(path)) throw new FileNotFoundException($"Metrics file not found: '{path}'.", path);
+        var fullPath = Path.GetFullPath(path);
         var steps = new SortedSet<long>();
-        var layerOrder = new Dictionary<string, int>(StringComparer.Ordinal);
+        var layerBytes = new List<byte[]>();
         var layers = new List<LayerInfo>();
         var cells = new List<Cell>();
         var lossByStep = new Dictionary<long, double>();
         int bad = 0, firstBad = 0, lineNumber = 0;
         bool partial = false;
-        var bytes = File.ReadAllBytes(path);
-        int start = 0;
-        while (start < bytes.Length)
+        var scratch = new byte[4096];
+        long lastStep = long.MinValue;
+        // Streamed in chunks (a long run's file is hundreds of megabytes): whole lines are parsed, the rest carried over.
+        var buffer = new byte[1 << 22];
+        int filled = 0;
+        long bufferOffset = 0;
+        using (var stream = new FileStream(fullPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1, FileOptions.SequentialScan))
         {
-            int end = Array.IndexOf(bytes, (byte)'\n', start);
-            lineNumber++;
-            if (end < 0)
+            while (true)
             {
-                // No newline after it: a line the writer had not finished (a run killed mid-write, or still running).
-                if (bytes.AsSpan(start).Trim(" \r\t"u8).Length > 0) partial = true;
-                break;
-            }
-            var line = new ReadOnlyMemory<byte>(bytes, start, end - start);
-            start = end + 1;
-            if (line.Span.Trim(" \r\t"u8).Length == 0) continue;
-            try
-            {
-                var parsed = ParseLine(line.Span);
-                if (!layerOrder.TryGetValue(parsed.Layer, out int li))
+                int n = stream.Read(buffer, filled, buffer.Length - filled);
+                filled += n;
+                int start = 0;
+                while (start < filled)
                 {
-                    li = layers.Count;
-                    layerOrder[parsed.Layer] = li;
-                    layers.Add(new LayerInfo(parsed.Layer, parsed.Type));
+                    int rel = buffer.AsSpan(start, filled - start).IndexOf((byte)'\n');
+                    if (rel < 0) break;
+                    int end = start + rel;
+                    lineNumber++;
+                    long lineStart = bufferOffset + start;
+                    var line = buffer.AsSpan(start, end - start);
+                    start = end + 1;
+                    if (line.Trim(" \r\t"u8).Length == 0) continue;
+                    try
+                    {
+                        // The histogram counts are most of a line's tokens: cut them out (copying the rest into a scratch buffer)
+                        // and only note where they are; they are parsed when asked for.
+                        long countsOffset = 0;
+                        int countsLength = 0;
+                        int at = line.IndexOf("\"counts\":["u8);
+                        ReadOnlySpan<byte> parseSpan = line;
+                        if (at >= 0)
+                        {
+                            int open = at + 9, close = line[open..].IndexOf((byte)']');
+                            if (close > 0)
+                            {
+                                countsOffset = lineStart + open;
+                                countsLength = close + 1;
+                                if (scratch.Length < line.Length) scratch = new byte[line.Length * 2];
+                                line[..(open + 1)].CopyTo(scratch);
+                                line[(open + close)..].CopyTo(scratch.AsSpan(open + 1));
+                                parseSpan = scratch.AsSpan(0, line.Length - close + 1);
+                            }
+                        }
+                        var cell = ParseLine(parseSpan, layerBytes, layers, out double loss);
+                        if (countsLength > 0 && cell.HasHistogramRange) cell = cell with { CountsOffset = countsOffset, CountsLength = countsLength };
+                        if (cell.Step != lastStep)
+                        {
+                            steps.Add(cell.Step);
+                            lastStep = cell.Step;
+                        }
+                        if (!double.IsNaN(loss)) lossByStep.TryAdd(cell.Step, loss);
+                        cells.Add(cell);
+                    }
+                    catch (Exception ex) when (ex is JsonException or InvalidOperationException or FormatException)
+                    {
+                        if (bad++ == 0) firstBad = lineNumber;
+                    }
                 }
-                steps.Add(parsed.Step);
-                if (!double.IsNaN(parsed.Loss)) lossByStep.TryAdd(parsed.Step, parsed.Loss);
-                cells.Add(new Cell(li, parsed.Step, parsed.Values, parsed.Histogram));
-            }
-            catch (Exception ex) when (ex is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
-            {
-                if (bad++ == 0) firstBad = lineNumber;
+                if (n == 0)
+                {
+                    // No newline after it: a line the writer had not finished (a run killed mid-write, or still running).
+                    if (buffer.AsSpan(start, filled - start).Trim(" \r\t"u8).Length > 0)
+                    {
+                        partial = true;
+                        lineNumber++;
+                    }
+                    break;
+                }
+                // Keep the unfinished line; grow the buffer when one line does not fit.
+                Buffer.BlockCopy(buffer, start, buffer, 0, filled - start);
+                filled -= start;
+                bufferOffset += start;
+                if (filled == buffer.Length) Array.Resize(ref buffer, buffer.Length * 2);
             }
         }
         if (partial) notes.Add($"{Path.GetFileName(path)}: the last line is incomplete (a run still writing or killed mid-write); it was skipped.");
@@ -74,7 +138,7 @@ public static class MetricsAdapter
         if (cells.Count == 0) return null;
 
         var stepList = steps.ToList();
-        var stepIndex = new Dictionary<long, int>();
+        var stepIndex = new Dictionary<long, int>(stepList.Count);
         for (int i = 0; i < stepList.Count; i++) stepIndex[stepList[i]] = i;
         var matrices = new Dictionary<string, double[][]>(StringComparer.Ordinal);
         for (int f = 0; f < Fields.Length; f++)
@@ -87,142 +151,208 @@ public static class MetricsAdapter
             }
             matrices[Fields[f].Key] = m;
         }
-        var histCounts = new int[]?[layers.Count][];
+        var histOffsets = new long[]?[layers.Count];
+        var histLengths = new int[]?[layers.Count];
         var histRange = new (double Low, double High)?[layers.Count];
         foreach (var cell in cells)
         {
             int s = stepIndex[cell.Step];
             for (int f = 0; f < Fields.Length; f++) matrices[Fields[f].Key][cell.Layer][s] = cell.Values[f];
-            if (cell.Histogram is { } hc)
+            if (cell.CountsLength > 0)
             {
-                histCounts[cell.Layer] ??= new int[]?[stepList.Count];
-                // The monitor fixes a layer's edges after its first record with a spread; earlier provisional ranges are dropped.
-                if (histRange[cell.Layer] is not { } r || r.Low != hc.Low || r.High != hc.High)
+                if (histOffsets[cell.Layer] is null)
                 {
-                    Array.Clear(histCounts[cell.Layer]!);
-                    histRange[cell.Layer] = (hc.Low, hc.High);
+                    histOffsets[cell.Layer] = new long[stepList.Count];
+                    histLengths[cell.Layer] = new int[stepList.Count];
                 }
-                histCounts[cell.Layer]![s] = hc.Counts;
+                // The monitor fixes a layer's edges after its first record with a spread; earlier provisional ranges are dropped.
+                if (histRange[cell.Layer] is not { } r || r.Low != cell.HistLow || r.High != cell.HistHigh)
+                {
+                    Array.Clear(histLengths[cell.Layer]!);
+                    histRange[cell.Layer] = (cell.HistLow, cell.HistHigh);
+                }
+                histOffsets[cell.Layer]![s] = cell.CountsOffset;
+                histLengths[cell.Layer]![s] = cell.CountsLength;
             }
         }
         var histograms = new LayerHistograms?[layers.Count];
         for (int l = 0; l < layers.Count; l++)
         {
-            if (histRange[l] is { } r) histograms[l] = new LayerHistograms(r.Low, r.High, histCounts[l]!);
+            if (histRange[l] is { } r) histograms[l] = new LayerHistograms(r.Low, r.High, new LazyCounts(fullPath, histOffsets[l]!, histLengths[l]!));
         }
         var lossSeries = stepList.Select(s => lossByStep.TryGetValue(s, out var v) ? v : double.NaN).ToArray();
         return new RunMetrics(stepList, layers, matrices, histograms, lossSeries);
     }
 
-
-    private sealed class ParsedLine
+    /// <summary>One line with a forward-only reader; property names are compared as bytes.</summary>
+    private static Cell ParseLine(ReadOnlySpan<byte> line, List<byte[]> layerBytes, List<LayerInfo> layers, out double loss)
     {
-        public long Step = -1;
-        public string Layer = "";
-        public string Type = "";
-        public double Loss = double.NaN;
-        public double[] Values = [];
-        public LayerHistogramCell? Histogram;
-    }
-
-    /// <summary>One line with a forward-only reader (no DOM: the files of long runs hold gigabytes).</summary>
-    private static ParsedLine ParseLine(ReadOnlySpan<byte> line)
-    {
-        var result = new ParsedLine { Values = new double[Fields.Length] };
-        Array.Fill(result.Values, double.NaN);
+        var values = new double[Fields.Length];
+        Array.Fill(values, double.NaN);
         var reader = new Utf8JsonReader(line);
         if (!reader.Read() || reader.TokenType != JsonTokenType.StartObject) throw new FormatException("not a JSON object");
-        string? group = null;
-        bool hasStep = false, hasLayer = false;
+        var group = Group.None;
+        long step = 0;
+        int layer = -1;
+        bool hasStep = false;
+        string type = "";
+        byte[]? newLayer = null;
         double low = double.NaN, high = double.NaN;
-        List<int>? counts = null;
+        loss = double.NaN;
         while (reader.Read())
         {
             if (reader.TokenType == JsonTokenType.EndObject)
             {
-                if (group is null) break;
-                group = null;
+                if (group == Group.None) break;
+                group = Group.None;
                 continue;
             }
             if (reader.TokenType != JsonTokenType.PropertyName) throw new FormatException("unexpected token " + reader.TokenType);
-            var name = reader.GetString()!;
+            var name = reader.ValueSpan;
             if (!reader.Read()) throw new FormatException("truncated line");
             if (reader.TokenType == JsonTokenType.StartObject)
             {
-                if (group is not null) reader.Skip();
-                else group = name;
+                if (group != Group.None)
+                {
+                    reader.Skip();
+                    continue;
+                }
+                group = name.SequenceEqual("hist"u8) ? Group.Hist : name.SequenceEqual("shift"u8) ? Group.Shift
+                    : name.SequenceEqual("ref_shift"u8) ? Group.RefShift : name.SequenceEqual("grad"u8) ? Group.Grad : Group.Other;
                 continue;
             }
             if (reader.TokenType == JsonTokenType.StartArray)
             {
-                if (group == "hist" && name == "counts")
-                {
-                    counts = new List<int>(72);
-                    while (reader.Read() && reader.TokenType != JsonTokenType.EndArray) counts.Add(reader.GetInt32());
-                }
-                else
-                {
-                    reader.Skip();
-                }
+                reader.Skip();
                 continue;
             }
-            if (group is null)
+            if (group == Group.None)
             {
-                switch (name)
+                if (name.SequenceEqual("step"u8))
                 {
-                    case "step":
-                        result.Step = reader.GetInt64();
-                        hasStep = true;
-                        continue;
-                    case "layer":
-                        result.Layer = reader.GetString() ?? throw new FormatException("layer is null");
-                        hasLayer = true;
-                        continue;
-                    case "type":
-                        result.Type = reader.TokenType == JsonTokenType.String ? reader.GetString()! : "";
-                        continue;
-                    case "loss":
-                        result.Loss = Value(ref reader);
-                        continue;
+                    step = reader.GetInt64();
+                    hasStep = true;
+                    continue;
+                }
+                if (name.SequenceEqual("layer"u8))
+                {
+                    if (reader.TokenType != JsonTokenType.String || reader.ValueIsEscaped)
+                    {
+                        newLayer = Encoding.UTF8.GetBytes(reader.GetString() ?? throw new FormatException("layer is null"));
+                        layer = layerBytes.FindIndex(b => b.AsSpan().SequenceEqual(newLayer));
+                    }
+                    else
+                    {
+                        var span = reader.ValueSpan;
+                        layer = -1;
+                        for (int i = 0; i < layerBytes.Count; i++)
+                        {
+                            if (span.SequenceEqual(layerBytes[i]))
+                            {
+                                layer = i;
+                                break;
+                            }
+                        }
+                        if (layer < 0) newLayer = span.ToArray();
+                    }
+                    continue;
+                }
+                if (name.SequenceEqual("type"u8))
+                {
+                    if (layer < 0 && reader.TokenType == JsonTokenType.String) type = reader.GetString()!;
+                    continue;
+                }
+                if (name.SequenceEqual("loss"u8))
+                {
+                    loss = Value(ref reader);
+                    continue;
                 }
             }
-            else if (group == "hist")
+            else if (group == Group.Hist)
             {
-                if (name == "low") low = Value(ref reader);
-                else if (name == "high") high = Value(ref reader);
+                if (name.SequenceEqual("low"u8)) low = Value(ref reader);
+                else if (name.SequenceEqual("high"u8)) high = Value(ref reader);
                 continue;
             }
-            int f = FieldIndex(group, name);
-            if (f >= 0) result.Values[f] = Value(ref reader);
+            for (int f = 0; f < Fields.Length; f++)
+            {
+                if (FieldGroups[f] == group && name.SequenceEqual(FieldNames[f]))
+                {
+                    values[f] = Value(ref reader);
+                    break;
+                }
+            }
         }
-        if (!hasStep || !hasLayer) throw new FormatException("a metrics line needs step and layer");
-        if (counts is not null && double.IsFinite(low) && double.IsFinite(high)) result.Histogram = new LayerHistogramCell(low, high, counts.ToArray());
-        return result;
-    }
-
-    private static int FieldIndex(string? group, string name)
-    {
-        for (int i = 0; i < Fields.Length; i++)
+        if (!hasStep || (layer < 0 && newLayer is null)) throw new FormatException("a metrics line needs step and layer");
+        if (layer < 0)
         {
-            if (Fields[i].Group == group && Fields[i].Field == name) return i;
+            layer = layerBytes.Count;
+            layerBytes.Add(newLayer!);
+            layers.Add(new LayerInfo(Encoding.UTF8.GetString(newLayer!), type));
         }
-        return -1;
+        return new Cell(layer, step, values, low, high, 0, 0);
     }
 
     private static double Value(ref Utf8JsonReader reader) => reader.TokenType switch
     {
         JsonTokenType.Number => reader.GetDouble(),
-        JsonTokenType.String => reader.GetString() switch
+        JsonTokenType.String => reader.ValueSpan switch
         {
-            "NaN" => double.NaN,
-            "Infinity" => double.PositiveInfinity,
-            "-Infinity" => double.NegativeInfinity,
+            var s when s.SequenceEqual("Infinity"u8) => double.PositiveInfinity,
+            var s when s.SequenceEqual("-Infinity"u8) => double.NegativeInfinity,
             _ => double.NaN,
         },
         _ => double.NaN,
     };
 
-    private sealed record LayerHistogramCell(double Low, double High, int[] Counts);
+    private sealed record Cell(int Layer, long Step, double[] Values, double HistLow, double HistHigh, long CountsOffset, int CountsLength)
+    {
+        public bool HasHistogramRange => double.IsFinite(HistLow) && double.IsFinite(HistHigh);
+    }
 
-    private sealed record Cell(int Layer, long Step, double[] Values, LayerHistogramCell? Histogram);
+    /// <summary>Histogram counts of one layer per step, parsed from the metrics file when asked for.</summary>
+    private sealed class LazyCounts(string path, long[] offsets, int[] lengths) : IReadOnlyList<int[]?>, IHistogramPresence
+    {
+        public int Count => offsets.Length;
+
+        public bool Has(int index) => lengths[index] > 0;
+
+        public int[]? this[int index]
+        {
+            get
+            {
+                if (lengths[index] <= 0) return null;
+                var buffer = new byte[lengths[index]];
+                using (var handle = File.OpenHandle(path))
+                {
+                    int read = 0;
+                    while (read < buffer.Length)
+                    {
+                        int n = RandomAccess.Read(handle, buffer.AsSpan(read), offsets[index] + read);
+                        if (n == 0) return null;
+                        read += n;
+                    }
+                }
+                var reader = new Utf8JsonReader(buffer);
+                var counts = new List<int>(72);
+                try
+                {
+                    reader.Read();
+                    while (reader.Read() && reader.TokenType == JsonTokenType.Number) counts.Add(reader.GetInt32());
+                }
+                catch (JsonException)
+                {
+                    return null;   // the file changed since it was read
+                }
+                return counts.ToArray();
+            }
+        }
+
+        public IEnumerator<int[]?> GetEnumerator()
+        {
+            for (int i = 0; i < Count; i++) yield return this[i];
+        }
+
+        IEnumerator IEnumerable.GetEnumerator() => GetEnumerator();
+    }
 }

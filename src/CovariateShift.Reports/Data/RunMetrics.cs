@@ -10,7 +10,18 @@ public sealed record LayerInfo(string Name, string Type);
 /// <param name="High">High edge of the interior bins.</param>
 /// <param name="Counts">Per recorded step (aligned with <see cref="RunMetrics.Steps"/>): the bin counts, underflow
 /// first and overflow last; null where the layer has no histogram at that step.</param>
-public sealed record LayerHistograms(double Low, double High, IReadOnlyList<int[]?> Counts);
+public sealed record LayerHistograms(double Low, double High, IReadOnlyList<int[]?> Counts)
+{
+    /// <summary>Whether step index <paramref name="step"/> has counts, without reading them.</summary>
+    public bool Has(int step) => Counts is IHistogramPresence p ? p.Has(step) : Counts[step] is not null;
+}
+
+/// <summary>A list of histogram counts that can say whether an entry exists without materializing it.</summary>
+internal interface IHistogramPresence
+{
+    /// <summary>Whether entry <paramref name="index"/> exists.</summary>
+    bool Has(int index);
+}
 
 /// <summary>
 /// The report's view of one run's metrics.jsonl: layers in network order, recorded steps in order, and for every

@@ -232,7 +232,7 @@ public static class HtmlReport
             return;
         }
         // Only steps where some layer has a histogram; each bin stored as round(255 * sqrt(fraction of the layer's sample)).
-        var withHist = Enumerable.Range(0, m.Steps.Count).Where(s => m.Histograms.Any(h => h?.Counts[s] is not null)).ToArray();
+        var withHist = Enumerable.Range(0, m.Steps.Count).Where(s => m.Histograms.Any(h => h is not null && h.Has(s))).ToArray();
         var cols = Thin(withHist.Length, o.MaxHistogramColumns).Select(i => withHist[i]).ToArray();
         w.WriteStartObject("hist");
         w.WriteStartArray("steps");
