@@ -136,7 +136,11 @@ internal static class TrainCommand
                     string.Join(", ", TrainerOptions.MetricsFileName, LogFileName, SpecFileName, CheckpointFileName, SummaryFileName), runDir);
                 summaries.Add((spec, result));
             }
-            if (summaries.Count > 1) PrintComparison(summaries);
+            if (summaries.Count > 1)
+            {
+                PrintComparison(summaries);
+                ReportCommand.Print(Reports.ReportWriter.Write(runDirs, Path.Combine(outDir, Reports.ReportWriter.DefaultFileName)));   // report.html + figures in --out
+            }
             return 0;
         }));
         return cmd;
