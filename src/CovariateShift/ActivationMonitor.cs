@@ -1,8 +1,7 @@
-using System.Collections.Immutable;
-using CovariateShift.Anomalies;
+using CovariateShift.Building;
+using CovariateShift.Capture;
 using CovariateShift.Hooks;
 using CovariateShift.Records;
-using CovariateShift.Shift;
 using CovariateShift.Sinks;
 using CovariateShift.Statistics;
 using Serilog;
@@ -32,6 +31,11 @@ namespace CovariateShift;
 /// </code>
 /// </example>
 /// <remarks>
+/// A thin facade over four stages with typed hand-offs: the <see cref="HookSet"/> (registration, arming on recorded
+/// steps, removal) hands (layer, output) to <see cref="OnLayerOutput"/>, which passes it to the
+/// <see cref="IStatisticsEngine"/>; at <see cref="Step"/> the engine's <see cref="IStatisticsEngine.Collect"/> returns
+/// an immutable <see cref="StepCapture"/> (possibly pending), the pure <see cref="RecordBuilder"/> turns it and its
+/// per-layer history into a <see cref="StepRecord"/>, and the record goes to the sinks and observers.
 /// Hooks fire only for layers invoked with <c>call()</c>; they are registered only during recorded steps and only do
 /// work while the layer is in training mode (evaluation passes are never mixed into training records). Per recorded step the hooks compute
 /// their reductions where the activations live and keep no activation; the host receives at most one transfer for
@@ -39,18 +43,23 @@ namespace CovariateShift;
 /// </remarks>
 public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
 {
-    private static readonly double[] PercentileLevels = [0.15, 0.50, 0.85];
+    /// <summary>The Serilog source context (<c>SourceContext</c> property) of every event the monitor logs; filter with
+    /// <c>Matching.FromSource(ActivationMonitor.LogSourceContext)</c>.</summary>
+    public const string LogSourceContext = "CovariateShift.Monitor";
 
     private readonly nn.Module _model;
     private readonly MonitorOptions _options;
     private readonly List<MonitoredLayer> _layers;
-    private readonly List<IStepSink> _sinks;
+    private readonly IReadOnlyList<MonitoredLayer> _layersWithParameters;
+    private readonly HookSet _hooks;
+    private readonly IStatisticsEngine _engine;
+    private readonly RecordBuilder _builder;
+    private readonly SinkFanOut _sinks;
     private readonly List<IObserver<StepRecord>> _observers = [];
-    private readonly StatisticsEngine _engine;
+    private readonly Queue<PendingCapture> _pending = new();
     private readonly ILogger? _log;
     private readonly Probes.GradientIcsProbe? _ics;
     private bool _warnedNothingRan;
-    private bool _armed;
     private bool _disposed;
 
     private ActivationMonitor(nn.Module model, MonitorOptions options, List<MonitoredLayer> layers, List<IStepSink> sinks, IReadOnlyList<string> skipped)
@@ -58,44 +67,16 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         _model = model;
         _options = options;
         _layers = layers;
-        _sinks = sinks;
-        _engine = new StatisticsEngine(options);
-        _log = options.Logger?.ForContext(Serilog.Core.Constants.SourceContextPropertyName, "CovariateShift");
+        _layersWithParameters = [.. layers.Where(l => l.HasParameters)];
+        _log = options.Logger?.ForContext(Serilog.Core.Constants.SourceContextPropertyName, LogSourceContext);
+        _sinks = new SinkFanOut(sinks, _log ?? Serilog.Log.Logger.ForContext(Serilog.Core.Constants.SourceContextPropertyName, LogSourceContext), options.StrictSinks);
+        _engine = CreateEngine(options);
+        _builder = new RecordBuilder(layers.Select(l => l.Descriptor), options);
+        _hooks = new HookSet(model, layers, OnLayerOutput, _engine.DiscardActivations);
         SkippedLayers = skipped;
         _ics = options.GradientIcs is { } ics ? new Probes.GradientIcsProbe(model, ics) : null;
         Layers = layers.Select(l => l.Name).ToList().AsReadOnly();
-        ArmHooks();   // step 0 is always recorded
-    }
-
-    /// <summary>
-    /// Hooks are registered only for recorded steps (TorchSharp's call() is slower on a module with hooks even when the
-    /// hook returns at once): armed when a recorded step begins, removed when it ends if the next step is not recorded.
-    /// </summary>
-    private void ArmHooks()
-    {
-        if (_armed) return;
-        foreach (var layer in _layers)
-        {
-            var l = layer;
-            var remover = l.Module.register_forward_hook((_, _, output) =>
-            {
-                OnForward(l, output);
-                return output;
-            });
-            l.Hook = new HookHandle(remover.remove);
-        }
-        _armed = true;
-    }
-
-    private void DisarmHooks()
-    {
-        if (!_armed) return;
-        foreach (var layer in _layers)
-        {
-            layer.Hook?.Dispose();
-            layer.Hook = null;
-        }
-        _armed = false;
+        _hooks.Arm();   // step 0 is always recorded
     }
 
     /// <summary>
@@ -109,8 +90,18 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     {
         ArgumentNullException.ThrowIfNull(model);
         options ??= new MonitorOptions();
-        options.Validate();
-        var found = LayerDiscovery.Find(model, options, out var skipped);
+        List<(string Name, nn.Module<Tensor, Tensor> Module)> found;
+        List<string> skipped;
+        try
+        {
+            options.Validate();
+            found = LayerDiscovery.Find(model, options, out skipped);
+        }
+        catch
+        {
+            foreach (var s in options.Sinks) s.Dispose();   // the monitor owns them, also when it cannot attach
+            throw;
+        }
         var sinks = OpenSinks(options);
         var layers = found.Select((f, i) => new MonitoredLayer(i, f.Name, f.Module)).ToList();
         return new ActivationMonitor(model, options, layers, sinks, skipped);
@@ -125,7 +116,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
             if (options.JsonLinesPath is { } path)
             {
                 bool existed = File.Exists(path);
-                var sink = new JsonLinesSink(path);
+                var sink = new JsonLinesSink(path, options.JsonLinesHistogramEvery);
                 sinks.Add(sink);
                 if (!existed) created.Add(sink.Path);
             }
@@ -133,15 +124,19 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
                 sinks.Add(new TensorBoardSink(dir, options.TensorBoardHistogramEvery));
             if (options.Logger is { } logger)
                 sinks.Add(new SerilogSink(logger));
+            sinks.AddRange(options.Sinks);
             return sinks;
         }
         catch
         {
-            foreach (var s in sinks) s.Dispose();
+            foreach (var s in sinks.Concat(options.Sinks).Distinct()) s.Dispose();
             foreach (var f in created) File.Delete(f);
             throw;
         }
     }
+
+    /// <summary>The engine for <paramref name="options"/> (the seam where other engines plug in).</summary>
+    private static IStatisticsEngine CreateEngine(MonitorOptions options) => options.EngineFactory?.Invoke(options) ?? new StatisticsEngine(options);
 
     /// <summary>Dotted names of the monitored layers, in model order.</summary>
     public IReadOnlyList<string> Layers { get; }
@@ -162,17 +157,21 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     public StepRecord? LastRecord { get; private set; }
 
     /// <summary>Whether a reference snapshot is set (see <see cref="CaptureReference"/>).</summary>
-    public bool HasReference => _layers.Any(l => l.Reference is not null);
+    public bool HasReference => _builder.HasReference;
 
     /// <summary>Device-to-host transfers made so far (at most one per recorded step; zero for CPU float32 models).</summary>
     public int HostTransfers => _engine.HostTransfers;
 
-    private void OnForward(MonitoredLayer layer, Tensor output)
+    /// <summary>
+    /// The one entry point for a layer's output: forward hooks (and anything else that sees a monitored layer's output,
+    /// such as a module wrapper) call it with the layer and its output. Captures the output on recorded steps while the
+    /// model is in training mode; keeps no reference to <paramref name="output"/>.
+    /// </summary>
+    internal void OnLayerOutput(MonitoredLayer layer, Tensor output)
     {
         // Training mode is the model's, not the layer's: a frozen (eval-mode) layer inside a training model is still part
         // of the training step, and a layer switched to training during an evaluation pass (MC dropout) is not.
-        if (_disposed || !_model.training || layer.FiredThisStep || !IsRecordingStep) return;
-        layer.FiredThisStep = true;
+        if (_disposed || !_model.training || !IsRecordingStep) return;
         _engine.CaptureActivation(layer, output);
     }
 
@@ -185,7 +184,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (!IsRecordingStep) return;
-        _engine.CaptureGradients(_layers.Where(l => l.HasParameters).ToList());
+        _engine.CaptureGradients(_layersWithParameters);
         _ics?.Capture();
     }
 
@@ -204,7 +203,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     /// Ends the current training step and advances to the next. On a recorded step it collects what the hooks
     /// captured (one host transfer at most), computes shift metrics and anomalies, writes the record to every sink
     /// and observer and returns it; otherwise it returns null. Pass the step's loss to have it recorded too (read in
-    /// the same transfer).
+    /// the same transfer). What a forward pass that did not return (it threw) captured is not recorded.
     /// </summary>
     public StepRecord? Step(Tensor? loss = null)
     {
@@ -212,128 +211,55 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         try
         {
             if (!IsRecordingStep) return null;
+            if (_hooks.ForwardInProgress) _engine.DiscardActivations();
             if (loss is not null) _engine.CaptureLoss(loss);
-            _engine.Collect(_layers);
-            return Finish();
+            _pending.Enqueue(_engine.Collect(CurrentStep, _layers.Count));
+            return Drain(wait: false);
         }
         finally
         {
-            foreach (var layer in _layers) layer.ResetStep();
-            _engine.ResetLoss();
+            _hooks.ForgetForward();
             CurrentStep++;
-            if (IsRecordingStep) ArmHooks();
-            else DisarmHooks();
+            if (IsRecordingStep) _hooks.Arm();
+            else _hooks.Disarm();
         }
     }
 
-    private StepRecord? Finish()
+    /// <summary>
+    /// Finishes every capture still on its way to the host (engines that copy asynchronously) and writes its records;
+    /// returns the last record written, or null. The built-in engines complete every capture within <see cref="Step"/>.
+    /// </summary>
+    public StepRecord? Flush()
     {
-        bool anyFired = _layers.Any(l => l.FiredThisStep);
-        bool anyGradients = _layers.Any(l => l.PendingGradients is not null);
-        if (!anyFired && !anyGradients)
-        {
-            if (!_warnedNothingRan)
-            {
-                _warnedNothingRan = true;
-                _log?.Warning("No monitored layer ran in training mode during step {Step}: call the model with call() in training mode between Step() calls (eval-mode passes are not recorded).", CurrentStep);
-            }
-            return null;
-        }
-
-        // Per-layer work runs on the training thread. Spreading it over the thread pool gains nothing measurable: right
-        // after each operation libtorch's OpenMP workers keep spinning on the other cores, so pool threads compete with
-        // them (measured with covshift bench on 2 cores: equal without gradients, slower with them).
-        var records = new LayerRecord[_layers.Count];
-        var found = new List<Anomaly>[_layers.Count];
-        void Build(int i)
-        {
-            var layer = _layers[i];
-            var stats = layer.Pending is { } p ? BuildStatistics(layer, p) : null;
-            records[i] = new LayerRecord(
-                CurrentStep, layer.Name, layer.LayerType, stats,
-                Shift: Compare(stats, layer.Previous),
-                ReferenceShift: Compare(stats, layer.Reference),
-                Gradients: layer.PendingGradients is { } g ? BuildGradients(g) : null);
-            found[i] = AnomalyDetector.Detect(records[i], _options).ToList();
-        }
-        for (int i = 0; i < _layers.Count; i++) Build(i);
-
-        var anomalies = new List<Anomaly>();
-        for (int i = 0; i < _layers.Count; i++)
-        {
-            var layer = _layers[i];
-            anomalies.AddRange(found[i]);
-            if (records[i].Statistics is { } stats)
-            {
-                layer.Previous = stats;
-            }
-            else if (anyFired && !layer.WarnedNotCalled)
-            {
-                layer.WarnedNotCalled = true;
-                anomalies.Add(AnomalyDetector.NotCalled(CurrentStep, layer.Name));
-            }
-        }
-
-        var step = new StepRecord(CurrentStep, _engine.Loss, records, anomalies);
-        LastRecord = step;
-        foreach (var sink in _sinks) sink.Write(step);
-        foreach (var observer in _observers.ToArray()) observer.OnNext(step);
-        return step;
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return Drain(wait: true);
     }
 
-    private LayerStatistics BuildStatistics(MonitoredLayer layer, ActivationSummary s)
+    /// <summary>Turns the completed captures at the head of the queue (all of them when <paramref name="wait"/>) into records.</summary>
+    private StepRecord? Drain(bool wait)
     {
-        var sample = s.Sample.AsSpan(0, s.SampleCount);
-        var percentiles = SampleStatistics.Percentiles(sample, PercentileLevels);
-        (double Low, double High) range;
-        if (layer.HistogramRange is { } fixedRange)
+        StepRecord? last = null;
+        while (_pending.TryPeek(out var head) && (wait || head.IsCompleted))
         {
-            range = fixedRange;
+            _pending.Dequeue();
+            last = Publish(head.Wait()) ?? last;
         }
-        else
-        {
-            range = SampleStatistics.ChooseRange(s.Min, s.Max, layer.Saturation, layer.NonNegative);
-            // Fixed from the first record whose finite values have a spread (an all-zero first output, e.g. a
-            // zero-initialized layer, would otherwise pin the range to a sliver).
-            if (s.FiniteCount > 0 && s.Max > s.Min) layer.HistogramRange = range;
-        }
-        var counts = SampleStatistics.Histogram(sample, range.Low, range.High, _options.HistogramBins);
-        return new LayerStatistics(
-            Count: s.Count,
-            Mean: s.Mean,
-            Std: Math.Sqrt(s.Variance),
-            Min: s.Min,
-            Max: s.Max,
-            P15: percentiles[0],
-            P50: percentiles[1],
-            P85: percentiles[2],
-            NearZeroFraction: (double)s.NearZero / s.Count,
-            DeadUnitFraction: s.Units > 0 ? (double)s.DeadUnits / s.Units : double.NaN,
-            SaturatedFraction: layer.Saturation is null ? null : (double)s.Saturated / s.Count,
-            NanCount: s.Nan,
-            InfCount: s.Inf,
-            ChannelSquaredMean: s.ChannelSquaredMean,
-            ChannelVariance: s.ChannelVariance,
-            Histogram: new Histogram(range.Low, range.High, ImmutableArray.Create(counts)));
+        return last;
     }
 
-    private static ShiftMetrics? Compare(LayerStatistics? current, LayerStatistics? earlier)
+    private StepRecord? Publish(StepCapture capture)
     {
-        if (current is null || earlier is null) return null;
-        var (a, b) = (current.Histogram, earlier.Histogram);
-        if (a.Low != b.Low || a.High != b.High || a.Counts.Length != b.Counts.Length) return null;
-        return ShiftCalculator.Compute(current, earlier);
-    }
-
-    private static GradientStatistics BuildGradients(GradientCapture g)
-    {
-        double grad = Math.Sqrt(g.GradSquares), weight = Math.Sqrt(g.WeightSquares);
-        return new GradientStatistics(
-            GradNorm: grad,
-            WeightNorm: weight,
-            GradToWeightRatio: weight > 0 ? grad / weight : double.NaN,
-            UpdateNorm: g.UpdateSquares is { } u ? Math.Sqrt(u) : null,
-            Parameters: g.Elements);
+        if (!capture.AnyActivation && !_warnedNothingRan)
+        {
+            _warnedNothingRan = true;
+            _log?.Warning("No monitored layer ran in training mode during step {Step}: call the model with call() in training mode between Step() calls (eval-mode passes are not recorded).", capture.Step);
+        }
+        var record = _builder.Build(capture);
+        if (record is null) return null;
+        LastRecord = record;
+        _sinks.Write(record);
+        foreach (var observer in _observers.ToArray()) observer.OnNext(record);
+        return record;
     }
 
     /// <summary>
@@ -344,16 +270,11 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     public void CaptureReference()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        if (_layers.All(l => l.Previous is null))
-            throw new InvalidOperationException("There is nothing to capture yet: record at least one training step (Step() on a recorded step after a forward pass) before CaptureReference().");
-        foreach (var layer in _layers) layer.Reference = layer.Previous;
+        _builder.CaptureReference();
     }
 
     /// <summary>Forgets the reference snapshot.</summary>
-    public void ClearReference()
-    {
-        foreach (var layer in _layers) layer.Reference = null;
-    }
+    public void ClearReference() => _builder.ClearReference();
 
     /// <summary>Receives every record from now on (in-memory consumers). Dispose the returned handle to unsubscribe.</summary>
     public IDisposable Subscribe(IObserver<StepRecord> observer)
@@ -361,24 +282,30 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         ArgumentNullException.ThrowIfNull(observer);
         ObjectDisposedException.ThrowIf(_disposed, this);
         _observers.Add(observer);
-        return new HookHandle(() => _observers.Remove(observer));
+        return new Unsubscriber(() => _observers.Remove(observer));
     }
 
     /// <summary>Removes every hook, releases every tensor the monitor holds, closes the sinks and completes the observers.</summary>
     public void Dispose()
     {
         if (_disposed) return;
-        _disposed = true;
-        DisarmHooks();
-        foreach (var layer in _layers) layer.Dispose();
-        _engine.Dispose();
-        _ics?.Dispose();
-        foreach (var sink in _sinks) sink.Dispose();
-        foreach (var observer in _observers.ToArray()) observer.OnCompleted();
-        _observers.Clear();
+        try
+        {
+            Drain(wait: true);
+        }
+        finally
+        {
+            _disposed = true;
+            _hooks.Dispose();
+            _engine.Dispose();
+            _ics?.Dispose();
+            _sinks.Dispose();
+            foreach (var observer in _observers.ToArray()) observer.OnCompleted();
+            _observers.Clear();
+        }
     }
 
-    private sealed class HookHandle(Action remove) : IDisposable
+    private sealed class Unsubscriber(Action remove) : IDisposable
     {
         private Action? _remove = remove;
 

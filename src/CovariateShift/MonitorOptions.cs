@@ -39,17 +39,36 @@ public sealed record MonitorOptions
     /// <summary>Layer-name filter: when set, only leaf layers whose dotted name matches are monitored.</summary>
     public Regex? LayerNamePattern { get; init; }
 
-    /// <summary>Serilog logger for per-layer (Debug), per-step (Information) and anomaly (Warning) events. Null: no logging.</summary>
+    /// <summary>Serilog logger for per-layer (Debug), per-step (Information) and anomaly (Warning) events (shorthand for
+    /// <c>StepSinks.Serilog(logger)</c>), and for the monitor's own warnings (a failed sink, nothing ran). Null: no
+    /// logging (sink failures then go to Serilog's static <c>Log.Logger</c>).</summary>
     public ILogger? Logger { get; init; }
 
-    /// <summary>Path of a JSON Lines metrics file (one object per layer per recorded step), created or truncated on attach. Null: none.</summary>
+    /// <summary>Sinks that receive every record, in order, after the ones the shorthands below open
+    /// (<see cref="JsonLinesPath"/>, <see cref="TensorBoardDirectory"/>, <see cref="Logger"/>). The built-ins come from
+    /// <see cref="Sinks.StepSinks"/>; any <see cref="Sinks.IStepSink"/> can be plugged in. The monitor takes ownership:
+    /// it disposes them (also when <see cref="ActivationMonitor.Attach"/> fails), so give each monitor its own.</summary>
+    public IReadOnlyList<Sinks.IStepSink> Sinks { get; init; } = [];
+
+    /// <summary>Off (default): a sink that throws is reported once through <see cref="Logger"/> (with its file and the
+    /// error), disabled, and training goes on. On: the exception propagates out of <see cref="ActivationMonitor.Step"/>
+    /// (for tests).</summary>
+    public bool StrictSinks { get; init; }
+
+    /// <summary>Shorthand for <c>StepSinks.JsonLines(path, JsonLinesHistogramEvery)</c>: a JSON Lines metrics file (one
+    /// object per layer per recorded step), created or truncated on attach and held exclusively. Null: none.</summary>
     public string? JsonLinesPath { get; init; }
 
-    /// <summary>Directory for TensorBoard event files (scalars and histograms per layer). Null: none.</summary>
+    /// <summary>Shorthand for <c>StepSinks.TensorBoard(directory, TensorBoardHistogramEvery)</c>: a directory for
+    /// TensorBoard event files (scalars and histograms per layer). Null: none.</summary>
     public string? TensorBoardDirectory { get; init; }
 
     /// <summary>Write TensorBoard histograms every this many recorded steps (they are the costly part). Default 10.</summary>
     public int TensorBoardHistogramEvery { get; init; } = 10;
+
+    /// <summary>Write the histogram counts into the JSON Lines file every this many recorded steps (the first record
+    /// included); other lines carry <c>"histogram": null</c>. The counts are most of a line's bytes. Default 10.</summary>
+    public int JsonLinesHistogramEvery { get; init; } = 10;
 
     /// <summary>Gradient norms below this are flagged as vanishing. Default 1e-7.</summary>
     public double VanishingGradientThreshold { get; init; } = 1e-7;
@@ -59,6 +78,10 @@ public sealed record MonitorOptions
 
     /// <summary>Where statistics are computed. Default <see cref="StatisticsEngineKind.Auto"/>.</summary>
     public StatisticsEngineKind Engine { get; init; } = StatisticsEngineKind.Auto;
+
+    /// <summary>Creates the statistics engine (null: the built-in one chosen by <see cref="Engine"/>). The seam for
+    /// other engines and for tests.</summary>
+    internal Func<MonitorOptions, Capture.IStatisticsEngine>? EngineFactory { get; init; }
 
     /// <summary>Seed of the per-layer sample positions (so runs are reproducible). Default 0.</summary>
     public int Seed { get; init; }
@@ -80,6 +103,8 @@ public sealed record MonitorOptions
             throw new ArgumentOutOfRangeException(nameof(NearZeroThreshold), NearZeroThreshold, $"NearZeroThreshold must be a finite number >= 0; got {NearZeroThreshold}.");
         if (TensorBoardHistogramEvery <= 0)
             throw new ArgumentOutOfRangeException(nameof(TensorBoardHistogramEvery), TensorBoardHistogramEvery, $"TensorBoardHistogramEvery must be positive; got {TensorBoardHistogramEvery}.");
+        if (JsonLinesHistogramEvery <= 0)
+            throw new ArgumentOutOfRangeException(nameof(JsonLinesHistogramEvery), JsonLinesHistogramEvery, $"JsonLinesHistogramEvery must be positive; got {JsonLinesHistogramEvery}.");
         if (!(VanishingGradientThreshold >= 0) || !(ExplodingGradientThreshold > VanishingGradientThreshold))
         {
             throw new ArgumentOutOfRangeException(nameof(ExplodingGradientThreshold), ExplodingGradientThreshold,

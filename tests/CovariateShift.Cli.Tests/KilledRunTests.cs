@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Text.Json;
-using CovariateShift.Training.Analysis;
 using CovariateShift.Tests.Support;
 
 namespace CovariateShift.Cli.Tests;
@@ -75,7 +74,7 @@ public sealed class KilledRunTests : IDisposable
             Assert.True(doc.RootElement.GetProperty("step").GetInt64() >= 0);
             Assert.False(string.IsNullOrEmpty(doc.RootElement.GetProperty("layer").GetString()));
         }
-        Assert.Equal(complete, MetricsFile.Read(metrics).Count);
+        Assert.Equal(complete, CovariateShift.Schema.MetricsReader.Read(metrics).Layers.Count);
         // Steps are recorded in order, whole steps first: every step before the last one has all 7 layers.
         var steps = pieces.Take(complete).Select(l => JsonDocument.Parse(l).RootElement.GetProperty("step").GetInt64()).ToList();
         var last = steps[^1];

@@ -61,14 +61,14 @@ public sealed class TrainCommandTests : IDisposable
         {
             var runDir = Path.Combine(outDir, norm);
             Assert.Equal(norm, ModelSpec.Load(Path.Combine(runDir, "model.json")).Norm.ToCliName());
-            var rows = CovariateShift.Training.Analysis.MetricsFile.Read(Path.Combine(runDir, "metrics.jsonl"));
+            var rows = CovariateShift.Schema.MetricsReader.Read(Path.Combine(runDir, "metrics.jsonl")).Layers;
             var hidden = CovariateShift.Training.Analysis.ShiftSummary.Compute(rows, r => r.Layer.EndsWith(".act", StringComparison.Ordinal));
             Assert.Equal(["layers.0.act", "layers.1.act", "layers.2.act"], hidden.Layers);
             Assert.Equal(3 * 5, hidden.Records);   // records at steps 5..25 have a shift; step 0 does not
             // Independent check of one column: mean over rows of JS, read straight from the JSON lines.
             var js = File.ReadAllLines(Path.Combine(runDir, "metrics.jsonl")).Select(l => JsonDocument.Parse(l).RootElement)
                 .Where(e => e.GetProperty("layer").GetString()!.EndsWith(".act", StringComparison.Ordinal) && e.GetProperty("shift").ValueKind == JsonValueKind.Object)
-                .Select(e => JsonLinesSink.ReadNumber(e.GetProperty("shift").GetProperty("js"))).Average();
+                .Select(e => JsonLinesSink.ReadNumber(e.GetProperty("shift").GetProperty("jensen_shannon"))).Average();
             Assert.Equal(js, hidden.MeanJensenShannon, 12);
             var accuracy = JsonDocument.Parse(File.ReadAllText(Path.Combine(runDir, "summary.json"))).RootElement.GetProperty("testAccuracy").GetDouble();
             var line = output.ToString().Split('\n').Single(l => l.StartsWith($"| {norm} |", StringComparison.Ordinal));
@@ -82,7 +82,7 @@ public sealed class TrainCommandTests : IDisposable
     {
         var outDir = Path.Combine(_dir, "run", "a");   // two levels that do not exist yet
         var (code, error) = Run("train", "--steps", "20", "--batch-size", "32", "--record-every", "5", "--model", "mlp", "--depth", "2", "--width", "32",
-            "--test-limit", "2000", "--seed", "3", "--out", outDir);
+            "--test-limit", "2000", "--seed", "3", "--log-layers", "--out", outDir);
         Assert.True(code == 0, error);
         Assert.Equal("", error);
         Assert.Equal(["checkpoint.bin", "log.clef", "metrics.jsonl", "model.json", "summary.json"],

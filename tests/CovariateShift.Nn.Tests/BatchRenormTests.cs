@@ -10,6 +10,7 @@ namespace CovariateShift.Nn.Tests;
 /// Input [4, 3, 2, 2] (16 values per channel). Tolerance 1e-4 absolute on outputs and statistics (float32 rounding
 /// on O(1) values); clipping errors would be O(1).
 /// </summary>
+[Collection(TorchGlobalState.Name)]
 public sealed class BatchRenormTests
 {
     private const double Tolerance = 1e-4;

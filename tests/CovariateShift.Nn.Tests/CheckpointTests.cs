@@ -10,6 +10,7 @@ using static TorchSharp.torch;
 namespace CovariateShift.Nn.Tests;
 
 /// <summary>Checkpoint round trips in all three formats, and mismatches reported with names and shapes.</summary>
+[Collection(TorchGlobalState.Name)]
 public sealed class CheckpointTests
 {
     public static TheoryData<string, string> Formats()

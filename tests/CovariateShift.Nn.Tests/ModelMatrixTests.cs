@@ -11,6 +11,7 @@ namespace CovariateShift.Nn.Tests;
 /// forward and backward are finite, every parameter gets a gradient, every leaf module's forward hook fires
 /// (i.e. every leaf is invoked with call()), and all module names are readable dotted paths.
 /// </summary>
+[Collection(TorchGlobalState.Name)]
 public sealed partial class ModelMatrixTests
 {
     private static readonly long[][] Shapes = [[1, 28, 28], [3, 32, 32]];

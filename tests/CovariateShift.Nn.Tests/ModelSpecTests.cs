@@ -6,6 +6,7 @@ using static TorchSharp.torch;
 namespace CovariateShift.Nn.Tests;
 
 /// <summary>JSON model specs: the repository's models/*.json, round trips, and errors that name the file and the field.</summary>
+[Collection(TorchGlobalState.Name)]
 public sealed class ModelSpecTests
 {
     public static TheoryData<string> RepositorySpecs()

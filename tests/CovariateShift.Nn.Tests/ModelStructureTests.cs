@@ -8,6 +8,7 @@ using static TorchSharp.torch;
 namespace CovariateShift.Nn.Tests;
 
 /// <summary>Parameter counts against closed-form formulas, weight initialization statistics, and refused combinations.</summary>
+[Collection(TorchGlobalState.Name)]
 public sealed class ModelStructureTests
 {
     [Theory]

@@ -9,6 +9,7 @@ namespace CovariateShift.Nn.Tests;
 /// Noisy batch norm (Santurkar et al. 2018): training output = s ⊙ BN(x) + m with the paper's noise; evaluation output
 /// is plain BN with running statistics (checked against the formula in <see cref="RunningStatisticsTests"/>).
 /// </summary>
+[Collection(TorchGlobalState.Name)]
 public sealed class NoisyBatchNormTests
 {
     [Fact]

@@ -8,6 +8,7 @@ using static TorchSharp.torch;
 namespace CovariateShift.Nn.Tests;
 
 /// <summary>Which layer <see cref="Norms.Create"/> builds, group counts, initialization and option validation.</summary>
+[Collection(TorchGlobalState.Name)]
 public sealed class NormFactoryTests
 {
     [Theory]

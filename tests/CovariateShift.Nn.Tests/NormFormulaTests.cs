@@ -11,6 +11,7 @@ namespace CovariateShift.Nn.Tests;
 /// β = 0). Tolerance 1e-4 absolute: the layers compute in float32 on O(1) values over at most a few hundred
 /// elements (rounding ~1e-6), while any formula error (wrong axes, unbiased variance, missing eps) is ≥ 1e-3.
 /// </summary>
+[Collection(TorchGlobalState.Name)]
 public sealed class NormFormulaTests
 {
     private const double Tolerance = 1e-4;

@@ -10,6 +10,7 @@ namespace CovariateShift.Nn.Tests;
 /// (running ← (1 − α)·running + α·batch, with the unbiased batch variance as in PyTorch), and the evaluation output
 /// (x − running_mean)/sqrt(running_var + eps)·γ + β. Tolerance 1e-4 absolute (float32 rounding on O(1) values).
 /// </summary>
+[Collection(TorchGlobalState.Name)]
 public sealed class RunningStatisticsTests
 {
     private const double Tolerance = 1e-4;

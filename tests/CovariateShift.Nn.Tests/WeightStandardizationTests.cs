@@ -10,6 +10,7 @@ namespace CovariateShift.Nn.Tests;
 /// and the layers compute with Ŵ. Tolerances: 1e-5 on Ŵ (float32 rounding of O(1) values), 1e-4 on layer outputs
 /// (sums of up to 18 products).
 /// </summary>
+[Collection(TorchGlobalState.Name)]
 public sealed class WeightStandardizationTests
 {
     [Fact]

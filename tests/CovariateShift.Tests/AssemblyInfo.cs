@@ -1,3 +1,2 @@
-// TorchSharp's default random generator (weight initialization, dropout, randn without a generator) is global
-// state shared by every thread; tests that seed it and compare results must not interleave with other tests.
-[assembly: CollectionBehavior(DisableTestParallelization = true)]
+// Test classes that touch TorchSharp's global state (the default random generator, live-tensor counts, the console)
+// are in the TorchGlobalState collection, which runs alone; everything else runs in parallel.

@@ -5,6 +5,7 @@ using static TorchSharp.torch;
 
 namespace CovariateShift.Tests;
 
+[Collection(TorchGlobalState.Name)]
 public sealed class GradientTests
 {
     public static TheoryData<StatisticsEngineKind> Engines => new() { StatisticsEngineKind.Auto, StatisticsEngineKind.Device };

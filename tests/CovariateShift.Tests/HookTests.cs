@@ -82,7 +82,7 @@ public sealed class HookTests
         Assert.Single(notCalled);
         Assert.Equal("block.fc", notCalled[0].Layer);
         Assert.Contains("forward()", notCalled[0].Hint);
-        var warnings = sink.Events.Where(e => CollectingLogSink.Text(e, "AnomalyKind") == nameof(AnomalyKind.LayerNotCalled)).ToList();
+        var warnings = sink.Events.Where(e => CollectingLogSink.Text(e, "Kind") == nameof(AnomalyKind.LayerNotCalled)).ToList();
         Assert.Single(warnings);
         Assert.Equal("block.fc", CollectingLogSink.Text(warnings[0], "Layer"));
     }

@@ -4,6 +4,7 @@ using static TorchSharp.torch;
 namespace CovariateShift.Tests;
 
 [Trait("Category", "Slow")]
+[Collection(TorchGlobalState.Name)]
 public sealed class MemoryTests
 {
     [Theory]

@@ -37,7 +37,7 @@ public sealed class NonFiniteTests
             Assert.True(double.IsFinite(st.Mean));     // moments over the 6 finite values
             Assert.Contains(r.Anomalies, a => a.Layer == "fc" && a.Kind == AnomalyKind.NonFiniteActivation && a.Value == 6);
         }
-        var warnings = sink.Events.Where(e => CollectingLogSink.Text(e, "AnomalyKind") == nameof(AnomalyKind.NonFiniteActivation)).ToList();
+        var warnings = sink.Events.Where(e => CollectingLogSink.Text(e, "Kind") == nameof(AnomalyKind.NonFiniteActivation)).ToList();
         Assert.Contains(warnings, w => CollectingLogSink.Text(w, "Layer") == "fc");
         Assert.Single(warnings, w => CollectingLogSink.Text(w, "Layer") == "fc");   // onset only, not every step
     }
@@ -53,6 +53,6 @@ public sealed class NonFiniteTests
         Assert.Equal(10, st.NanCount);
         Assert.True(double.IsNaN(st.Mean));
         Assert.True(double.IsNaN(st.P50));
-        Assert.Equal(0, st.Histogram.Total);
+        Assert.Equal(0, st.Histogram!.Total);
     }
 }

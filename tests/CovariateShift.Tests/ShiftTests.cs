@@ -8,7 +8,11 @@ namespace CovariateShift.Tests;
 public sealed class ShiftTests
 {
     private static LayerStatistics Stats(double mean, double std, long[] counts, double low = -10, double high = 10) =>
-        new(1000, mean, std, 0, 0, 0, 0, 0, 0, 0, null, 0, 0, null, null, new Histogram(low, high, [.. counts]));
+        new()
+        {
+            Count = 1000, Mean = mean, Std = std, Min = 0, Max = 0, P15 = 0, P50 = 0, P85 = 0, NearZeroFraction = 0, DeadUnitFraction = 0,
+            Histogram = new Histogram(low, high, [.. counts]),
+        };
 
     private static long[] GaussianHistogram(double mu, double sigma, int n, int bins, double low, double high, int seed)
     {

@@ -22,6 +22,7 @@ namespace CovariateShift.Tests;
 /// the averaged He variance stayed within 0.73× to 1.19× of the first layer and the log2 slope within ±0.02 per layer.
 /// </remarks>
 [Trait("Category", "Slow")]
+[Collection(TorchGlobalState.Name)]
 public sealed class SignalPropagationTests(ITestOutputHelper output)
 {
     private const int Depth = 30;

@@ -8,6 +8,7 @@ using static TorchSharp.torch;
 
 namespace CovariateShift.Tests;
 
+[Collection(TorchGlobalState.Name)]
 public sealed class SinkTests : IDisposable
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("covshift-sinks-").FullName;
@@ -55,21 +56,21 @@ public sealed class SinkTests : IDisposable
             Assert.Equal(layer.Statistics.P50, CollectingLogSink.Scalar(e, "P50"));
             Assert.Equal(layer.Shift!.MeanDrift, CollectingLogSink.Scalar(e, "MeanDrift"));
             Assert.Equal(layer.Shift.VarianceRatio, CollectingLogSink.Scalar(e, "VarianceRatio"));
-            Assert.Equal(layer.Shift.KlDivergence, CollectingLogSink.Scalar(e, "KL"));
-            Assert.Equal(layer.Shift.JensenShannon, CollectingLogSink.Scalar(e, "JS"));
+            Assert.Equal(layer.Shift.KlDivergence, CollectingLogSink.Scalar(e, "KlDivergence"));
+            Assert.Equal(layer.Shift.JensenShannon, CollectingLogSink.Scalar(e, "JensenShannon"));
             Assert.Contains("{Layer}", e.MessageTemplate.Text);   // a template, not interpolated text
         }
         var fc1 = layerEvents.Single(ev => CollectingLogSink.Text(ev, "Layer") == "fc1");
         Assert.Equal(record.Layers[0].Gradients!.GradNorm, CollectingLogSink.Scalar(fc1, "GradNorm"));
         var act = layerEvents.Single(ev => CollectingLogSink.Text(ev, "Layer") == "act");
-        Assert.Equal(record.Layers[1].Statistics!.SaturatedFraction!.Value, CollectingLogSink.Scalar(act, "Saturated"));
+        Assert.Equal(record.Layers[1].Statistics!.SaturatedFraction!.Value, CollectingLogSink.Scalar(act, "SaturatedFraction"));
 
         var summaries = sink.Events.Where(e => e.Level == LogEventLevel.Information).ToList();
         Assert.Equal(2, summaries.Count);
         Assert.Equal(record.Loss!.Value, CollectingLogSink.Scalar(summaries[1], "Loss"));
         Assert.Equal(3, CollectingLogSink.Scalar(summaries[1], "LayerCount"));
         var maxDrift = record.Layers.MaxBy(l => l.Shift!.MeanDrift)!;
-        Assert.Equal(maxDrift.Layer, CollectingLogSink.Text(summaries[1], "MaxDriftLayer"));
+        Assert.Equal(maxDrift.Layer, CollectingLogSink.Text(summaries[1], "MaxMeanDriftLayer"));
         Assert.Equal(maxDrift.Shift!.MeanDrift, CollectingLogSink.Scalar(summaries[1], "MaxMeanDrift"));
     }
 
@@ -87,7 +88,7 @@ public sealed class SinkTests : IDisposable
         var saturated = Assert.Single(r.Anomalies, a => a.Kind == AnomalyKind.Saturated);
         Assert.Equal("act", saturated.Layer);
         Assert.Equal(r.Layers[1].Statistics!.SaturatedFraction!.Value, saturated.Value);
-        var w = Assert.Single(sink.Events, e => CollectingLogSink.Text(e, "AnomalyKind") == nameof(AnomalyKind.Saturated));
+        var w = Assert.Single(sink.Events, e => CollectingLogSink.Text(e, "Kind") == nameof(AnomalyKind.Saturated));
         Assert.Equal(LogEventLevel.Warning, w.Level);
         Assert.Equal("act", CollectingLogSink.Text(w, "Layer"));
         Assert.Contains("normalize", CollectingLogSink.Text(w, "Hint"));
@@ -100,7 +101,7 @@ public sealed class SinkTests : IDisposable
         var path = Path.Combine(_dir, "run", "metrics.jsonl");
         var model = SmallModel();
         var opt = optim.SGD(model.parameters(), 0.1);
-        var monitor = ActivationMonitor.Attach(model, new MonitorOptions { JsonLinesPath = path, RecordEvery = 2 });
+        var monitor = ActivationMonitor.Attach(model, new MonitorOptions { JsonLinesPath = path, RecordEvery = 2, JsonLinesHistogramEvery = 2 });
         var x = randn(16, 6);
         var y = randint(0, 3, [16]);
         var records = new List<StepRecord>();
@@ -127,9 +128,11 @@ public sealed class SinkTests : IDisposable
             Assert.Equal(expected.Step, e.GetProperty("step").GetInt64());
             Assert.Equal(expected.Layer, e.GetProperty("layer").GetString());
             Assert.Equal(expected.Statistics!.Mean, JsonLinesSink.ReadNumber(e.GetProperty("mean")));
-            Assert.Equal(expected.Statistics.Histogram.Counts, e.GetProperty("hist").GetProperty("counts").EnumerateArray().Select(c => c.GetInt64()));
+            Assert.Equal(2, e.GetProperty("version").GetInt32());
+            if (i / 3 % 2 == 0) Assert.Equal(expected.Statistics.Histogram!.Counts, e.GetProperty("histogram").GetProperty("counts").EnumerateArray().Select(c => c.GetInt64()));
+            else Assert.Equal(JsonValueKind.Null, e.GetProperty("histogram").ValueKind);   // histograms every 2nd record
             Assert.Equal(records[i / 3].Loss!.Value, JsonLinesSink.ReadNumber(e.GetProperty("loss")));
-            if (i >= 3) Assert.Equal(expected.Shift!.KlDivergence, JsonLinesSink.ReadNumber(e.GetProperty("shift").GetProperty("kl")));
+            if (i >= 3) Assert.Equal(expected.Shift!.KlDivergence, JsonLinesSink.ReadNumber(e.GetProperty("shift").GetProperty("kl_divergence")));
             else Assert.Equal(JsonValueKind.Null, e.GetProperty("shift").ValueKind);
         }
         monitor.Dispose();
@@ -149,7 +152,7 @@ public sealed class SinkTests : IDisposable
         using var doc = JsonDocument.Parse(File.ReadAllLines(path).Single());
         Assert.Equal("NaN", doc.RootElement.GetProperty("mean").GetString());
         Assert.True(double.IsNaN(JsonLinesSink.ReadNumber(doc.RootElement.GetProperty("mean"))));
-        Assert.Equal(4, doc.RootElement.GetProperty("nan").GetInt64());
+        Assert.Equal(4, doc.RootElement.GetProperty("nan_count").GetInt64());
     }
 
     [Fact]

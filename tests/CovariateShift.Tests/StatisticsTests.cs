@@ -6,6 +6,7 @@ using static TorchSharp.torch;
 namespace CovariateShift.Tests;
 
 /// <summary>Every statistic against an independent double-precision computation, for both engine paths.</summary>
+[Collection(TorchGlobalState.Name)]
 public sealed class StatisticsTests
 {
     // Tolerances: moments are accumulated in float per chunk and double overall (CPU path) or in double (device path);
@@ -63,9 +64,9 @@ public sealed class StatisticsTests
         AssertClose(Reference.Percentile(finite, 0.85), s.P85, 1e-6, "p85");
         // Histogram: the documented range rule, then independent binning of every finite value.
         double min = finite.Min(), max = finite.Max(), span = max - min;
-        Assert.Equal(min - span / 2, s.Histogram.Low, 5);
-        Assert.Equal(max + span / 2, s.Histogram.High, 5);
-        Assert.Equal(Reference.Histogram(finite, s.Histogram.Low, s.Histogram.High, 32), s.Histogram.Counts);
+        Assert.Equal(min - span / 2, s.Histogram!.Low, 5);
+        Assert.Equal(max + span / 2, s.Histogram!.High, 5);
+        Assert.Equal(Reference.Histogram(finite, s.Histogram!.Low, s.Histogram!.High, 32), s.Histogram!.Counts);
     }
 
     [Theory]
@@ -93,8 +94,8 @@ public sealed class StatisticsTests
         var sig = RecordOnce(nn.Sequential(("act", nn.Sigmoid())), x, new MonitorOptions { Engine = engine }, "act");
         var sigOut = input.Select(v => 1 / (1 + Math.Exp(-v))).ToArray();
         Assert.Equal(sigOut.Count(v => v <= 0.01 || v >= 0.99) / (double)sigOut.Length, sig.SaturatedFraction!.Value, 3);
-        Assert.Equal(0.0, sig.Histogram.Low);
-        Assert.Equal(1.0, sig.Histogram.High);
+        Assert.Equal(0.0, sig.Histogram!.Low);
+        Assert.Equal(1.0, sig.Histogram!.High);
 
         var tanh = RecordOnce(nn.Sequential(("act", nn.Tanh())), x, new MonitorOptions { Engine = engine }, "act");
         var tanhOut = input.Select(Math.Tanh).ToArray();
@@ -113,7 +114,7 @@ public sealed class StatisticsTests
         Assert.InRange(s.P15 - Reference.Percentile(all, 0.15), -0.15, 0.15);
         Assert.InRange(s.P50 - Reference.Percentile(all, 0.50), -0.15, 0.15);
         Assert.InRange(s.P85 - Reference.Percentile(all, 0.85), -0.15, 0.15);
-        Assert.Equal(2048, s.Histogram.Total);
+        Assert.Equal(2048, s.Histogram!.Total);
         // Mean and std use every element: exact.
         AssertClose(Reference.Mean(all), s.Mean, Relative, "mean");
         AssertClose(Reference.Std(all), s.Std, Relative, "std");
@@ -151,7 +152,7 @@ public sealed class StatisticsTests
         var (sq, var) = Reference.ChannelStatistics(v, 256, 8, 26 * 26);
         AssertClose(sq, s.ChannelSquaredMean!.Value, 1e-4, "channel squared mean");
         AssertClose(var, s.ChannelVariance!.Value, 1e-4, "channel variance");
-        Assert.Equal(Reference.Histogram(v, s.Histogram.Low, s.Histogram.High, 64), s.Histogram.Counts);
+        Assert.Equal(Reference.Histogram(v, s.Histogram!.Low, s.Histogram!.High, 64), s.Histogram!.Counts);
     }
 
     [Fact]
@@ -161,11 +162,11 @@ public sealed class StatisticsTests
         var model = nn.Sequential(("id", nn.Identity()));
         using var monitor = ActivationMonitor.Attach(model, new MonitorOptions { HistogramBins = 10 });
         using (var s1 = NewDisposeScope()) model.call(linspace(-1, 1, 101));
-        var first = monitor.Step()!.Layers[0].Statistics!.Histogram;
+        var first = monitor.Step()!.Layers[0].Statistics!.Histogram!;
         Assert.Equal(-2.0, first.Low, 6);     // min - span/2
         Assert.Equal(2.0, first.High, 6);
         using (var s2 = NewDisposeScope()) model.call(tensor(new float[] { -5, -1.5f, 0.1f, 1.9f, 2f, 7 }));
-        var second = monitor.Step()!.Layers[0].Statistics!.Histogram;
+        var second = monitor.Step()!.Layers[0].Statistics!.Histogram!;
         Assert.Equal(first.Low, second.Low);
         Assert.Equal(first.High, second.High);
         Assert.Equal(1, second.Underflow);       // -5

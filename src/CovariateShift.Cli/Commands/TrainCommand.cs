@@ -1,6 +1,8 @@
 using System.CommandLine;
 using System.Globalization;
 using CovariateShift.Nn.Checkpoints;
+using CovariateShift.Records;
+using CovariateShift.Schema;
 using CovariateShift.Nn.Models;
 using CovariateShift.Nn.Normalization;
 using CovariateShift.Training.Analysis;
@@ -9,6 +11,7 @@ using CovariateShift.Training.Runtime;
 using CovariateShift.Training.Training;
 using Serilog;
 using Serilog.Events;
+using Serilog.Filters;
 using Serilog.Formatting.Compact;
 using TorchSharp;
 
@@ -53,13 +56,14 @@ internal static class TrainCommand
         var recordEvery = new Option<int>("--record-every") { Description = "The monitor records every K-th step.", DefaultValueFactory = _ => 10 }.AtLeast(1);
         var evalEvery = new Option<int>("--eval-every") { Description = "Evaluate on the test set every K steps; 0 = only at the end.", DefaultValueFactory = _ => 0 }.AtLeast(0);
         var logEvery = new Option<int>("--log-every") { Description = "Log the training loss every K steps.", DefaultValueFactory = _ => 50 }.AtLeast(1);
+        var logLayers = new Option<bool>("--log-layers") { Description = "Also write the monitor's per-layer Debug events to log.clef (about 1 KB per layer per record; metrics.jsonl has the same values)." };
         var seed = new Option<int>("--seed") { Description = "Seed of the initialization and the shuffling.", DefaultValueFactory = _ => 0 };
         var device = new Option<string>("--device") { Description = "auto, cpu or cuda.", DefaultValueFactory = _ => "auto" };
         var output = new Option<string>("--out") { Description = "Output directory (created; an existing file is refused).", Required = true };
         var cmd = new Command("train", "Train a model on Fashion-MNIST with the monitor attached; writes metrics.jsonl, log.clef, model.json, checkpoint.bin and summary.json to --out.")
         {
             model, norm, depth, width, activation, init, placement, groups, dataset, dataDir, trainLimit, testLimit,
-            steps, batch, lr, momentum, weightDecay, recordEvery, evalEvery, logEvery, seed, device, output,
+            steps, batch, lr, momentum, weightDecay, recordEvery, evalEvery, logEvery, logLayers, seed, device, output,
         };
         cmd.SetAction(parse => CliRunner.Run(() =>
         {
@@ -123,7 +127,7 @@ internal static class TrainCommand
                 torch.manual_seed(seedValue);
                 using var net = ModelZoo.Create(spec);
                 CreateOutputDirectory(outArg, runDir, spec);
-                using var log = CreateLogger(runDir);
+                using var log = CreateLogger(runDir, parse.GetValue(logLayers));
                 log.Information("covshift train: {Model} ({Architecture}, norm {Norm}, init {Init}) -> {OutputDirectory}",
                     parse.GetValue(model), spec.Architecture, spec.Norm.ToCliName(), spec.Init.ToCliName(), runDir);
                 var result = new Trainer(options with { Logger = log, OutputDirectory = runDir }).Train(net, train, test);
@@ -158,7 +162,7 @@ internal static class TrainCommand
         Console.WriteLine("|---|---|---|---|---|---|---|");
         foreach (var (spec, result) in runs)
         {
-            var rows = result.MetricsPath is { } path ? MetricsFile.Read(path) : [];
+            var rows = result.MetricsPath is { } path ? MetricsReader.Read(path).Layers : [];
             var hidden = rows.Any(IsHiddenActivation) ? ShiftSummary.Compute(rows, IsHiddenActivation) : null;
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"| {spec.Norm.ToCliName()} | {result.TestAccuracy:F4} | {result.FinalTrainLoss:F4} | {hidden?.MeanJensenShannon:F4} | {hidden?.MeanRelativeDrift:F4} | {hidden?.MeanAbsLogVarianceRatio:F4} | {hidden?.LastLayerStd.First:F3} -> {hidden?.LastLayerStd.Last:F3} |"));
@@ -166,7 +170,7 @@ internal static class TrainCommand
     }
 
     /// <summary>The output of a hidden layer's activation function (not the head).</summary>
-    private static bool IsHiddenActivation(MetricsRow row) => row.Layer.EndsWith(".act", StringComparison.Ordinal) || row.Layer.EndsWith(".act2", StringComparison.Ordinal);
+    private static bool IsHiddenActivation(LayerRecord row) => row.Layer.EndsWith(".act", StringComparison.Ordinal) || row.Layer.EndsWith(".act2", StringComparison.Ordinal);
 
     /// <summary>The full path of --out; refuses an existing file, or a path below one.</summary>
     private static string CheckOutputDirectory(string outArg)
@@ -203,22 +207,25 @@ internal static class TrainCommand
     }
 
     /// <summary>
-    /// Everything from Debug up (the monitor's per-layer events included) to log.clef as compact JSON; Information and
-    /// up to the console, except the monitor's per-step summaries (its warnings are shown).
+    /// Debug and up to log.clef as compact JSON, except the monitor's per-layer Debug events (metrics.jsonl holds the
+    /// same values) unless <paramref name="logLayers"/>; Information and up to the console, except the monitor's
+    /// per-step summaries (its warnings are shown). The monitor's events are told apart by their source context
+    /// (<see cref="ActivationMonitor.LogSourceContext"/>).
     /// </summary>
-    private static Serilog.Core.Logger CreateLogger(string outDir) =>
+    private static Serilog.Core.Logger CreateLogger(string outDir, bool logLayers) =>
         new LoggerConfiguration()
             .MinimumLevel.Debug()
-            .WriteTo.File(new CompactJsonFormatter(), Path.Combine(outDir, LogFileName))
+            .WriteTo.Logger(file => file
+                .Filter.ByExcluding(e => !logLayers && e.Level < LogEventLevel.Information && FromMonitor(e))
+                .WriteTo.File(new CompactJsonFormatter(), Path.Combine(outDir, LogFileName)))
             .WriteTo.Logger(console => console
                 .Filter.ByExcluding(IsMonitorDetail)
                 .WriteTo.Console(restrictedToMinimumLevel: LogEventLevel.Information, formatProvider: CultureInfo.InvariantCulture))
             .CreateLogger();
 
-    private static bool IsMonitorDetail(LogEvent e) =>
-        e.Level < LogEventLevel.Warning
-        && e.Properties.TryGetValue(Serilog.Core.Constants.SourceContextPropertyName, out var source)
-        && source is ScalarValue { Value: "CovariateShift" };
+    private static readonly Func<LogEvent, bool> FromMonitor = Matching.FromSource(ActivationMonitor.LogSourceContext);
+
+    private static bool IsMonitorDetail(LogEvent e) => e.Level < LogEventLevel.Warning && FromMonitor(e);
 
     private static Option<int?> PositiveIfGiven(this Option<int?> option)
     {

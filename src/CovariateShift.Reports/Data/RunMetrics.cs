@@ -12,15 +12,8 @@ public sealed record LayerInfo(string Name, string Type);
 /// first and overflow last; null where the layer has no histogram at that step.</param>
 public sealed record LayerHistograms(double Low, double High, IReadOnlyList<int[]?> Counts)
 {
-    /// <summary>Whether step index <paramref name="step"/> has counts, without reading them.</summary>
-    public bool Has(int step) => Counts is IHistogramPresence p ? p.Has(step) : Counts[step] is not null;
-}
-
-/// <summary>A list of histogram counts that can say whether an entry exists without materializing it.</summary>
-internal interface IHistogramPresence
-{
-    /// <summary>Whether entry <paramref name="index"/> exists.</summary>
-    bool Has(int index);
+    /// <summary>Whether step index <paramref name="step"/> has counts.</summary>
+    public bool Has(int step) => Counts[step] is not null;
 }
 
 /// <summary>

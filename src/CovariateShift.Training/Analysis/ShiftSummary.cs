@@ -1,3 +1,5 @@
+using CovariateShift.Records;
+
 namespace CovariateShift.Training.Analysis;
 
 /// <summary>
@@ -16,17 +18,20 @@ public sealed record ShiftSummary(
     string LastLayer, (double First, double Last) LastLayerStd)
 {
     /// <summary>
-    /// Summarizes the rows of the layers selected by <paramref name="include"/> (in file order; the deepest is the one
-    /// that appears last at a step).
+    /// Summarizes the records of the layers selected by <paramref name="include"/> (in file order; the deepest is the
+    /// one that appears last at a step), e.g. <c>MetricsReader.Read(path).Layers</c>. Records without statistics (the
+    /// layer did not run) or with a non-finite mean are left out.
     /// </summary>
-    /// <exception cref="ArgumentException">No row matches.</exception>
-    public static ShiftSummary Compute(IReadOnlyList<MetricsRow> rows, Func<MetricsRow, bool> include)
+    /// <exception cref="ArgumentException">No record matches.</exception>
+    public static ShiftSummary Compute(IReadOnlyList<LayerRecord> records, Func<LayerRecord, bool> include)
     {
-        var selected = rows.Where(include).Where(r => double.IsFinite(r.Mean)).ToList();
-        if (selected.Count == 0) throw new ArgumentException("No metrics row matches the layer selection; nothing to summarize.");
+        ArgumentNullException.ThrowIfNull(records);
+        ArgumentNullException.ThrowIfNull(include);
+        var selected = records.Where(include).Where(r => r.Statistics is { } s && double.IsFinite(s.Mean)).ToList();
+        if (selected.Count == 0) throw new ArgumentException("No metrics record matches the layer selection; nothing to summarize.", nameof(include));
         var layers = selected.Select(r => r.Layer).Distinct().ToList();
-        var withShift = selected.Where(r => r.JensenShannon is not null && r.MeanDrift is not null && r.VarianceRatio is not null).ToList();
-        double Average(IEnumerable<double> values)
+        var withShift = selected.Where(r => r.Shift is not null).ToList();
+        static double Average(IEnumerable<double> values)
         {
             var finite = values.Where(double.IsFinite).ToList();
             return finite.Count > 0 ? finite.Average() : double.NaN;
@@ -36,10 +41,10 @@ public sealed record ShiftSummary(
         return new ShiftSummary(
             layers,
             withShift.Count,
-            Average(withShift.Select(r => r.JensenShannon!.Value)),
-            Average(withShift.Select(r => r.MeanDrift!.Value / r.Std)),
-            Average(withShift.Select(r => Math.Abs(Math.Log(r.VarianceRatio!.Value)))),
+            Average(withShift.Select(r => r.Shift!.JensenShannon)),
+            Average(withShift.Select(r => r.Shift!.MeanDrift / r.Statistics!.Std)),
+            Average(withShift.Select(r => Math.Abs(Math.Log(r.Shift!.VarianceRatio)))),
             last,
-            (lastRows[0].Std, lastRows[^1].Std));
+            (lastRows[0].Statistics!.Std, lastRows[^1].Statistics!.Std));
     }
 }

@@ -35,7 +35,7 @@ public static class AnomalyDetector
 
             if (s.DeadUnitFraction > MajorityFraction)
             {
-                yield return new Anomaly(step, layer, AnomalyKind.MostlyNearZero, s.DeadUnitFraction,
+                yield return new Anomaly(step, layer, AnomalyKind.DeadUnits, s.DeadUnitFraction,
                     $"{s.DeadUnitFraction:P0} of the units are within {options.NearZeroThreshold} of zero for the whole batch: dead ReLUs or a collapsed signal. Check the initialization and learning rate; normalization before the activation or a leaky activation may help.");
             }
 

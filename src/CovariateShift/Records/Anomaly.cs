@@ -11,8 +11,9 @@ public enum AnomalyKind
     VanishingGradient,
     /// <summary>Gradient norm above <see cref="MonitorOptions.ExplodingGradientThreshold"/>.</summary>
     ExplodingGradient,
-    /// <summary>More than half of the units (features or channels) are near zero for the whole batch.</summary>
-    MostlyNearZero,
+    /// <summary>More than half of the units (features or channels) are dead: near zero for the whole batch
+    /// (<see cref="LayerStatistics.DeadUnitFraction"/> above one half).</summary>
+    DeadUnits,
     /// <summary>More than half of a sigmoid/tanh output is saturated.</summary>
     Saturated,
     /// <summary>Variance ratio to the previous recorded step outside [0.5, 2].</summary>

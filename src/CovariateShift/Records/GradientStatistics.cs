@@ -1,3 +1,5 @@
+using System.Text.Json.Serialization;
+
 namespace CovariateShift.Records;
 
 /// <summary>
@@ -20,5 +22,6 @@ public sealed record GradientStatistics(
     public double? UpdateToWeightRatio => UpdateNorm is { } u && WeightNorm > 0 ? u / WeightNorm : null;
 
     /// <summary>True when the gradient norm is NaN or infinite.</summary>
+    [JsonIgnore]
     public bool IsNonFinite => !double.IsFinite(GradNorm);
 }

@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using System.Text.Json.Serialization;
 
 namespace CovariateShift.Records;
 
@@ -12,18 +13,23 @@ namespace CovariateShift.Records;
 public sealed record Histogram(double Low, double High, ImmutableArray<long> Counts)
 {
     /// <summary>Number of interior bins (without underflow and overflow).</summary>
+    [JsonIgnore]
     public int Bins => Counts.Length - 2;
 
     /// <summary>Width of one interior bin.</summary>
+    [JsonIgnore]
     public double BinWidth => (High - Low) / Bins;
 
     /// <summary>Total number of values counted (all bins, underflow and overflow included).</summary>
+    [JsonIgnore]
     public long Total => Counts.Sum();
 
     /// <summary>Values below <see cref="Low"/>.</summary>
+    [JsonIgnore]
     public long Underflow => Counts[0];
 
     /// <summary>Values at or above <see cref="High"/>.</summary>
+    [JsonIgnore]
     public long Overflow => Counts[^1];
 
     /// <summary>Lower edge of interior bin <paramref name="bin"/> (0-based).</summary>

@@ -1,3 +1,5 @@
+using System.Text.Json.Serialization;
+
 namespace CovariateShift.Records;
 
 /// <summary>
@@ -13,46 +15,66 @@ namespace CovariateShift.Records;
 /// stratified sample of at most <see cref="MonitorOptions.SampleSize"/> elements (exact when the output is
 /// no larger than the sample).
 /// </remarks>
-/// <param name="Count">Number of elements in the output tensor.</param>
-/// <param name="Mean">Mean of the finite elements.</param>
-/// <param name="Std">Population standard deviation (divisor n) of the finite elements.</param>
-/// <param name="Min">Smallest finite element.</param>
-/// <param name="Max">Largest finite element.</param>
-/// <param name="P15">15th percentile (linear interpolation between order statistics, as numpy's default).</param>
-/// <param name="P50">Median.</param>
-/// <param name="P85">85th percentile.</param>
-/// <param name="NearZeroFraction">Fraction of all elements with |x| &lt;= <see cref="MonitorOptions.NearZeroThreshold"/> (fastai's near_zero).</param>
-/// <param name="DeadUnitFraction">Fraction of the units along dimension 1 (features of [N, F], channels of [N, C, ...]; a 1-D
-/// output is one unit) whose every element in the batch is near zero: dead ReLUs, collapsed channels.</param>
-/// <param name="SaturatedFraction">For sigmoid and tanh layers: fraction of elements within 1% of the output range of a bound
-/// (sigmoid: x &lt;= 0.01 or x &gt;= 0.99; tanh: |x| &gt;= 0.98). Null for other layers.</param>
-/// <param name="NanCount">Number of NaN elements.</param>
-/// <param name="InfCount">Number of +Inf or -Inf elements.</param>
-/// <param name="ChannelSquaredMean">4-D outputs [N, C, H, W] only: mean over channels of the squared channel mean
-/// (channel mean over N, H, W), Brock et al. 2021. Null otherwise.</param>
-/// <param name="ChannelVariance">4-D outputs only: mean over channels of the channel variance (divisor N*H*W). Null otherwise.</param>
-/// <param name="Histogram">Histogram of the sampled finite values with the layer's fixed edges.</param>
-public sealed record LayerStatistics(
-    long Count,
-    double Mean,
-    double Std,
-    double Min,
-    double Max,
-    double P15,
-    double P50,
-    double P85,
-    double NearZeroFraction,
-    double DeadUnitFraction,
-    double? SaturatedFraction,
-    long NanCount,
-    long InfCount,
-    double? ChannelSquaredMean,
-    double? ChannelVariance,
-    Histogram Histogram)
+public sealed record LayerStatistics
 {
+    /// <summary>Number of elements in the output tensor.</summary>
+    public required long Count { get; init; }
+
+    /// <summary>Mean of the finite elements.</summary>
+    public required double Mean { get; init; }
+
+    /// <summary>Population standard deviation (divisor n) of the finite elements.</summary>
+    public required double Std { get; init; }
+
+    /// <summary>Smallest finite element.</summary>
+    public required double Min { get; init; }
+
+    /// <summary>Largest finite element.</summary>
+    public required double Max { get; init; }
+
+    /// <summary>15th percentile (linear interpolation between order statistics, as numpy's default).</summary>
+    public required double P15 { get; init; }
+
+    /// <summary>Median.</summary>
+    public required double P50 { get; init; }
+
+    /// <summary>85th percentile.</summary>
+    public required double P85 { get; init; }
+
+    /// <summary>Fraction of all elements with |x| &lt;= <see cref="MonitorOptions.NearZeroThreshold"/> (fastai's near_zero).</summary>
+    public required double NearZeroFraction { get; init; }
+
+    /// <summary>Fraction of the units along dimension 1 (features of [N, F], channels of [N, C, ...]; a 1-D output is one
+    /// unit) whose every element in the batch is near zero: dead ReLUs, collapsed channels.</summary>
+    public required double DeadUnitFraction { get; init; }
+
+    /// <summary>For sigmoid and tanh layers: fraction of elements within 1% of the output range of a bound (sigmoid:
+    /// x &lt;= 0.01 or x &gt;= 0.99; tanh: |x| &gt;= 0.98). Null for other layers.</summary>
+    public double? SaturatedFraction { get; init; }
+
+    /// <summary>Number of NaN elements.</summary>
+    public long NanCount { get; init; }
+
+    /// <summary>Number of +Inf or -Inf elements.</summary>
+    public long InfCount { get; init; }
+
+    /// <summary>4-D outputs [N, C, H, W] only: mean over channels of the squared channel mean (channel mean over N, H,
+    /// W), Brock et al. 2021. Null otherwise.</summary>
+    public double? ChannelSquaredMean { get; init; }
+
+    /// <summary>4-D outputs only: mean over channels of the channel variance (divisor N*H*W). Null otherwise.</summary>
+    public double? ChannelVariance { get; init; }
+
+    /// <summary>Histogram of the sampled finite values with the layer's fixed edges. Always set in the monitor's
+    /// records; null in records read from a metrics file line written without one (see
+    /// <see cref="MonitorOptions.JsonLinesHistogramEvery"/>).</summary>
+    public Histogram? Histogram { get; init; }
+
     /// <summary>Population variance of the finite elements.</summary>
+    [JsonIgnore]
     public double Variance => Std * Std;
 
     /// <summary>True when the output held at least one NaN or Inf.</summary>
+    [JsonIgnore]
     public bool HasNonFinite => NanCount > 0 || InfCount > 0;
 }

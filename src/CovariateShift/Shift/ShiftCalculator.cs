@@ -14,19 +14,22 @@ public static class ShiftCalculator
     /// <summary>Pseudo-count added to every histogram bin before the KL divergence (Krichevsky-Trofimov / Jeffreys prior).</summary>
     public const double KlPseudoCount = 0.5;
 
-    /// <summary>Shift of <paramref name="current"/> relative to <paramref name="earlier"/>.</summary>
+    /// <summary>Shift of <paramref name="current"/> relative to <paramref name="earlier"/>. The histogram metrics are NaN
+    /// when either has no histogram (a record read from a metrics line written without one).</summary>
     /// <exception cref="ArgumentException">The histograms have different edges (they come from different layers).</exception>
     public static ShiftMetrics Compute(LayerStatistics current, LayerStatistics earlier)
     {
         ArgumentNullException.ThrowIfNull(current);
         ArgumentNullException.ThrowIfNull(earlier);
-        var p = current.Histogram;
-        var q = earlier.Histogram;
+        double drift = Math.Abs(current.Mean - earlier.Mean);
+        double ratio = current.Variance / (earlier.Variance + VarianceEpsilon);
+        if (current.Histogram is not { } p || earlier.Histogram is not { } q)
+            return new ShiftMetrics(drift, ratio, double.NaN, double.NaN, double.NaN);
         if (p.Counts.Length != q.Counts.Length || p.Low != q.Low || p.High != q.High)
             throw new ArgumentException($"Histograms are not comparable: [{p.Low}, {p.High}) with {p.Bins} bins vs [{q.Low}, {q.High}) with {q.Bins} bins.");
         return new ShiftMetrics(
-            MeanDrift: Math.Abs(current.Mean - earlier.Mean),
-            VarianceRatio: current.Variance / (earlier.Variance + VarianceEpsilon),
+            MeanDrift: drift,
+            VarianceRatio: ratio,
             KlDivergence: KlDivergence(p.Counts.AsSpan(), q.Counts.AsSpan()),
             JensenShannon: JensenShannon(p.Counts.AsSpan(), q.Counts.AsSpan()),
             Wasserstein1: Wasserstein1(p.Counts.AsSpan(), q.Counts.AsSpan(), p.BinWidth));

@@ -1,135 +1,141 @@
-using System.Text;
 using System.Text.Json;
 using CovariateShift.Records;
+using CovariateShift.Schema;
 
 namespace CovariateShift.Sinks;
 
 /// <summary>
-/// Writes one JSON object per layer per recorded step to a JSON Lines file. A step's lines are serialized in memory
-/// first and then written with one write and a flush, so after a crash the file holds whole lines of every finished
-/// step (at most the step in progress is lost). Non-finite numbers are written as the strings "NaN", "Infinity",
-/// "-Infinity" (JSON has no such numbers).
+/// Writes one JSON object per layer per recorded step to a JSON Lines file (schema in <see cref="MetricsLine"/>:
+/// the record property names in snake_case, a <c>version</c> field, non-finite numbers as "NaN", "Infinity",
+/// "-Infinity"). A step's lines are serialized in memory first and then written with one write and a flush; when the
+/// write fails (a full disk) the file is cut back to the end of the last whole step before the error is passed on,
+/// so the file holds whole lines only. The file is opened exclusively: a second writer (another monitor) is refused.
 /// </summary>
-/// <remarks>Fields: step, layer, type, called, loss; when called: count, mean, std, min, max, p15, p50, p85, near_zero, dead_units,
-/// saturated (null unless sigmoid/tanh), nan, inf, channel_sq_mean and channel_var (null unless 4-D),
-/// hist {low, high, counts (underflow first, overflow last)}; shift and ref_shift {mean_drift, variance_ratio, kl, js, w1}
-/// or null; grad {norm, weight_norm, ratio, update_norm, update_ratio} or null.</remarks>
 public sealed class JsonLinesSink : IStepSink
 {
-    private readonly FileStream _stream;
-    private readonly MemoryStream _buffer = new();
     private static readonly byte[] NewLine = "\n"u8.ToArray();
 
-    /// <summary>Creates (or truncates) the file at <paramref name="path"/>; its directory is created when missing.</summary>
-    /// <exception cref="IOException">The file cannot be created; the message names the path.</exception>
-    public JsonLinesSink(string path)
+    /// <summary>Full paths of the metrics files open in this process (record locks do not separate writers of one process).</summary>
+    private static readonly HashSet<string> OpenPaths = [];
+    private readonly Stream _stream;
+    private readonly MemoryStream _buffer = new();
+    private readonly int _histogramEvery;
+    private long _written;
+    private long _committed;
+    private bool _disposed;
+    private bool _registered;
+
+    /// <summary>Creates (or truncates) the file at <paramref name="path"/>, its directory when missing, and holds it
+    /// exclusively until disposed.</summary>
+    /// <param name="path">The metrics file.</param>
+    /// <param name="histogramEvery">Write histogram counts every this many recorded steps (the first included); other
+    /// lines carry <c>"histogram": null</c>.</param>
+    /// <exception cref="IOException">The file cannot be created, or another writer holds it; the message names the path.</exception>
+    public JsonLinesSink(string path, int histogramEvery = 1)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        ArgumentOutOfRangeException.ThrowIfLessThan(histogramEvery, 1);
         Path = System.IO.Path.GetFullPath(path);
+        _histogramEvery = histogramEvery;
+        lock (OpenPaths)
+        {
+            if (!OpenPaths.Add(Path))
+                throw new IOException($"The metrics file '{Path}' is already being written by another monitor in this process; give each monitor its own JsonLinesPath.");
+            _registered = true;
+        }
+        FileStream? stream = null;
         try
         {
             var dir = System.IO.Path.GetDirectoryName(Path);
             if (!string.IsNullOrEmpty(dir)) Directory.CreateDirectory(dir);
-            _stream = new FileStream(Path, FileMode.Create, FileAccess.Write, FileShare.Read);
+            // No FileStream buffer: each step is one write of whole lines. Readers may open the file while it is written.
+            stream = new FileStream(Path, FileMode.OpenOrCreate, FileAccess.Write, FileShare.Read, bufferSize: 0);
+            // A write lock on the whole file (a POSIX record lock on Unix: other processes' writers are refused, readers
+            // are not affected), taken before truncating so that a refused writer does not empty the file.
+            try
+            {
+                if (!OperatingSystem.IsMacOS()) stream.Lock(0, long.MaxValue);   // unsupported there: the in-process check only
+            }
+            catch (IOException e)
+            {
+                throw new LockedException($"The metrics file '{Path}' is already being written by another process; give each monitor its own JsonLinesPath.", e);
+            }
+            stream.SetLength(0);
+            _stream = stream;
+        }
+        catch (LockedException e)
+        {
+            stream?.Dispose();
+            Release();
+            throw new IOException(e.Message, e.InnerException);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
+            stream?.Dispose();
+            Release();
             throw new IOException($"Cannot write the metrics file '{Path}': {e.Message} Expected a writable file path.", e);
         }
+    }
+
+    private sealed class LockedException(string message, Exception inner) : Exception(message, inner);
+
+    private void Release()
+    {
+        if (!_registered) return;
+        _registered = false;
+        lock (OpenPaths) OpenPaths.Remove(Path);
+    }
+
+    /// <summary>Writes to <paramref name="stream"/> (tests: a stream that fails like a full disk). The sink owns it.</summary>
+    internal JsonLinesSink(Stream stream, string path, int histogramEvery = 1)
+    {
+        _stream = stream;
+        Path = path;
+        _histogramEvery = histogramEvery;
+        _committed = stream.Length;
     }
 
     /// <summary>Full path of the file.</summary>
     public string Path { get; }
 
     /// <inheritdoc />
+    public string Target => Path;
+
+    /// <inheritdoc />
     public void Write(StepRecord record)
     {
+        ArgumentNullException.ThrowIfNull(record);
+        bool histograms = _written++ % _histogramEvery == 0;
         _buffer.SetLength(0);
-        foreach (var layer in record.Layers)
+        using (var w = new Utf8JsonWriter(_buffer))
         {
-            using (var w = new Utf8JsonWriter(_buffer))
-                WriteLayer(w, record, layer);
-            _buffer.Write(NewLine);
+            foreach (var layer in record.Layers)
+            {
+                JsonSerializer.Serialize(w, MetricsLine.From(layer, record.Loss, histograms), MetricsJsonContext.Default.MetricsLine);
+                w.Flush();
+                _buffer.Write(NewLine);
+                w.Reset();
+            }
         }
-        _buffer.Position = 0;
-        _buffer.CopyTo(_stream);
-        _stream.Flush();
-    }
-
-    private static void WriteLayer(Utf8JsonWriter w, StepRecord step, LayerRecord r)
-    {
-        w.WriteStartObject();
-        w.WriteNumber("step", r.Step);
-        w.WriteString("layer", r.Layer);
-        w.WriteString("type", r.LayerType);
-        w.WriteBoolean("called", r.Statistics is not null);
-        Number(w, "loss", step.Loss);
-        if (r.Statistics is { } s)
+        try
         {
-            w.WriteNumber("count", s.Count);
-            Number(w, "mean", s.Mean);
-            Number(w, "std", s.Std);
-            Number(w, "min", s.Min);
-            Number(w, "max", s.Max);
-            Number(w, "p15", s.P15);
-            Number(w, "p50", s.P50);
-            Number(w, "p85", s.P85);
-            Number(w, "near_zero", s.NearZeroFraction);
-            Number(w, "dead_units", s.DeadUnitFraction);
-            Number(w, "saturated", s.SaturatedFraction);
-            w.WriteNumber("nan", s.NanCount);
-            w.WriteNumber("inf", s.InfCount);
-            Number(w, "channel_sq_mean", s.ChannelSquaredMean);
-            Number(w, "channel_var", s.ChannelVariance);
-            w.WriteStartObject("hist");
-            Number(w, "low", s.Histogram.Low);
-            Number(w, "high", s.Histogram.High);
-            w.WriteStartArray("counts");
-            foreach (var c in s.Histogram.Counts) w.WriteNumberValue(c);
-            w.WriteEndArray();
-            w.WriteEndObject();
+            _stream.Write(_buffer.GetBuffer(), 0, (int)_buffer.Length);
+            _stream.Flush();
+            _committed += _buffer.Length;
         }
-        Shift(w, "shift", r.Shift);
-        Shift(w, "ref_shift", r.ReferenceShift);
-        if (r.Gradients is { } g)
+        catch
         {
-            w.WriteStartObject("grad");
-            Number(w, "norm", g.GradNorm);
-            Number(w, "weight_norm", g.WeightNorm);
-            Number(w, "ratio", g.GradToWeightRatio);
-            Number(w, "update_norm", g.UpdateNorm);
-            Number(w, "update_ratio", g.UpdateToWeightRatio);
-            w.WriteEndObject();
+            // Part of the step may have reached the file: cut it back to whole lines (on a full disk this frees space).
+            try
+            {
+                _stream.SetLength(_committed);
+            }
+            catch (Exception e) when (e is IOException or NotSupportedException or ObjectDisposedException)
+            {
+                // nothing more can be done; the original error is the one to report
+            }
+            throw;
         }
-        else
-        {
-            w.WriteNull("grad");
-        }
-
-        w.WriteEndObject();
-    }
-
-    private static void Shift(Utf8JsonWriter w, string name, ShiftMetrics? m)
-    {
-        if (m is null)
-        {
-            w.WriteNull(name);
-            return;
-        }
-        w.WriteStartObject(name);
-        Number(w, "mean_drift", m.MeanDrift);
-        Number(w, "variance_ratio", m.VarianceRatio);
-        Number(w, "kl", m.KlDivergence);
-        Number(w, "js", m.JensenShannon);
-        Number(w, "w1", m.Wasserstein1);
-        w.WriteEndObject();
-    }
-
-    private static void Number(Utf8JsonWriter w, string name, double? value)
-    {
-        if (value is not { } v) w.WriteNull(name);
-        else if (double.IsFinite(v)) w.WriteNumber(name, v);
-        else w.WriteString(name, double.IsNaN(v) ? "NaN" : v > 0 ? "Infinity" : "-Infinity");
     }
 
     /// <summary>Reads a number written by this sink (a JSON number or one of the non-finite strings).</summary>
@@ -149,7 +155,16 @@ public sealed class JsonLinesSink : IStepSink
     /// <inheritdoc />
     public void Dispose()
     {
-        _stream.Dispose();
-        _buffer.Dispose();
+        if (_disposed) return;
+        _disposed = true;
+        try
+        {
+            _stream.Dispose();
+        }
+        finally
+        {
+            _buffer.Dispose();
+            Release();
+        }
     }
 }

@@ -14,13 +14,17 @@ namespace CovariateShift.Sinks;
 public sealed class SerilogSink : IStepSink
 {
     private readonly ILogger _log;
+
+    /// <summary>The per-layer Debug event's message template: its property names are the record property names
+    /// (<see cref="LayerRecord"/>, <see cref="LayerStatistics"/>, <see cref="ShiftMetrics"/>).</summary>
+    internal const string LayerEventTemplate = "Step {Step} {Layer} ({LayerType}): mean {Mean} std {Std} near-zero {NearZeroFraction}, drift {MeanDrift} variance ratio {VarianceRatio} KL {KlDivergence}";
     private HashSet<(string Layer, AnomalyKind Kind)> _active = [];
 
-    /// <summary>Logs to <paramref name="logger"/>, with SourceContext CovariateShift.</summary>
+    /// <summary>Logs to <paramref name="logger"/>, with SourceContext <see cref="ActivationMonitor.LogSourceContext"/>.</summary>
     public SerilogSink(ILogger logger)
     {
         ArgumentNullException.ThrowIfNull(logger);
-        _log = logger.ForContext(Constants.SourceContextPropertyName, "CovariateShift");
+        _log = logger.ForContext(Constants.SourceContextPropertyName, ActivationMonitor.LogSourceContext);
     }
 
     /// <inheritdoc />
@@ -38,7 +42,7 @@ public sealed class SerilogSink : IStepSink
             var drift = withShift.MaxBy(l => l.Shift!.MeanDrift);
             var kl = withShift.Where(l => double.IsFinite(l.Shift!.KlDivergence)).MaxBy(l => l.Shift!.KlDivergence);
             _log.Information(
-                "Step {Step}: loss {Loss}, {LayerCount} layers, largest mean drift {MaxMeanDrift} at {MaxDriftLayer}, largest KL {MaxKL} at {MaxKLLayer}, {AnomalyCount} anomalies",
+                "Step {Step}: loss {Loss}, {LayerCount} layers, largest mean drift {MaxMeanDrift} at {MaxMeanDriftLayer}, largest KL {MaxKlDivergence} at {MaxKlDivergenceLayer}, {AnomalyCount} anomalies",
                 record.Step, record.Loss, record.Layers.Count(l => l.Statistics is not null),
                 drift?.Shift!.MeanDrift, drift?.Layer, kl?.Shift!.KlDivergence, kl?.Layer, record.Anomalies.Count);
         }
@@ -48,7 +52,7 @@ public sealed class SerilogSink : IStepSink
         {
             now.Add((a.Layer, a.Kind));
             if (!_active.Contains((a.Layer, a.Kind)))
-                _log.Warning("{Layer}: {AnomalyKind} ({Value}) at step {Step}. {Hint}", a.Layer, a.Kind, a.Value, a.Step, a.Hint);
+                _log.Warning("{Layer}: {Kind} ({Value}) at step {Step}. {Hint}", a.Layer, a.Kind, a.Value, a.Step, a.Hint);
         }
         _active = now;
     }
@@ -56,34 +60,34 @@ public sealed class SerilogSink : IStepSink
     private void LayerEvent(LayerRecord r)
     {
         if (r.Statistics is not { } s) return;
+        // Property names are the record's property names (the schema's; the JSON Lines file has them in snake_case).
         var extra = new List<ILogEventEnricher>
         {
-            new PropertyEnricher("Min", s.Min), new PropertyEnricher("Max", s.Max),
-            new PropertyEnricher("P15", s.P15), new PropertyEnricher("P50", s.P50), new PropertyEnricher("P85", s.P85),
-            new PropertyEnricher("Count", s.Count), new PropertyEnricher("DeadUnits", s.DeadUnitFraction), new PropertyEnricher("NanCount", s.NanCount), new PropertyEnricher("InfCount", s.InfCount),
+            new PropertyEnricher(nameof(s.Count), s.Count),
+            new PropertyEnricher(nameof(s.Min), s.Min), new PropertyEnricher(nameof(s.Max), s.Max),
+            new PropertyEnricher(nameof(s.P15), s.P15), new PropertyEnricher(nameof(s.P50), s.P50), new PropertyEnricher(nameof(s.P85), s.P85),
+            new PropertyEnricher(nameof(s.DeadUnitFraction), s.DeadUnitFraction),
+            new PropertyEnricher(nameof(s.NanCount), s.NanCount), new PropertyEnricher(nameof(s.InfCount), s.InfCount),
         };
-        if (s.SaturatedFraction is { } sat) extra.Add(new PropertyEnricher("Saturated", sat));
-        if (s.ChannelSquaredMean is { } csm) extra.Add(new PropertyEnricher("ChannelSquaredMean", csm));
-        if (s.ChannelVariance is { } cv) extra.Add(new PropertyEnricher("ChannelVariance", cv));
+        if (s.SaturatedFraction is { } sat) extra.Add(new PropertyEnricher(nameof(s.SaturatedFraction), sat));
+        if (s.ChannelSquaredMean is { } csm) extra.Add(new PropertyEnricher(nameof(s.ChannelSquaredMean), csm));
+        if (s.ChannelVariance is { } cv) extra.Add(new PropertyEnricher(nameof(s.ChannelVariance), cv));
         if (r.Shift is { } sh)
         {
-            extra.Add(new PropertyEnricher("JS", sh.JensenShannon));
-            extra.Add(new PropertyEnricher("Wasserstein1", sh.Wasserstein1));
+            extra.Add(new PropertyEnricher(nameof(sh.JensenShannon), sh.JensenShannon));
+            extra.Add(new PropertyEnricher(nameof(sh.Wasserstein1), sh.Wasserstein1));
         }
-        if (r.ReferenceShift is { } rs)
-        {
-            extra.Add(new PropertyEnricher("RefMeanDrift", rs.MeanDrift));
-            extra.Add(new PropertyEnricher("RefVarianceRatio", rs.VarianceRatio));
-            extra.Add(new PropertyEnricher("RefKL", rs.KlDivergence));
-        }
+        if (r.ReferenceShift is { } rs) extra.Add(new PropertyEnricher(nameof(r.ReferenceShift), rs, destructureObjects: true));
         if (r.Gradients is { } g)
         {
-            extra.Add(new PropertyEnricher("GradNorm", g.GradNorm));
-            extra.Add(new PropertyEnricher("GradToWeight", g.GradToWeightRatio));
-            if (g.UpdateNorm is { } u) extra.Add(new PropertyEnricher("UpdateNorm", u));
+            extra.Add(new PropertyEnricher(nameof(g.GradNorm), g.GradNorm));
+            extra.Add(new PropertyEnricher(nameof(g.WeightNorm), g.WeightNorm));
+            extra.Add(new PropertyEnricher(nameof(g.GradToWeightRatio), g.GradToWeightRatio));
+            if (g.UpdateNorm is { } u) extra.Add(new PropertyEnricher(nameof(g.UpdateNorm), u));
+            if (g.UpdateToWeightRatio is { } ur) extra.Add(new PropertyEnricher(nameof(g.UpdateToWeightRatio), ur));
         }
         _log.ForContext(extra).Debug(
-            "Step {Step} {Layer} ({LayerType}): mean {Mean} std {Std} near-zero {NearZero}, drift {MeanDrift} variance ratio {VarianceRatio} KL {KL}",
+            LayerEventTemplate,
             r.Step, r.Layer, r.LayerType, s.Mean, s.Std, s.NearZeroFraction,
             r.Shift?.MeanDrift, r.Shift?.VarianceRatio, r.Shift?.KlDivergence);
     }

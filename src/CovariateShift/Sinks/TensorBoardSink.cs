@@ -43,6 +43,9 @@ public sealed class TensorBoardSink : IStepSink
     public string Directory { get; }
 
     /// <inheritdoc />
+    public string Target => Directory;
+
+    /// <inheritdoc />
     public void Write(StepRecord record)
     {
         int step = checked((int)record.Step);
@@ -55,7 +58,7 @@ public sealed class TensorBoardSink : IStepSink
                 Scalar($"{r.Layer}/mean", s.Mean, step);
                 Scalar($"{r.Layer}/std", s.Std, step);
                 Scalar($"{r.Layer}/near_zero", s.NearZeroFraction, step);
-                if (histograms) Histogram($"{r.Layer}/activations", s.Histogram, step);
+                if (histograms && s.Histogram is not null) Histogram($"{r.Layer}/activations", s.Histogram, step);
             }
             if (r.Shift is { } sh)
             {

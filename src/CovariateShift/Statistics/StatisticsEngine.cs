@@ -1,25 +1,29 @@
+using System.Collections.Immutable;
 using System.Runtime.InteropServices;
-using CovariateShift.Hooks;
+using CovariateShift.Capture;
 using TorchSharp;
 using static TorchSharp.torch;
 
 namespace CovariateShift.Statistics;
 
 /// <summary>
-/// Computes the raw reductions of activations and gradients where the tensors live.
+/// The monitor's built-in engine: computes the raw reductions of activations and gradients where the tensors live.
 /// <para>CPU float32 tensors (engine <see cref="StatisticsEngineKind.Auto"/>): one vectorized pass over the tensor's own
 /// memory in the hook (<see cref="CpuKernel"/>); nothing is copied and no tensor is kept.</para>
 /// <para>Other tensors (CUDA, other dtypes, or engine <see cref="StatisticsEngineKind.Device"/>): TorchSharp operations
 /// on the tensor's device, under no_grad on detached data, each producing one small float64 "pack" tensor that this
 /// engine owns until <see cref="Collect"/>, where all packs of the step are concatenated and copied to the host in a
-/// single transfer.</para>
+/// single transfer. Collection is synchronous: the capture it returns is complete.</para>
 /// </summary>
-internal sealed class StatisticsEngine : IDisposable
+internal sealed class StatisticsEngine : IStatisticsEngine
 {
     /// <summary>Scalars at the head of an activation pack, followed by the sampled values.</summary>
     private const int ActivationScalars = 15;
 
     private readonly MonitorOptions _options;
+    private readonly Dictionary<int, LayerBuffers> _buffers = [];
+    private readonly Dictionary<int, LayerSummary> _activations = [];
+    private readonly Dictionary<int, GradientCapture> _gradients = [];
     private readonly List<(MonitoredLayer Layer, Tensor Pack, bool Channels)> _activationPacks = [];
     private Tensor? _lossPack;
     private double? _loss;
@@ -38,11 +42,21 @@ internal sealed class StatisticsEngine : IDisposable
         _nearZero = options.NearZeroThreshold.ToScalar();
     }
 
-    /// <summary>Number of device-to-host transfers made so far (diagnostics and tests).</summary>
+    /// <inheritdoc />
     public int HostTransfers { get; private set; }
 
-    /// <summary>Loss of the step collected last.</summary>
-    public double? Loss => _loss;
+    private LayerBuffers BuffersOf(MonitoredLayer layer)
+    {
+        if (!_buffers.TryGetValue(layer.Index, out var b))
+        {
+            b = new LayerBuffers(layer.Index);
+            _buffers.Add(layer.Index, b);
+        }
+        return b;
+    }
+
+    private bool Captured(MonitoredLayer layer) =>
+        _activations.ContainsKey(layer.Index) || _activationPacks.Exists(p => p.Layer.Index == layer.Index);
 
     /// <summary>TorchSharp's Device has no value equality (and Tensor.device makes a new object per call).</summary>
     internal static bool SameDevice(Device a, Device b) => a.type == b.type && a.index == b.index;
@@ -51,18 +65,20 @@ internal sealed class StatisticsEngine : IDisposable
         _options.Engine == StatisticsEngineKind.Auto && t.device_type == DeviceType.CPU &&
         t.dtype == ScalarType.Float32 && t.numel() <= int.MaxValue / sizeof(float);
 
+    /// <inheritdoc />
     public void CaptureActivation(MonitoredLayer layer, Tensor output)
     {
+        if (Captured(layer)) return;   // a shared layer called again in the same step: first call only
         long n = output.numel();
         if (n == 0)
         {
-            layer.Pending = new ActivationSummary();   // ran, but produced nothing: Count 0, NaN moments
+            _activations[layer.Index] = LayerSummary.Empty;   // ran, but produced nothing: Count 0, NaN moments
             return;
         }
         if (UseCpuKernel(output) && output.is_contiguous())
         {
             // Reads the tensor's own memory: no TorchSharp operation, no copy, nothing kept.
-            layer.Pending = SummarizeOnCpu(layer, MemoryMarshal.Cast<byte, float>(output.bytes), output);
+            _activations[layer.Index] = SummarizeOnCpu(layer, MemoryMarshal.Cast<byte, float>(output.bytes), output);
             return;
         }
         using var scope = NewDisposeScope();
@@ -71,7 +87,7 @@ internal sealed class StatisticsEngine : IDisposable
         if (UseCpuKernel(x))
         {
             x = x.contiguous();
-            layer.Pending = SummarizeOnCpu(layer, MemoryMarshal.Cast<byte, float>(x.bytes), x);
+            _activations[layer.Index] = SummarizeOnCpu(layer, MemoryMarshal.Cast<byte, float>(x.bytes), x);
             return;
         }
         bool channels = x.dim() == 4;
@@ -79,18 +95,18 @@ internal sealed class StatisticsEngine : IDisposable
         _activationPacks.Add((layer, pack.DetachFromDisposeScope(), channels));
     }
 
-    private ActivationSummary SummarizeOnCpu(MonitoredLayer layer, ReadOnlySpan<float> data, Tensor shapeOf)
+    private LayerSummary SummarizeOnCpu(MonitoredLayer layer, ReadOnlySpan<float> data, Tensor shapeOf)
     {
         var shape = shapeOf.shape;
         int units = shape.Length >= 2 ? (int)shape[1] : 1;
         long block = shape.Length >= 3 ? shape[2..].Aggregate(1L, (a, b) => a * b) : 0;
         var summary = new ActivationSummary();
         CpuKernel.Summarize(data, units, (int)block, channelStatistics: shape.Length == 4,
-            (float)_options.NearZeroThreshold, layer.Saturation, summary);
-        var sample = layer.SampleFor(data.Length, _options.SampleSize, _options.Seed);
-        summary.Sample = layer.SampleBuffer(sample.Positions.Length);
-        summary.SampleCount = sample.Gather(data, summary.Sample);
-        return summary;
+            (float)_options.NearZeroThreshold, layer.Descriptor.Saturation, summary);
+        var sample = BuffersOf(layer).SampleFor(data.Length, _options.SampleSize, _options.Seed);
+        var values = new float[sample.Positions.Length];
+        int count = sample.Gather(data, values);
+        return summary.Freeze(ImmutableArray.Create(values, 0, count));
     }
 
     private Tensor DeviceActivationPack(MonitoredLayer layer, Tensor x, bool channels)
@@ -102,8 +118,8 @@ internal sealed class StatisticsEngine : IDisposable
         var finite = flat.isfinite();
         var notFinite = finite.logical_not();
         var first = flat[0];
-        var shift = where(first.isfinite(), first, zeros_like(first));
-        var d = (flat - shift).masked_fill(notFinite, _zero);
+        var pivot = where(first.isfinite(), first, zeros_like(first));
+        var d = (flat - pivot).masked_fill(notFinite, _zero);
         var notNear = flat.abs().le(_nearZero).logical_not();          // NaN counts as not near zero
         long[] unitShape = x.dim() >= 2 ? [x.shape[0], x.shape[1], -1] : [1, 1, -1];
         var activePerUnit = notNear.reshape(unitShape).sum([0L, 2L]);
@@ -111,14 +127,14 @@ internal sealed class StatisticsEngine : IDisposable
         {
             Value(flat.numel()),
             finite.sum().to_type(ScalarType.Float64),
-            shift,
+            pivot,
             d.sum(),
             d.square().sum(),
             flat.masked_fill(notFinite, _positiveInfinity).min(),
             flat.masked_fill(notFinite, _negativeInfinity).max(),
             Value(flat.numel()) - notNear.sum().to_type(ScalarType.Float64),
         };
-        if (layer.Saturation is { } sat)
+        if (layer.Descriptor.Saturation is { } sat)
         {
             using var low = sat.Low.ToScalar();
             using var high = sat.High.ToScalar();
@@ -133,7 +149,7 @@ internal sealed class StatisticsEngine : IDisposable
         parts.Add(flat.isinf().sum().to_type(ScalarType.Float64));
         if (channels)
         {
-            // Per channel over (N, H, W), reusing the shifted, masked values (float64, so one shared shift is exact enough).
+            // Per channel over (N, H, W), reusing the pivoted, masked values (float64, so one shared pivot is exact enough).
             long[] dims = [0, 2, 3];
             var d4 = d.view(x.shape);
             var nC = finite.view(x.shape).sum(dims).to_type(ScalarType.Float64);
@@ -141,7 +157,7 @@ internal sealed class StatisticsEngine : IDisposable
             var invalid = valid.logical_not();
             var safeN = nC.clamp_min(_one);
             var mC = d4.sum(dims) / safeN;
-            var meanC = mC + shift;
+            var meanC = mC + pivot;
             var varC = (d4.square().sum(dims) / safeN - mC.square()).clamp_min(_zero);
             var used = valid.sum().to_type(ScalarType.Float64);
             parts.Add(meanC.square().masked_fill(invalid, _zero).sum() / used);
@@ -154,7 +170,7 @@ internal sealed class StatisticsEngine : IDisposable
         }
         parts.Add(Value(activePerUnit.numel()));
         parts.Add(activePerUnit.eq(_zero).sum().to_type(ScalarType.Float64));
-        var positions = layer.DevicePositions(flat.numel(), _options.SampleSize, _options.Seed, dev);
+        var positions = BuffersOf(layer).DevicePositions(flat.numel(), _options.SampleSize, _options.Seed, dev);
         var sampled = flat.index_select(0, positions);
         return cat([stack(parts), sampled]);
     }
@@ -166,6 +182,7 @@ internal sealed class StatisticsEngine : IDisposable
     /// </summary>
     public void CaptureGradients(IReadOnlyList<MonitoredLayer> layers)
     {
+        ArgumentNullException.ThrowIfNull(layers);
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         foreach (var layer in layers)
@@ -182,7 +199,7 @@ internal sealed class StatisticsEngine : IDisposable
                 if (UseCpuKernel(p) && UseCpuKernel(g) && p.is_contiguous() && g.is_contiguous())
                 {
                     var w = MemoryMarshal.Cast<byte, float>(p.bytes);
-                    var buffer = layer.SnapshotBuffer(capture.HostSnapshots.Count, w.Length);
+                    var buffer = BuffersOf(layer).SnapshotBuffer(capture.HostSnapshots.Count, w.Length);
                     capture.HostSnapshots.Add((p, buffer));
                     capture.GradSquares += CpuNorms.SumSquares(MemoryMarshal.Cast<byte, float>(g.bytes));
                     capture.WeightSquares += CpuNorms.SumSquaresAndCopy(w, buffer);
@@ -197,13 +214,15 @@ internal sealed class StatisticsEngine : IDisposable
             if (capture is null) continue;
             if (deviceParts.Count > 0)
                 capture.DevicePack = stack(deviceParts).reshape(-1, 2).sum(dim: 0).DetachFromDisposeScope();
-            layer.PendingGradients?.Dispose();
-            layer.PendingGradients = capture;
+            if (_gradients.Remove(layer.Index, out var earlier)) earlier.Dispose();
+            _gradients[layer.Index] = capture;
         }
     }
 
+    /// <inheritdoc />
     public void CaptureLoss(Tensor loss)
     {
+        ArgumentNullException.ThrowIfNull(loss);
         if (loss.numel() == 0) return;
         if (loss.device_type == DeviceType.CPU && loss.numel() == 1)
         {
@@ -227,66 +246,87 @@ internal sealed class StatisticsEngine : IDisposable
         _lossPack = l.reshape(1).DetachFromDisposeScope();
     }
 
+    /// <inheritdoc />
+    public void DiscardActivations()
+    {
+        _activations.Clear();
+        foreach (var (_, pack, _) in _activationPacks) pack.Dispose();
+        _activationPacks.Clear();
+    }
+
     /// <summary>
     /// Finishes the step: measures the optimizer's update for captured gradients, then copies every device pack to
-    /// the host in one transfer and turns them into <see cref="ActivationSummary"/> / gradient values on the layers.
+    /// the host in one transfer, freezes everything into a <see cref="StepCapture"/> and resets the per-step state.
     /// </summary>
-    public void Collect(IReadOnlyList<MonitoredLayer> layers)
+    public PendingCapture Collect(long step, int layerCount)
     {
         var all = new List<Tensor>(_activationPacks.Select(a => a.Pack));
         try
         {
-            var captures = layers.Select(l => l.PendingGradients).OfType<GradientCapture>().ToList();
-            foreach (var c in captures) c.UpdateSquares = HostUpdateSquares(c);
+            var hostUpdates = _gradients.ToDictionary(g => g.Key, g => HostUpdateSquares(g.Value));
+            var deviceSums = new Dictionary<int, (double Grad, double Weight, double Update)>();
 
-            var updateLayers = new List<MonitoredLayer>();
+            var updateLayers = new List<int>();
             using (var scope = NewDisposeScope())
             using (var noGrad = no_grad())
             {
-                foreach (var layer in layers)
+                foreach (var (index, g) in _gradients.OrderBy(g => g.Key))
                 {
-                    var g = layer.PendingGradients;
-                    if (g?.DevicePack is null) continue;
+                    if (g.DevicePack is null) continue;
                     var parts = g.DeviceSnapshots.Select(s => (s.Parameter.detach().to_type(ScalarType.Float64) - s.Values.to_type(ScalarType.Float64)).square().sum()).ToList();
                     var update = parts.Count > 0 ? stack(parts).sum().reshape(1) : zeros(1, dtype: ScalarType.Float64, device: g.DevicePack.device);
                     all.Add(cat([g.DevicePack, update]).DetachFromDisposeScope());
-                    updateLayers.Add(layer);
+                    updateLayers.Add(index);
                 }
             }
             if (_lossPack is not null) all.Add(_lossPack);
-            if (all.Count == 0) return;
 
-            double[] host;
-            using (var scope = NewDisposeScope())
+            var activations = new LayerSummary?[layerCount];
+            foreach (var (index, summary) in _activations) activations[index] = summary;
+            if (all.Count > 0)
             {
-                var target = all[0].device;
-                var joined = cat(all.Select(t => SameDevice(t.device, target) ? t : t.to(target)).ToList());
-                host = joined.cpu().data<double>().ToArray();
-                HostTransfers++;
+                double[] host;
+                using (var scope = NewDisposeScope())
+                {
+                    var target = all[0].device;
+                    var joined = cat(all.Select(t => SameDevice(t.device, target) ? t : t.to(target)).ToList());
+                    host = joined.cpu().data<double>().ToArray();
+                    HostTransfers++;
+                }
+                int offset = 0;
+                foreach (var (layer, pack, channels) in _activationPacks)
+                {
+                    int length = (int)pack.shape[0];
+                    activations[layer.Index] = ParseActivationPack(host.AsSpan(offset, length), channels);
+                    offset += length;
+                }
+                foreach (var index in updateLayers)
+                {
+                    deviceSums[index] = (host[offset], host[offset + 1], host[offset + 2]);
+                    offset += 3;
+                }
+                if (_lossPack is not null) _loss = host[offset];
             }
-            int offset = 0;
-            foreach (var (layer, pack, channels) in _activationPacks)
+
+            var gradients = new GradientSums?[layerCount];
+            foreach (var (index, g) in _gradients)
             {
-                int length = (int)pack.shape[0];
-                layer.Pending = ParseActivationPack(host.AsSpan(offset, length), channels, layer);
-                offset += length;
+                var device = deviceSums.GetValueOrDefault(index);
+                double update = hostUpdates[index] + device.Update;
+                gradients[index] = new GradientSums(g.GradSquares + device.Grad, g.WeightSquares + device.Weight, update, g.Elements);
             }
-            foreach (var layer in updateLayers)
-            {
-                var g = layer.PendingGradients!;
-                g.GradSquares += host[offset];
-                g.WeightSquares += host[offset + 1];
-                g.UpdateSquares = (g.UpdateSquares ?? 0) + host[offset + 2];
-                offset += 3;
-            }
-            if (_lossPack is not null) _loss = host[offset];
+            return PendingCapture.Completed(new StepCapture(step, _loss, [.. activations], [.. gradients]));
         }
         finally
         {
             // Every pack of the step is released whatever happened, so a failed step leaks nothing into the next.
             foreach (var t in all) t.Dispose();
             _activationPacks.Clear();
+            _activations.Clear();
+            foreach (var g in _gradients.Values) g.Dispose();
+            _gradients.Clear();
             _lossPack = null;
+            _loss = null;
         }
     }
 
@@ -308,23 +348,15 @@ internal sealed class StatisticsEngine : IDisposable
     private bool Comparable(TorchSharp.Modules.Parameter p, int length) =>
         !p.IsInvalid && UseCpuKernel(p) && p.is_contiguous() && p.numel() == length;
 
-    /// <summary>Forgets the loss of the previous step (called when a new step starts).</summary>
-    public void ResetLoss()
-    {
-        _loss = null;
-        _lossPack?.Dispose();
-        _lossPack = null;
-    }
-
-    private static ActivationSummary ParseActivationPack(ReadOnlySpan<double> pack, bool channels, MonitoredLayer layer)
+    private static LayerSummary ParseActivationPack(ReadOnlySpan<double> pack, bool channels)
     {
         var s = new ActivationSummary
         {
             Count = (long)pack[0],
             FiniteCount = (long)pack[1],
-            Shift = pack[2],
-            ShiftedSum = pack[3],
-            ShiftedSumSquares = pack[4],
+            Pivot = pack[2],
+            PivotedSum = pack[3],
+            PivotedSumSquares = pack[4],
             Min = pack[1] > 0 ? pack[5] : double.NaN,
             Max = pack[1] > 0 ? pack[6] : double.NaN,
             NearZero = (long)pack[7],
@@ -337,16 +369,22 @@ internal sealed class StatisticsEngine : IDisposable
             DeadUnits = (long)pack[14],
         };
         var sampled = pack[ActivationScalars..];
-        s.Sample = layer.SampleBuffer(sampled.Length);
+        var values = ImmutableArray.CreateBuilder<float>(sampled.Length);
         foreach (var v in sampled)
-            if (double.IsFinite(v)) s.Sample[s.SampleCount++] = (float)v;
-        return s;
+        {
+            if (double.IsFinite(v)) values.Add((float)v);
+        }
+        return s.Freeze(values.DrainToImmutable());
     }
 
+    /// <inheritdoc />
     public void Dispose()
     {
-        foreach (var (_, pack, _) in _activationPacks) pack.Dispose();
-        _activationPacks.Clear();
+        DiscardActivations();
+        foreach (var g in _gradients.Values) g.Dispose();
+        _gradients.Clear();
+        foreach (var b in _buffers.Values) b.Dispose();
+        _buffers.Clear();
         _lossPack?.Dispose();
         _lossPack = null;
         foreach (var s in new[] { _zero, _one, _positiveInfinity, _negativeInfinity, _nearZero }) s.Dispose();
