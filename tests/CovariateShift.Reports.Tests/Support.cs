@@ -42,7 +42,7 @@ internal static class Runs
         using var model = nn.Sequential(layers.ToArray());
         using var opt = optim.SGD(model.parameters(), 0.1, 0.9);
         var records = new List<Records.StepRecord>();
-        using (var monitor = ActivationMonitor.Attach(model, new MonitorOptions { RecordEvery = recordEvery, JsonLinesPath = System.IO.Path.Combine(dir, "metrics.jsonl") }))
+        using (var monitor = ActivationMonitor.Attach(model, new MonitorOptions { RecordEvery = recordEvery, JsonLinesPath = System.IO.Path.Combine(dir, "metrics.jsonl"), JsonLinesHistogramEvery = 1 }))
         {
             for (int s = 0; s < steps; s++)
             {
