@@ -87,7 +87,7 @@ public sealed class TrainerTests(ITestOutputHelper output) : IDisposable
                 Assert.Equal(result.Losses[(int)step.Key], JsonLinesSink.ReadNumber(l.GetProperty("loss")), 6);
                 var layer = l.GetProperty("layer").GetString()!;
                 Assert.Equal(layer == "head" ? 64 * 10 : 64 * 64, l.GetProperty("count").GetInt64());   // a training batch, never an evaluation batch
-                Assert.Equal(layer.EndsWith("act", StringComparison.Ordinal) ? JsonValueKind.Null : JsonValueKind.Object, l.GetProperty("grad").ValueKind);
+                Assert.Equal(layer.EndsWith("act", StringComparison.Ordinal) ? JsonValueKind.Null : JsonValueKind.Object, l.GetProperty("gradients").ValueKind);
             }
         }
     }
