@@ -4,6 +4,7 @@
 #   1. .NET SDK 10 on PATH
 #   2. libstdc++ with GLIBCXX_3.4.32 (TorchSharp 0.107's native shim needs it; Debian 12 lacks it)
 #   3. Fashion-MNIST (Debian package dataset-fashion-mnist) unless COVSHIFT_SKIP_DATA=1
+#   4. chromium (headless browser for the report test) unless COVSHIFT_SKIP_BROWSER=1
 # Exits non-zero with a message saying what is missing and how to get it.
 set -euo pipefail
 
@@ -93,6 +94,16 @@ if [ "${COVSHIFT_SKIP_DATA:-0}" != "1" ] && [ ! -f "$FMNIST_DIR/train-images-idx
   say "installing Fashion-MNIST (apt package dataset-fashion-mnist)"
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends dataset-fashion-mnist >/dev/null
   [ -f "$FMNIST_DIR/train-images-idx3-ubyte.gz" ] || fail "dataset-fashion-mnist installed but $FMNIST_DIR/train-images-idx3-ubyte.gz is missing."
+fi
+
+# ---- 4. Chromium (the report's browser test opens the page in headless chromium) ------------------
+if [ "${COVSHIFT_SKIP_BROWSER:-0}" != "1" ] && ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  command -v apt-get >/dev/null 2>&1 || fail "chromium not found and apt-get is not available: install chromium, or set COVSHIFT_SKIP_BROWSER=1."
+  need_root "Installing chromium" "apt-get install -y chromium; or set COVSHIFT_SKIP_BROWSER=1 (the browser test then fails)"
+  if ! apt-cache show chromium >/dev/null 2>&1; then $SUDO apt-get update -qq >/dev/null; fi
+  say "installing chromium (apt package chromium, for the report's browser test)"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  command -v chromium >/dev/null 2>&1 || fail "apt-get install chromium finished but chromium is not on PATH."
 fi
 
 [ "${COVSHIFT_QUIET:-0}" = "1" ] || say "ready (.NET $(dotnet --version), libstdc++ OK, Fashion-MNIST: ${FMNIST_DIR})"

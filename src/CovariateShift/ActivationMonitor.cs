@@ -59,6 +59,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     private readonly List<IObserver<StepRecord>> _observers = [];
     private readonly Queue<PendingCapture> _pending = new();
     private readonly ILogger? _log;
+    private readonly Probes.GradientIcsProbe? _ics;
     private bool _warnedNothingRan;
     private bool _disposed;
 
@@ -74,6 +75,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         _builder = new RecordBuilder(layers.Select(l => l.Descriptor), options);
         _hooks = new HookSet(model, layers, OnLayerOutput, _engine.DiscardActivations);
         SkippedLayers = skipped;
+        _ics = options.GradientIcs is { } ics ? new Probes.GradientIcsProbe(model, ics) : null;
         Layers = layers.Select(l => l.Name).ToList().AsReadOnly();
         CallOnlyLayers = _hooks.WrapFallbacks.Select(f => f.Message).ToList().AsReadOnly();
         // Information, not Warning: such a layer is usually called with call() (then nothing is missed); one that is not
@@ -201,6 +203,18 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (!IsRecordingStep) return;
         _engine.CaptureGradients(_layersWithParameters);
+        _ics?.Capture();
+    }
+
+    /// <summary>
+    /// With <see cref="MonitorOptions.GradientIcs"/> set, on a recorded step: after <c>optimizer.step()</c> and before
+    /// <see cref="Step"/>, measures the gradient ICS of every probed layer by recomputing <paramref name="loss"/> on the
+    /// same batch (see <see cref="Probes.GradientIcsProbe"/>). Empty on other steps or without the option.
+    /// </summary>
+    public IReadOnlyList<Probes.GradientIcsMeasurement> MeasureGradientIcs(Func<Tensor> loss)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return _ics is not null && IsRecordingStep ? _ics.Measure(CurrentStep, loss) : [];
     }
 
     /// <summary>
@@ -320,6 +334,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
             _disposed = true;
             _hooks.Dispose();
             _engine.Dispose();
+            _ics?.Dispose();
             _sinks.Dispose();
             foreach (var observer in _observers.ToArray()) observer.OnCompleted();
             _observers.Clear();

@@ -89,6 +89,10 @@ public sealed record MonitorOptions
     /// <summary>Tests: finish records at a later Step() even when the statistics are already in host memory (as on CUDA).</summary>
     internal bool DeferRecords { get; init; }
 
+    /// <summary>Gradient-based internal covariate shift probe (Santurkar et al. 2018), measured on recorded steps through
+    /// <see cref="ActivationMonitor.MeasureGradientIcs"/>; costs one extra forward and backward pass per measured layer. Null: off.</summary>
+    public Probes.GradientIcsOptions? GradientIcs { get; init; }
+
     /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first invalid value and what is expected.</summary>
     public void Validate()
     {

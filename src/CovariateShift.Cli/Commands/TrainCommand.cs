@@ -135,7 +135,7 @@ internal static class TrainCommand
                 runs.Add((spec, result));
                 if (result.Interrupted) return Interrupted(runDirs[r]);
             }
-            if (runs.Count > 1) PrintComparison(runs);
+            if (runs.Count > 1) CompareRuns(runs, runDirs, outDir);
             return ExitCode(runs.Select(x => x.Result), settings.AllowDivergence);
         }
     }
@@ -180,7 +180,7 @@ internal static class TrainCommand
                 if (result.Interrupted) return Interrupted(runDirs[r]);
             }
         }
-        if (runs.Count > 1) PrintComparison(runs);
+        if (runs.Count > 1) CompareRuns(runs, runDirs, dir);
         return ExitCode(runs.Select(x => x.Result), configs.All(c => c.Training.AllowDivergence));
     }
 
@@ -249,6 +249,13 @@ internal static class TrainCommand
     /// Prints, per run, the test accuracy, the final training loss and how much the hidden activations (the outputs of
     /// the activation functions: what the next layers receive) moved between recorded steps (see <see cref="ShiftSummary"/>).
     /// </summary>
+    /// <summary>Several runs: the comparison table on the console, and report.html (plus figures) in the parent directory.</summary>
+    private static void CompareRuns(IReadOnlyList<(ModelSpec Spec, TrainResult Result)> runs, IReadOnlyList<string> runDirs, string parentDir)
+    {
+        PrintComparison(runs);
+        ReportCommand.Print(Reports.ReportWriter.Write(runDirs, Path.Combine(parentDir, Reports.ReportWriter.DefaultFileName)));
+    }
+
     private static void PrintComparison(IReadOnlyList<(ModelSpec Spec, TrainResult Result)> runs)
     {
         Console.WriteLine();

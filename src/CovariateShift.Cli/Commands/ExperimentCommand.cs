@@ -1,0 +1,90 @@
+using System.CommandLine;
+using System.Globalization;
+using CovariateShift.Reports.Experiments;
+using CovariateShift.Training.Data;
+using Serilog;
+using Serilog.Formatting.Compact;
+
+namespace CovariateShift.Cli.Commands;
+
+/// <summary>
+/// <c>covshift experiment NAME</c>: the classic normalization experiments (bn-fig1, lr-sweep, depth-sweep,
+/// batch-sweep, ics) with defaults that finish on a 2-core CPU in minutes and flags for full size. Writes the runs,
+/// report.html, PNG figures and results.md into --out.
+/// </summary>
+internal static class ExperimentCommand
+{
+    public static Command Create()
+    {
+        var name = new Argument<string>("NAME") { Description = $"Experiment: {string.Join(", ", ExperimentRunner.Names)}." };
+        var output = new Option<string?>("--out") { Description = "Output directory. Default: runs/experiments/NAME." };
+        var dataset = new Option<string>("--dataset") { Description = "fashion-mnist or mnist (mnist needs --data-dir).", DefaultValueFactory = _ => "fashion-mnist" };
+        var dataDir = new Option<string?>("--data-dir") { Description = $"Directory of the MNIST-format files. Default: ${MnistFormat.FashionMnistVariable} or {MnistFormat.DefaultFashionMnistDirectory}." };
+        var steps = new Option<int?>("--steps") { Description = "Steps per run (bn-fig1 default 5000, paper 50000; sweeps 300; ics 600; batch-sweep: examples / 128, default 50)." };
+        var lr = new Option<double?>("--lr") { Description = "Learning rate (not for lr-sweep)." };
+        var batch = new Option<int?>("--batch-size") { Description = "Batch size (not for batch-sweep)." };
+        var norms = new Option<string[]>("--norms") { Description = "Normalizations to compare (default per experiment).", AllowMultipleArgumentsPerToken = true };
+        var lrs = new Option<double[]>("--lrs") { Description = "lr-sweep grid (default 0.001 0.003 0.01 0.03 0.1 0.3 1 3).", AllowMultipleArgumentsPerToken = true };
+        var depths = new Option<int[]>("--depths") { Description = "depth-sweep depths (default 2 4 8 16 32).", AllowMultipleArgumentsPerToken = true };
+        var sizes = new Option<int[]>("--batch-sizes") { Description = "batch-sweep batch sizes (default 2 4 8 16 32 64 128).", AllowMultipleArgumentsPerToken = true };
+        var depth = new Option<int?>("--depth") { Description = "MLP hidden layers (lr-sweep 10, ics 6)." };
+        var width = new Option<int?>("--width") { Description = "MLP width (128) or CNN base width (batch-sweep 8)." };
+        var trainLimit = new Option<int?>("--train-limit") { Description = "Use only the first N training images." };
+        var testLimit = new Option<int?>("--test-limit") { Description = "Evaluate on only the first N test images." };
+        var seed = new Option<int>("--seed") { Description = "Seed of every run.", DefaultValueFactory = _ => 0 };
+        var cmd = new Command("experiment", "Run a classic normalization experiment (bn-fig1, lr-sweep, depth-sweep, batch-sweep, ics); writes runs, report.html, figures and results.md.")
+        {
+            name, output, dataset, dataDir, steps, lr, batch, norms, lrs, depths, sizes, depth, width, trainLimit, testLimit, seed,
+        };
+        cmd.SetAction(parse => CliRunner.Run(() =>
+        {
+            var n = parse.GetValue(name)!.Trim().ToLowerInvariant();
+            if (!ExperimentRunner.Names.Contains(n)) throw new ArgumentException($"unknown experiment '{n}'; expected one of: {string.Join(", ", ExperimentRunner.Names)}.");
+            var ds = parse.GetValue(dataset)!.Trim().ToLowerInvariant();
+            if (ds is not ("fashion-mnist" or "mnist")) throw new ArgumentException($"--dataset '{ds}' is not supported; expected fashion-mnist or mnist.");
+            var dir = parse.GetValue(dataDir) ?? (ds == "mnist" ? throw new ArgumentException("--dataset mnist needs --data-dir (a directory with the four MNIST idx files).") : MnistFormat.FashionMnistDirectory);
+            if (!Directory.Exists(dir)) throw new ArgumentException($"--data-dir '{dir}' does not exist.");
+            foreach (var v in parse.GetValue(norms) ?? []) { foreach (var part in v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)) Nn.Normalization.NormKinds.Parse(part); }
+            var outDir = Path.GetFullPath(parse.GetValue(output) ?? Path.Combine("runs", "experiments", n));
+            if (File.Exists(outDir)) throw new ArgumentException($"--out '{outDir}' is a file; expected a directory.");
+            CheckPositive("--steps", parse.GetValue(steps));
+            CheckPositive("--batch-size", parse.GetValue(batch));
+            CheckPositive("--depth", parse.GetValue(depth));
+            CheckPositive("--width", parse.GetValue(width));
+            if (parse.GetValue(lr) is { } l && !(l > 0 && double.IsFinite(l))) throw new ArgumentException($"--lr must be a positive number; got {l.ToString(CultureInfo.InvariantCulture)}.");
+            var settings = new ExperimentSettings
+            {
+                OutputDirectory = outDir,
+                DataDirectory = dir,
+                Dataset = ds,
+                Steps = parse.GetValue(steps),
+                LearningRate = parse.GetValue(lr),
+                BatchSize = parse.GetValue(batch),
+                Norms = parse.GetValue(norms) is { Length: > 0 } ns ? ns.SelectMany(x => x.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)).ToList() : null,
+                LearningRates = parse.GetValue(lrs) is { Length: > 0 } a ? a : null,
+                Depths = parse.GetValue(depths) is { Length: > 0 } d ? d : null,
+                BatchSizes = parse.GetValue(sizes) is { Length: > 0 } b ? b : null,
+                Depth = parse.GetValue(depth),
+                Width = parse.GetValue(width),
+                TrainLimit = parse.GetValue(trainLimit),
+                TestLimit = parse.GetValue(testLimit),
+                Seed = parse.GetValue(seed),
+                LoggerFactory = runDir => new LoggerConfiguration().MinimumLevel.Information().WriteTo.File(new CompactJsonFormatter(), Path.Combine(runDir, TrainCommand.LogFileName)).CreateLogger(),
+                Out = Console.Out,
+            };
+            var result = ExperimentRunner.Run(n, settings);
+            Console.WriteLine();
+            Console.WriteLine(result.ResultsTable);
+            Console.WriteLine($"report: {result.ReportPath}");
+            foreach (var f in result.Figures) Console.WriteLine($"figure: {f}");
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"results: {Path.Combine(outDir, ExperimentRunner.ResultsFileName)} ({result.Elapsed.TotalSeconds:F0} s)"));
+            return 0;
+        }));
+        return cmd;
+    }
+
+    private static void CheckPositive(string option, int? value)
+    {
+        if (value is { } v && v < 1) throw new ArgumentException($"{option} must be at least 1; got {v}.");
+    }
+}

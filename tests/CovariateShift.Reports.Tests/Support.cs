@@ -1,0 +1,103 @@
+using System.Globalization;
+using System.Text;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace CovariateShift.Reports.Tests;
+
+/// <summary>A fresh directory under the system temp path, deleted on dispose.</summary>
+internal sealed class TempDirectory : IDisposable
+{
+    public TempDirectory()
+    {
+        Path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "covariate-shift-report-tests-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(Path);
+    }
+
+    public string Path { get; }
+
+    public string Sub(string name)
+    {
+        var p = System.IO.Path.Combine(Path, name);
+        Directory.CreateDirectory(p);
+        return p;
+    }
+
+    public void Dispose() => Directory.Delete(Path, recursive: true);
+}
+
+internal static class Runs
+{
+    /// <summary>
+    /// A real monitored run: a small MLP (optionally with batch norm) trained on synthetic data with the monitor writing
+    /// metrics.jsonl into <paramref name="dir"/>. Returns the records the monitor produced (the independent truth).
+    /// </summary>
+    public static List<Records.StepRecord> Train(string dir, bool batchNorm, int steps = 40, int recordEvery = 2, int seed = 0)
+    {
+        torch.manual_seed(seed);
+        var layers = new List<(string, nn.Module<Tensor, Tensor>)> { ("fc1", nn.Linear(8, 16)) };
+        if (batchNorm) layers.Add(("bn1", nn.BatchNorm1d(16)));
+        layers.Add(("act1", nn.ReLU()));
+        layers.Add(("fc2", nn.Linear(16, 3)));
+        using var model = nn.Sequential(layers.ToArray());
+        using var opt = optim.SGD(model.parameters(), 0.1, 0.9);
+        var records = new List<Records.StepRecord>();
+        using (var monitor = ActivationMonitor.Attach(model, new MonitorOptions { RecordEvery = recordEvery, JsonLinesPath = System.IO.Path.Combine(dir, "metrics.jsonl"), JsonLinesHistogramEvery = 1 }))
+        {
+            for (int s = 0; s < steps; s++)
+            {
+                using var scope = NewDisposeScope();
+                var x = randn(32, 8) * 2 + 0.5;
+                var y = (x[.., 0] > 0).to_type(ScalarType.Int64) + (x[.., 1] > 0).to_type(ScalarType.Int64);
+                opt.zero_grad();
+                var loss = nn.functional.cross_entropy(model.call(x), y);
+                loss.backward();
+                monitor.RecordGradients();
+                opt.step();
+                if (monitor.Step(loss) is { } r) records.Add(r);
+            }
+        }
+        return records;
+    }
+
+    /// <summary>Writes a synthetic metrics.jsonl in the monitor's format: <paramref name="layers"/> x <paramref name="steps"/>.</summary>
+    public static void Synthetic(string dir, int layers, int steps, int seed, int bins = 64)
+    {
+        var rng = new Random(seed);
+        using var w = new StreamWriter(System.IO.Path.Combine(dir, "metrics.jsonl"), false, new UTF8Encoding(false), 1 << 20);
+        var sb = new StringBuilder(2048);
+        var counts = new int[bins + 2];
+        for (int s = 0; s < steps; s++)
+        {
+            for (int l = 0; l < layers; l++)
+            {
+                double mean = 0.1 * l + 0.001 * s * (seed + 1), std = 1 + 0.05 * l + rng.NextDouble() * 0.01;
+                // A Gaussian's expected bin counts (2048 samples) from its CDF: the same shape a monitor would record.
+                for (int b = 0; b < counts.Length; b++)
+                {
+                    double lo = b == 0 ? double.NegativeInfinity : -5 + (b - 1) * 10.0 / bins, hi = b == bins + 1 ? double.PositiveInfinity : -5 + b * 10.0 / bins;
+                    counts[b] = (int)Math.Round(2048 * (Phi((hi - mean) / std) - Phi((lo - mean) / std)));
+                }
+                sb.Clear();
+                sb.Append(CultureInfo.InvariantCulture, $"{{\"step\":{s * 10},\"layer\":\"layers.{l}.act\",\"type\":\"ReLU\",\"called\":true,\"loss\":{2.3 - s * 1e-4:R},\"count\":32768,");
+                sb.Append(CultureInfo.InvariantCulture, $"\"mean\":{mean:R},\"std\":{std:R},\"min\":{mean - 4 * std:R},\"max\":{mean + 4 * std:R},\"p15\":{mean - std:R},\"p50\":{mean:R},\"p85\":{mean + std:R},");
+                sb.Append(CultureInfo.InvariantCulture, $"\"near_zero\":0.04,\"dead_units\":0,\"saturated\":null,\"nan\":0,\"inf\":0,\"channel_sq_mean\":null,\"channel_var\":null,\"hist\":{{\"low\":-5,\"high\":5,\"counts\":[");
+                for (int i = 0; i < counts.Length; i++) sb.Append(i == 0 ? "" : ",").Append(counts[i]);
+                sb.Append("]},");
+                sb.Append(s == 0 ? "\"shift\":null," : string.Create(CultureInfo.InvariantCulture, $"\"shift\":{{\"mean_drift\":{0.001 * (seed + 1):R},\"variance_ratio\":{1 + rng.NextDouble() * 0.01:R},\"kl\":{0.03 + rng.NextDouble() * 0.01:R},\"js\":0.011,\"w1\":0.02}},"));
+                sb.Append(CultureInfo.InvariantCulture, $"\"ref_shift\":null,\"grad\":{{\"norm\":{0.1 / (l + 1):R},\"weight_norm\":3.2,\"ratio\":0.03,\"update_norm\":0.001,\"update_ratio\":0.0003}}}}\n");
+                w.Write(sb);
+            }
+        }
+    }
+
+    private static double Phi(double z)
+    {
+        if (double.IsNegativeInfinity(z)) return 0;
+        if (double.IsPositiveInfinity(z)) return 1;
+        // Abramowitz & Stegun 7.1.26 for erf.
+        double x = Math.Abs(z) / Math.Sqrt(2), t = 1 / (1 + 0.3275911 * x);
+        double erf = 1 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.Exp(-x * x);
+        return z >= 0 ? 0.5 * (1 + erf) : 0.5 * (1 - erf);
+    }
+}
