@@ -29,8 +29,9 @@ public sealed class ForwardCallTests
         double scale = Math.Max(1e-6, v.Max(Math.Abs));
         Assert.True(Math.Abs(stats.Mean - mean) <= 1e-5 * scale, $"{layer}: mean {stats.Mean} vs {mean}");
         Assert.True(Math.Abs(stats.Std - std) <= 1e-5 * scale + 1e-5 * std, $"{layer}: std {stats.Std} vs {std}");
-        Assert.Equal(v.Min(), stats.Min, 6);
-        Assert.Equal(v.Max(), stats.Max, 6);
+        // Extremes: exact for float32 outputs; the device engine (float64 outputs) keeps values in float32 (relative 6e-8).
+        Assert.True(Math.Abs(v.Min() - stats.Min) <= 1e-7 * Math.Abs(v.Min()) + 1e-12, $"{layer}: min {stats.Min} vs {v.Min()}");
+        Assert.True(Math.Abs(v.Max() - stats.Max) <= 1e-7 * Math.Abs(v.Max()) + 1e-12, $"{layer}: max {stats.Max} vs {v.Max()}");
         Assert.Equal(v.Count(x => Math.Abs(x) <= 0.05) / (double)v.Length, stats.NearZeroFraction, 12);
     }
 
