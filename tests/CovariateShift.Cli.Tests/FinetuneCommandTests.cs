@@ -84,10 +84,10 @@ public sealed class FinetuneCommandTests : IDisposable
         // Every record carries ref_shift, and finetune.json's first/last values are those of the metrics file.
         var lines = File.ReadAllLines(Path.Combine(outDir, "metrics.jsonl")).Select(l => JsonDocument.Parse(l).RootElement).ToList();
         Assert.Equal([0L, 10, 20, 30], lines.Select(l => l.GetProperty("step").GetInt64()).Distinct());
-        Assert.All(lines, l => Assert.Equal(JsonValueKind.Object, l.GetProperty("ref_shift").ValueKind));
+        Assert.All(lines, l => Assert.Equal(JsonValueKind.Object, l.GetProperty("reference_shift").ValueKind));
         var head = report.Layers.Single(l => l.Layer == "head");
-        var headLast = lines.Last(l => l.GetProperty("layer").GetString() == "head").GetProperty("ref_shift");
-        Assert.Equal(head.Last.KlDivergence, headLast.GetProperty("kl").GetDouble(), 9);
+        var headLast = lines.Last(l => l.GetProperty("layer").GetString() == "head").GetProperty("reference_shift");
+        Assert.Equal(head.Last.KlDivergence, headLast.GetProperty("kl_divergence").GetDouble(), 9);
 
         // Frozen weights and the (frozen) batch-norm statistics are bit-identical to the source model's; the rest moved.
         var source = State(Path.Combine(Shipped, "checkpoint.bin"));

@@ -17,7 +17,7 @@ namespace CovariateShift.Cli.Commands;
 /// <c>covshift finetune</c>: fine-tunes a trained model (<c>--from RUN_DIR</c> or <c>--checkpoint FILE --model SPEC</c>)
 /// on a target domain (<c>--shift</c> of the source data, or another <c>--dataset</c>) with <c>train</c>'s options, run
 /// directory and resume, plus <c>--freeze</c>, <c>--reset-head</c> and <c>--bn-mode</c>. The monitor's reference snapshot
-/// is taken on a source batch before the first step, so every record carries <c>ref_shift</c>; the run directory adds
+/// is taken on a source batch before the first step, so every record carries <c>reference_shift</c>; the run directory adds
 /// finetune.json (see <see cref="FineTuneReport"/>).
 /// </summary>
 internal static class FinetuneCommand
