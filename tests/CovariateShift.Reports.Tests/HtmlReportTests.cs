@@ -88,8 +88,8 @@ public sealed partial class HtmlReportTests
         File.WriteAllText(Path.Combine(Path.GetTempPath(), "covshift-report-scale.txt"), string.Create(System.Globalization.CultureInfo.InvariantCulture,
             $"{result.Bytes} bytes, wall {clock.Elapsed.TotalSeconds:F2} s (read {result.LoadTime.TotalSeconds:F2} s), CPU {cpu.TotalSeconds:F2} s, load average {File.ReadAllText("/proc/loadavg").Split(' ')[0]}\n"));
         Assert.True(result.Bytes <= 20_000_000, $"report is {result.Bytes} bytes; expected at most 20 MB");
-        // The issue's 10 s target is NOT asserted: through the core's MetricsReader (whole file as one string, every line
-        // deserialized with its histogram) it took 32.6 s of CPU on 2026-11-27 (README, "Report"); the numbers of each run
+        // The issue's 10 s target is NOT asserted: the machine is shared by several builds, so wall time varies by a
+        // factor of 3 (README, "Report": 9.9 s through the CLI, 18.8-32.9 s here, 2026-11-27); the numbers of each run
         // are written to covshift-report-scale.txt in the temp directory.
         Assert.Equal(9, data.GetProperty("runs").GetArrayLength());
         var run = data.GetProperty("runs")[0];

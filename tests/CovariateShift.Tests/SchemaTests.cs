@@ -118,6 +118,40 @@ public sealed class SchemaTests : IDisposable
         Assert.Equal([0L, 1, 2], read.Steps.Select(s => s.Step));
     }
 
+    [Fact]
+    public void Bytes_are_split_on_newlines_across_blocks_with_a_bom_crlf_blank_lines_and_a_line_longer_than_a_block()
+    {
+        // 3,000 first-format lines (about 1 KB each, so lines straddle the reader's 1 MB blocks) and one line with a
+        // 500,000-bin histogram (1.4 MB, longer than a block), CRLF endings, blank lines and a UTF-8 BOM.
+        static string Line(int step, double mean, long[] counts) => string.Create(System.Globalization.CultureInfo.InvariantCulture,
+            $$"""{"step":{{step}},"layer":"layers.{{step % 7}}.act","type":"ReLU","called":true,"loss":{{step * 0.5}},"count":64,"mean":{{mean:R}},"std":1,"min":0,"max":2,"p15":0,"p50":1,"p85":2,"near_zero":0,"dead_units":0,"saturated":null,"nan":0,"inf":0,"channel_sq_mean":null,"channel_var":null,"hist":{"low":0,"high":1,"counts":[{{string.Join(',', counts)}}]},"shift":null,"ref_shift":null,"grad":null}""");
+        var small = Enumerable.Range(0, 200).Select(i => (long)i).ToArray();
+        var huge = Enumerable.Range(0, 500_000).Select(i => (long)(i % 13)).ToArray();
+        var means = Enumerable.Range(0, 3001).Select(i => Math.Sqrt(i + 0.5)).ToArray();
+        var text = new System.Text.StringBuilder();
+        for (int i = 0; i < means.Length; i++)
+        {
+            text.Append(Line(i, means[i], i == 1500 ? huge : small)).Append(i % 2 == 0 ? "\r\n" : "\n");
+            if (i % 500 == 0) text.Append("  \n\n");
+        }
+        var bytes = new byte[] { 0xEF, 0xBB, 0xBF }.Concat(System.Text.Encoding.UTF8.GetBytes(text.ToString())).ToArray();
+        Assert.True(bytes.Length > 3 << 20);
+
+        var read = MetricsReader.Read(new MemoryStream(bytes));
+        Assert.Equal(0, read.SkippedLines);
+        var layers = read.Layers;
+        Assert.Equal(means.Length, layers.Count);
+        Assert.Equal(Enumerable.Range(0, means.Length).Select(i => (long)i), layers.Select(r => r.Step));
+        Assert.Equal(means, layers.Select(r => r.Statistics!.Mean));
+        Assert.Equal(huge, layers[1500].Statistics!.Histogram!.Counts.ToArray());
+        Assert.Equal(small, layers[2999].Statistics!.Histogram!.Counts.ToArray());
+        Assert.Equal(1500 * 0.5, read.Steps[1500].Loss);
+
+        // The same bytes cut inside the last line: that line is skipped and counted, the others are read.
+        var cut = MetricsReader.Read(new MemoryStream(bytes[..^30]));
+        Assert.Equal((1, means.Length - 1), (cut.SkippedLines, cut.Layers.Count));
+    }
+
     private static IEnumerable<string> SchemaNames(Type t) => t.GetProperties(BindingFlags.Public | BindingFlags.Instance)
         .Where(p => p.GetCustomAttribute<JsonIgnoreAttribute>() is null && p.Name != "EqualityContract").Select(p => p.Name);
 

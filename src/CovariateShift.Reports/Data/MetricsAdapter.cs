@@ -62,7 +62,9 @@ public static class MetricsAdapter
                     Array.Clear(counts[li]!);
                     ranges[li] = (h.Low, h.High);
                 }
-                counts[li]![s] = h.Counts.Select(c => (int)c).ToArray();
+                var binCounts = new int[h.Counts.Length];
+                for (int b = 0; b < binCounts.Length; b++) binCounts[b] = (int)h.Counts[b];
+                counts[li]![s] = binCounts;
             }
         }
         var histograms = Enumerable.Range(0, layers.Count)

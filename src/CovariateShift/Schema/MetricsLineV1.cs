@@ -1,4 +1,4 @@
-using System.Collections.Immutable;
+using System.Runtime.InteropServices;
 using System.Text.Json.Serialization;
 using CovariateShift.Records;
 
@@ -68,7 +68,8 @@ internal sealed class MetricsLineV1
         Mean = Mean, Std = Std, Min = Min, Max = Max, P15 = P15, P50 = P50, P85 = P85,
         NearZeroFraction = NearZero, DeadUnitFraction = DeadUnits, SaturatedFraction = Saturated, NanCount = Nan, InfCount = Inf,
         ChannelSquaredMean = ChannelSquaredMean, ChannelVariance = ChannelVariance,
-        Histogram = Hist is { } h ? new Histogram(h.Low, h.High, ImmutableArray.Create(h.Counts)) : null,
+        // The counts array was just deserialized and is owned by nobody else: wrapped, not copied.
+        Histogram = Hist is { } h ? new Histogram(h.Low, h.High, ImmutableCollectionsMarshal.AsImmutableArray(h.Counts)) : null,
         Shift = Shift?.ToMetrics(), ReferenceShift = RefShift?.ToMetrics(),
         Gradients = Grad is { } g ? new GradientStatistics(g.Norm, g.WeightNorm, g.Ratio, g.UpdateNorm, 0) : null,
     };

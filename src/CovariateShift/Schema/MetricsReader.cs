@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Text;
 using System.Text.Json;
 using CovariateShift.Records;
@@ -7,6 +8,13 @@ namespace CovariateShift.Schema;
 /// <summary>Reads a metrics file written by the monitor's JSON Lines sink (this schema version or the first one).</summary>
 public static class MetricsReader
 {
+    // The bytes are read in blocks of this size; a line longer than a block grows the buffer.
+    private const int BlockSize = 1 << 20;
+
+    private static ReadOnlySpan<byte> Utf8Bom => [0xEF, 0xBB, 0xBF];
+
+    private static ReadOnlySpan<byte> VersionName => "\"version\""u8;
+
     /// <summary>
     /// The records of <paramref name="path"/>. Lines that cannot be read (not JSON, not a metrics line, or a last line
     /// without its newline: a run killed while writing) are skipped and counted in
@@ -17,7 +25,7 @@ public static class MetricsReader
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         if (!File.Exists(path)) throw new FileNotFoundException($"Metrics file not found: '{path}'. Expected a metrics.jsonl written by the monitor.", path);
-        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite, 1, FileOptions.SequentialScan);
         return Read(stream);
     }
 
@@ -25,48 +33,97 @@ public static class MetricsReader
     public static MetricsFileContents Read(Stream stream)
     {
         ArgumentNullException.ThrowIfNull(stream);
-        using var reader = new StreamReader(stream, Encoding.UTF8);
-        var text = reader.ReadToEnd();
-        var steps = new List<StepRecord>();
-        var current = new List<LayerRecord>();
-        double? loss = null;
-        int skipped = 0;
-        int start = 0;
-        while (start < text.Length)
+        // The file is UTF-8: lines are split on '\n' bytes and deserialized from their bytes (no transcoding to UTF-16,
+        // no string per line); only the unfinished tail of a block is carried over to the next read.
+        var buffer = ArrayPool<byte>.Shared.Rent(BlockSize);
+        var collector = new Collector();
+        try
         {
-            int end = text.IndexOf('\n', start);
-            if (end < 0)
+            int filled = 0;
+            bool first = true;
+            while (true)
             {
-                skipped++;   // cut off: no newline
-                break;
+                if (filled == buffer.Length)
+                {
+                    var larger = ArrayPool<byte>.Shared.Rent(buffer.Length * 2);
+                    buffer.AsSpan(0, filled).CopyTo(larger);
+                    ArrayPool<byte>.Shared.Return(buffer);
+                    buffer = larger;
+                }
+                int read = stream.Read(buffer, filled, buffer.Length - filled);
+                if (read == 0) break;
+                filled += read;
+                int start = 0;
+                if (first)
+                {
+                    if (filled < Utf8Bom.Length && Utf8Bom.StartsWith(buffer.AsSpan(0, filled))) continue;   // maybe a BOM: read on
+                    if (buffer.AsSpan(0, filled).StartsWith(Utf8Bom)) start = Utf8Bom.Length;
+                    first = false;
+                }
+                while (true)
+                {
+                    int end = buffer.AsSpan(start, filled - start).IndexOf((byte)'\n');
+                    if (end < 0) break;
+                    collector.Add(buffer.AsSpan(start, end));
+                    start += end + 1;
+                }
+                buffer.AsSpan(start, filled - start).CopyTo(buffer);
+                filled -= start;
             }
-            var line = text.AsSpan(start, end - start).Trim();
-            start = end + 1;
-            if (line.IsEmpty) continue;
+            if (filled > 0 && !(first && Utf8Bom.StartsWith(buffer.AsSpan(0, filled)))) collector.Skipped++;   // cut off: no newline
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+        return collector.Finish();
+    }
+
+    private sealed class Collector
+    {
+        private readonly List<StepRecord> _steps = [];
+        private List<LayerRecord> _current = [];
+        private double? _loss;
+
+        public int Skipped { get; set; }
+
+        public void Add(ReadOnlySpan<byte> line)
+        {
+            line = line[Ascii.Trim(line)];
+            if (line.IsEmpty) return;
             var parsed = Parse(line);
             if (parsed?.ToRecord() is not { } record)
             {
-                skipped++;
-                continue;
+                Skipped++;
+                return;
             }
-            if (current.Count > 0 && current[0].Step != record.Step)
+            if (_current.Count > 0 && _current[0].Step != record.Step)
             {
-                steps.Add(new StepRecord(current[0].Step, loss, current, []));
-                current = [];
+                _steps.Add(new StepRecord(_current[0].Step, _loss, _current, []));
+                _current = [];
             }
-            if (current.Count == 0) loss = parsed.Loss;
-            current.Add(record);
+            if (_current.Count == 0) _loss = parsed.Loss;
+            _current.Add(record);
         }
-        if (current.Count > 0) steps.Add(new StepRecord(current[0].Step, loss, current, []));
-        return new MetricsFileContents(steps, skipped);
+
+        public MetricsFileContents Finish()
+        {
+            if (_current.Count > 0) _steps.Add(new StepRecord(_current[0].Step, _loss, _current, []));
+            return new MetricsFileContents(_steps, Skipped);
+        }
     }
 
-    private static MetricsLine? Parse(ReadOnlySpan<char> line)
+    private static MetricsLine? Parse(ReadOnlySpan<byte> line)
     {
         try
         {
-            var current = JsonSerializer.Deserialize(line, MetricsJsonContext.Default.MetricsLine);
-            if (current is null || current.Version != 0) return current;
+            // A line without a "version" name is of the first format: deserialized once, in that shape. A line with
+            // one is read in the current shape (and in the first one if its version is 0, as before).
+            if (line.IndexOf(VersionName) >= 0)
+            {
+                var current = JsonSerializer.Deserialize(line, MetricsJsonContext.Default.MetricsLine);
+                if (current is null || current.Version != 0) return current;
+            }
             return JsonSerializer.Deserialize(line, MetricsJsonContext.Default.MetricsLineV1)?.ToCurrent();
         }
         catch (Exception e) when (e is JsonException or NotSupportedException or InvalidOperationException or ArgumentException)
