@@ -15,10 +15,16 @@ done
 "$root/scripts/bootstrap.sh"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 cd "$root"
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
 set +e
 # The per-test "Passed" lines are hidden; failures, their messages and the summaries are shown.
 dotnet test CovariateShift.sln -c Release -p:TorchBackend=cpu --logger "console;verbosity=normal" "${args[@]}" 2>&1 \
-  | grep -v -E '^\s+Passed [A-Za-z]'
+  | grep -v -E '^\s+Passed [A-Za-z]' | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
+# One closing line over all test projects (from each project's "Passed: N" / "Failed: N" / "Skipped: N" summary).
+awk '/^[[:space:]]+Passed:[[:space:]]+[0-9]+/ {p += $2} /^[[:space:]]+Failed:[[:space:]]+[0-9]+/ {f += $2}
+     /^[[:space:]]+Skipped:[[:space:]]+[0-9]+/ {s += $2}
+     END {printf "%d passed, %d failed, %d skipped\n", p, f, s}' "$log"
 exit "$status"
