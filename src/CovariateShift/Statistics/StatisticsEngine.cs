@@ -250,7 +250,6 @@ internal sealed class StatisticsEngine : IStatisticsEngine
         DiscardActivations();
         foreach (var g in _gradients.Values) g.Dispose();
         _gradients.Clear();
-        foreach (var b in _buffers.Values) b.Dispose();
         _buffers.Clear();
         _device.Dispose();
     }

@@ -163,5 +163,6 @@ internal sealed class ActivationLayout
         return positions;
     }
 
-    private static long RoundUp(long value, long multiple) => (value + multiple - 1) / multiple * multiple;
+    /// <summary><paramref name="value"/> rounded up to a multiple of <paramref name="multiple"/>.</summary>
+    internal static long RoundUp(long value, long multiple) => (value + multiple - 1) / multiple * multiple;
 }

@@ -59,17 +59,16 @@ internal sealed class GradientLayout
         var totals = counts.Select(c => c.Sum()).ToArray();
         long real = totals.Sum();
         int chunk = ActivationLayout.MaxChunkLength;
-        while (chunk > 1 && totals.Sum(t => RoundUp(t, chunk)) > real * 1.125) chunk /= 2;
+        while (chunk > 1 && totals.Sum(t => ActivationLayout.RoundUp(t, chunk)) > real * 1.125) chunk /= 2;
         var segments = new List<Segment>();
         long offset = 0;
         for (int i = 0; i < entries.Count; i++)
         {
-            long padded = RoundUp(totals[i], chunk);
+            long padded = ActivationLayout.RoundUp(totals[i], chunk);
             segments.Add(new Segment(entries[i].Layer, entries[i].Parameters, counts[i], padded - totals[i], (int)(offset / chunk), (int)(padded / chunk)));
             offset += padded;
         }
         return new GradientLayout(segments, chunk, offset);
     }
 
-    private static long RoundUp(long value, long multiple) => (value + multiple - 1) / multiple * multiple;
 }
