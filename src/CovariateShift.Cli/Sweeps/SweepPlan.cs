@@ -185,8 +185,10 @@ public sealed class SweepPlan
     private static string NameOption(string message, SweepPoint point)
     {
         if (message.Contains("--", StringComparison.Ordinal)) return message;
-        var culprit = point.Options.LastOrDefault(o => o.Value.Items.Any(v => v.Length > 0 && message.Contains($"'{v}'", StringComparison.Ordinal)));
-        return culprit is null ? message : $"--{culprit.Name}: {message}";
+        // A value the message quotes; else an axis value it mentions as a word (the axes are what differs between points).
+        var culprit = point.Options.LastOrDefault(o => o.Value.Items.Any(v => v.Length > 0 && message.Contains($"'{v}'", StringComparison.Ordinal)))
+            ?? point.Axes.LastOrDefault(o => o.Value.Items.Any(v => v.Length > 0 && System.Text.RegularExpressions.Regex.IsMatch(message, $@"(?<![\w.-]){System.Text.RegularExpressions.Regex.Escape(v)}(?![\w-])", System.Text.RegularExpressions.RegexOptions.IgnoreCase)));
+        return culprit is null ? message : $"--{culprit.Name} {culprit.Value.Display}: {message}";
     }
 
     /// <summary>Example shape and classes of the built-in data sets (known without reading a file); null for csv.</summary>
@@ -226,11 +228,14 @@ public sealed class SweepPlan
                     throw new ArgumentException($"sweep point '{id}': unknown option '{o.Name}': covshift train has no --{o.Name} (did you mean '{near}'? see covshift train --help).");
                 }
                 var flag = "--" + o.Name;
+                bool isFlag = option.ValueType == typeof(bool);
+                if (isFlag && o.Value.Kind is not (SweepValueKind.Flag or SweepValueKind.Null))
+                    throw new ArgumentException($"sweep point '{id}': --{o.Name} is a flag; expected true or false, got {o.Value.Display}.");
                 switch (o.Value.Kind)
                 {
                     case SweepValueKind.Null:
                         break;
-                    case SweepValueKind.Flag when option.ValueType == typeof(bool):
+                    case SweepValueKind.Flag when isFlag:
                         if (o.Value.Items[0] == "true") args.Add(flag);
                         break;
                     default:
