@@ -11,6 +11,8 @@
 #
 # COVSHIFT_DEMO_ARGS overrides the demo's arguments (default: the README's demo). COVSHIFT_DEBIAN_MIRROR overrides the
 # mirror (default: this machine's Debian mirror, else deb.debian.org).
+# Inside the root: resolv.conf and this machine's local CA certificates (/usr/local/share/ca-certificates) are copied
+# in so NuGet is reachable as it is here.
 # Changes to THIS machine: installs the debootstrap package if it is missing (said before it is done); creates the
 # root folder; all mounts are made in a private mount namespace and unmounted on exit.
 set -euo pipefail
@@ -96,7 +98,15 @@ mkdir -p "$root$dotnet_root"
 mount --bind "$dotnet_root" "$root$dotnet_root"; mounts+=("$root$dotnet_root")
 mount -o remount,bind,ro "$root$dotnet_root"
 ln -sf "$dotnet_root/dotnet" "$root/usr/local/bin/dotnet"
+mount -t devpts -o newinstance,ptmxmode=0666 devpts "$root/dev/pts"; mounts+=("$root/dev/pts")
 cp -L /etc/resolv.conf "$root/etc/resolv.conf"
+# Certificate authorities this machine added locally (e.g. for a TLS-inspecting proxy on the way to NuGet): the same
+# trust inside, so HTTPS to NuGet behaves as it does here.
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+  cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+  chroot "$root" update-ca-certificates >/dev/null 2>&1 || fail "update-ca-certificates failed inside the root"
+  say "copied this machine's local CA certificates into the root: $(cd /usr/local/share/ca-certificates && ls -- *.crt | tr '\n' ' ')"
+fi
 
 phase "fresh clone of $commit into /work/CovariateShift"
 mkdir -p "$root/work"
