@@ -5,6 +5,7 @@ using CovariateShift.Nn.Models;
 using CovariateShift.Reports;
 using CovariateShift.Reports.Html;
 using CovariateShift.Training.Data;
+using CovariateShift.Training.Runtime;
 using CovariateShift.Training.Training;
 using Serilog;
 using TorchSharp;
@@ -31,7 +32,9 @@ public static class ExperimentRunner
         ArgumentNullException.ThrowIfNull(settings);
         var clock = Stopwatch.StartNew();
         var key = (name ?? "").Trim().ToLowerInvariant();
-        Directory.CreateDirectory(settings.OutputDirectory);
+        // Before the first write: no symbolic link anywhere in an existing output directory, no foreign report.html.
+        if (Directory.Exists(settings.OutputDirectory)) RunDirectory.RefuseLinksInside(settings.OutputDirectory);
+        ReportWriter.CheckTargets(Path.Combine(settings.OutputDirectory, ReportWriter.DefaultFileName));
         var (table, figures, reportOptions, runDirs) = key switch
         {
             "bn-fig1" => BnFig1Experiment.Run(settings),
@@ -48,7 +51,7 @@ public static class ExperimentRunner
             .Append(table).Append('\n')
             .Append(string.Create(CultureInfo.InvariantCulture, $"Wall time {clock.Elapsed.TotalSeconds:F0} s. Runs: {string.Join(", ", runDirs.Select(Path.GetFileName))}.\n"))
             .ToString();
-        File.WriteAllText(Path.Combine(settings.OutputDirectory, ResultsFileName), text);
+        SafeFile.WriteAtomic(Path.Combine(settings.OutputDirectory, ResultsFileName), text);
         return new ExperimentResult(key, table, report.HtmlPath, all, clock.Elapsed);
     }
 
@@ -62,16 +65,17 @@ public static class ExperimentRunner
     /// </summary>
     internal static (string Directory, TrainResult Result) Train(ExperimentSettings s, string runName, ModelSpec spec, TrainerOptions options, ImageDataset train, ImageDataset test)
     {
+        Check(runName, spec, options, train);
         var dir = Path.Combine(s.OutputDirectory, runName);
         Directory.CreateDirectory(dir);
-        spec.Save(Path.Combine(dir, "model.json"));
+        SafeFile.WriteAtomic(Path.Combine(dir, "model.json"), spec.ToJson() + "\n");
         var log = s.LoggerFactory?.Invoke(dir);
         try
         {
             torch.manual_seed(s.Seed);
             using var model = ModelZoo.Create(spec);
             var result = new Trainer(options with { OutputDirectory = dir, Logger = log, Seed = s.Seed }).Train(model, train, test);
-            File.WriteAllText(Path.Combine(dir, "summary.json"), result.ToJson() + "\n");
+            SafeFile.WriteAtomic(Path.Combine(dir, "summary.json"), result.ToJson() + "\n");
             s.Out.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"{runName}: {result.Steps} steps in {result.WallTime.TotalSeconds:F1} s, test accuracy {result.TestAccuracy:F4}, train loss {result.FinalTrainLoss:F4}{(result.Diverged ? $", diverged at step {result.DivergedAtStep}" : "")}"));
             return (dir, result);
@@ -80,6 +84,38 @@ public static class ExperimentRunner
         {
             (log as IDisposable)?.Dispose();
         }
+    }
+
+    /// <summary>
+    /// Checks one planned run before anything is written: the trainer options, the batch size against the training
+    /// examples, and the model (size, and that it can be built: group counts, ...). Sweeps check every run first.
+    /// </summary>
+    /// <exception cref="ArgumentException">A setting cannot work; the message names the run and the value.</exception>
+    internal static void Check(string runName, ModelSpec spec, TrainerOptions options, ImageDataset train)
+    {
+        try
+        {
+            options.Validate();
+            if (options.LearningRate > float.MaxValue)
+                throw new ArgumentException(string.Create(CultureInfo.InvariantCulture, $"learning rate {options.LearningRate} does not fit a float32 (the optimizers compute in float32); expected at most {float.MaxValue:G3}."));
+            if (options.BatchSize > train.Count)
+                throw new ArgumentException($"batch size {options.BatchSize} is larger than the {train.Count} training examples; expected at most {train.Count} (or a larger --train-limit).");
+            ModelSpecResolver.CheckSize(spec);
+            using var probe = ModelZoo.Create(spec);
+        }
+        catch (ArgumentException e)
+        {
+            var message = e.Message;
+            if (e is ArgumentOutOfRangeException { ActualValue: { } actual }) message = message.Replace($"Actual value was {actual}.", "", StringComparison.Ordinal);
+            if (e.ParamName is { } param) message = message.Replace($" (Parameter '{param}')", "", StringComparison.Ordinal);
+            throw new ArgumentException($"Experiment run '{runName}': {message.Trim()}", e);
+        }
+    }
+
+    /// <summary>Checks every planned run (see <see cref="Check"/>) before the first one trains.</summary>
+    internal static void CheckAll(IEnumerable<(string Name, ModelSpec Spec, TrainerOptions Options)> runs, ImageDataset train)
+    {
+        foreach (var (name, spec, options) in runs) Check(name, spec, options, train);
     }
 
     /// <summary>Accuracy as a table cell: 4 decimals, or "diverged (step N)".</summary>

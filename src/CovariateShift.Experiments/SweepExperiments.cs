@@ -25,15 +25,14 @@ internal static class SweepExperiments
         var options = new TrainerOptions { Steps = steps, BatchSize = s.BatchSize ?? 128, Momentum = 0.9, RecordEvery = Math.Max(1, steps / 30), LogEvery = steps };
         var results = new Dictionary<(NormKind, double), TrainResult>();
         var dirs = new List<string>();
-        foreach (var norm in norms)
+        var plan = norms.SelectMany(norm => lrs.Select(lr => (Norm: norm, Lr: lr, Name: string.Create(CultureInfo.InvariantCulture, $"{norm.ToCliName()}-lr{lr}"),
+            Spec: ExperimentRunner.Mlp(depth, width, norm), Options: options with { LearningRate = lr }))).ToList();
+        ExperimentRunner.CheckAll(plan.Select(p => (p.Name, p.Spec, p.Options)), trainData);   // every run checked before the first writes
+        foreach (var p in plan)
         {
-            foreach (var lr in lrs)
-            {
-                var name = string.Create(CultureInfo.InvariantCulture, $"{norm.ToCliName()}-lr{lr}");
-                var (dir, r) = ExperimentRunner.Train(s, name, ExperimentRunner.Mlp(depth, width, norm), options with { LearningRate = lr }, trainData, testData);
-                results[(norm, lr)] = r;
-                dirs.Add(dir);
-            }
+            var (dir, r) = ExperimentRunner.Train(s, p.Name, p.Spec, p.Options, trainData, testData);
+            results[(p.Norm, p.Lr)] = r;
+            dirs.Add(dir);
         }
         var sb = new StringBuilder();
         sb.Append(string.Create(CultureInfo.InvariantCulture, $"Final test accuracy after {steps} steps ({depth}x{width} ReLU MLP, He init, batch {options.BatchSize}, SGD momentum 0.9, {s.Dataset}, {testData.Count} test images):\n\n"));
@@ -71,14 +70,13 @@ internal static class SweepExperiments
         var options = new TrainerOptions { Steps = steps, BatchSize = s.BatchSize ?? 128, LearningRate = lr, Momentum = 0.9, RecordEvery = Math.Max(1, steps / 30), LogEvery = steps };
         var results = new Dictionary<(NormKind, int), TrainResult>();
         var dirs = new List<string>();
-        foreach (var norm in norms)
+        var plan = norms.SelectMany(norm => depths.Select(d => (Norm: norm, Depth: d, Name: $"{norm.ToCliName()}-depth{d}", Spec: ExperimentRunner.Mlp(d, width, norm, WeightInit.Default)))).ToList();
+        ExperimentRunner.CheckAll(plan.Select(p => (p.Name, p.Spec, options)), trainData);   // every run checked before the first writes
+        foreach (var p in plan)
         {
-            foreach (var d in depths)
-            {
-                var (dir, r) = ExperimentRunner.Train(s, $"{norm.ToCliName()}-depth{d}", ExperimentRunner.Mlp(d, width, norm, WeightInit.Default), options, trainData, testData);
-                results[(norm, d)] = r;
-                dirs.Add(dir);
-            }
+            var (dir, r) = ExperimentRunner.Train(s, p.Name, p.Spec, options, trainData, testData);
+            results[(p.Norm, p.Depth)] = r;
+            dirs.Add(dir);
         }
         var sb = new StringBuilder();
         sb.Append(string.Create(CultureInfo.InvariantCulture, $"Final test accuracy after {steps} steps (ReLU MLP of width {width}, TorchSharp's default init (kaiming-uniform, a = sqrt 5: Var[w] = 1/(3n)), batch {options.BatchSize}, SGD lr {lr} momentum 0.9, {s.Dataset}, {testData.Count} test images):\n\n"));
@@ -109,17 +107,19 @@ internal static class SweepExperiments
         using var testData = test;
         var results = new Dictionary<(NormKind, int), TrainResult>();
         var dirs = new List<string>();
-        foreach (var norm in norms)
+        var plan = norms.SelectMany(norm => sizes.Select(b =>
         {
-            foreach (var b in sizes)
-            {
-                int steps = Math.Max(1, examples / b);
-                var spec = ModelSpecResolver.ZooDefault("cnn", [1, 28, 28], 10) with { Depth = 4, Width = width, Norm = norm, Groups = norm == NormKind.Group ? 4 : null };
-                var options = new TrainerOptions { Steps = steps, BatchSize = b, LearningRate = lr, Momentum = 0.9, RecordEvery = Math.Max(1, steps / 40), LogEvery = steps };
-                var (dir, r) = ExperimentRunner.Train(s, $"{norm.ToCliName()}-batch{b}", spec, options, trainData, testData);
-                results[(norm, b)] = r;
-                dirs.Add(dir);
-            }
+            int steps = Math.Max(1, examples / b);
+            var spec = ModelSpecResolver.ZooDefault("cnn", [1, 28, 28], 10) with { Depth = 4, Width = width, Norm = norm, Groups = norm == NormKind.Group ? 4 : null };
+            var options = new TrainerOptions { Steps = steps, BatchSize = b, LearningRate = lr, Momentum = 0.9, RecordEvery = Math.Max(1, steps / 40), LogEvery = steps };
+            return (Norm: norm, Batch: b, Name: $"{norm.ToCliName()}-batch{b}", Spec: spec, Options: options);
+        })).ToList();
+        ExperimentRunner.CheckAll(plan.Select(p => (p.Name, p.Spec, p.Options)), trainData);   // every run checked before the first writes
+        foreach (var p in plan)
+        {
+            var (dir, r) = ExperimentRunner.Train(s, p.Name, p.Spec, p.Options, trainData, testData);
+            results[(p.Norm, p.Batch)] = r;
+            dirs.Add(dir);
         }
         var sb = new StringBuilder();
         sb.Append(string.Create(CultureInfo.InvariantCulture, $"Final test accuracy after {examples} training examples at every batch size (4-layer CNN of base width {width}, group norm with 4 groups, SGD lr {lr} momentum 0.9, {s.Dataset}, {testData.Count} test images; batch norm evaluates with its running statistics):\n\n"));

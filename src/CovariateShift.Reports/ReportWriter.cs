@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using CovariateShift.Files;
 using CovariateShift.Reports.Data;
 using CovariateShift.Reports.Figures;
 using CovariateShift.Reports.Html;
@@ -31,6 +32,7 @@ public static class ReportWriter
     /// </summary>
     /// <exception cref="DirectoryNotFoundException">A run directory does not exist.</exception>
     /// <exception cref="ArgumentException">No run directory, or an unknown statistic.</exception>
+    /// <exception cref="IOException">A target is a symbolic link or holds a file that is not our report (see <see cref="CheckTargets"/>); nothing was written.</exception>
     public static ReportResult Write(IReadOnlyList<string> runDirectories, string htmlPath, ReportOptions? options = null, bool figures = true, string figureStatistic = "std")
     {
         ArgumentNullException.ThrowIfNull(runDirectories);
@@ -43,8 +45,9 @@ public static class ReportWriter
         var html = HtmlReport.Render(runs, o);
         var full = Path.GetFullPath(htmlPath);
         var dir = Path.GetDirectoryName(full)!;
+        CheckTargets(full, figures);
         Directory.CreateDirectory(dir);
-        File.WriteAllText(full, html);
+        OutputFile.Write(full, html);
         var htmlTime = clock.Elapsed;
         var written = new List<string>();
         if (figures)
@@ -55,5 +58,34 @@ public static class ReportWriter
             if (layer is not null && PngFigures.Percentiles(runs, layer, $"{stem}-percentiles.png")) written.Add($"{stem}-percentiles.png");
         }
         return new ReportResult(full, written, runs, new FileInfo(full).Length, clock.Elapsed, loadTime, htmlTime);
+    }
+
+    /// <summary>Whether <paramref name="path"/> is an HTML report this writer wrote (so that writing it again replaces only our own file).</summary>
+    public static bool IsReport(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        if (!File.Exists(path)) return false;
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        var head = new byte[64 * 1024];
+        int n = stream.ReadAtLeast(head, head.Length, throwOnEndOfStream: false);
+        var text = System.Text.Encoding.UTF8.GetString(head, 0, n);
+        return text.StartsWith("<!DOCTYPE html>", StringComparison.Ordinal) && text.Contains(HtmlReport.GeneratorMark, StringComparison.Ordinal);
+    }
+
+    /// <summary>
+    /// Before anything is written: refuses a symbolic link at the HTML path or at a figure path beside it
+    /// (<c>STEM-*.png</c>), and an existing HTML file that is not one of our reports (it would be replaced).
+    /// </summary>
+    /// <exception cref="IOException">A target is a symbolic link, or the HTML path holds another file; the message names it.</exception>
+    public static void CheckTargets(string htmlPath, bool figures = true)
+    {
+        ArgumentNullException.ThrowIfNull(htmlPath);
+        var full = Path.GetFullPath(htmlPath);
+        OutputFile.RefuseSymlink(full);
+        if (File.Exists(full) && !IsReport(full))
+            throw new IOException($"'{full}' exists and is not a covshift report; covshift replaces only its own reports. Move it away or choose another --out.");
+        var dir = Path.GetDirectoryName(full)!;
+        if (!figures || !Directory.Exists(dir)) return;
+        foreach (var png in Directory.EnumerateFileSystemEntries(dir, $"{Path.GetFileNameWithoutExtension(full)}-*.png")) OutputFile.RefuseSymlink(png);
     }
 }

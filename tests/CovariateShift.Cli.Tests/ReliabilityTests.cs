@@ -266,4 +266,64 @@ public sealed class ReliabilityTests : IDisposable
         Assert.DoesNotContain("in use by another", stderr, StringComparison.Ordinal);
         Assert.Empty(Directory.GetFileSystemEntries(ro));
     }
+
+    // 2. report --out never writes through a planted link and replaces only its own reports.
+    [Fact]
+    public void Report_refuses_planted_links_and_files_it_did_not_write()
+    {
+        var run = Path.Combine(_dir, "run");
+        var (code, _, error) = Run([.. Tiny, "--steps", "6", "--out", run]);
+        Assert.True(code == 0, error);
+        var victim = Path.Combine(_dir, "victim.txt");
+        File.WriteAllText(victim, "keep me");
+
+        var link = Path.Combine(_dir, "link.html");
+        File.CreateSymbolicLink(link, victim);
+        AssertUserError(Run("report", run, "--out", link), $"'{link}' is a symbolic link (to '{victim}')");
+
+        var figures = Directory.CreateDirectory(Path.Combine(_dir, "figures")).FullName;
+        var percentiles = Path.Combine(figures, "r-percentiles.png");
+        File.CreateSymbolicLink(percentiles, victim);
+        AssertUserError(Run("report", run, "--out", Path.Combine(figures, "r.html")), $"'{percentiles}' is a symbolic link (to '{victim}')");
+        Assert.False(File.Exists(Path.Combine(figures, "r.html")));
+
+        var notes = Path.Combine(_dir, "notes.html");
+        File.WriteAllText(notes, "<p>my notes</p>");
+        AssertUserError(Run("report", run, "--out", notes), $"'{notes}' exists and is not a covshift report");
+        Assert.Equal("<p>my notes</p>", File.ReadAllText(notes));
+        Assert.Equal("keep me", File.ReadAllText(victim));
+
+        // Its own report is replaced: written twice, the second time over the first.
+        var report = Path.Combine(_dir, "out", "report.html");
+        (code, _, error) = Run("report", run, "--out", report, "--no-figures");
+        Assert.True(code == 0, error);
+        Assert.True(CovariateShift.Reports.ReportWriter.IsReport(report));
+        File.SetLastWriteTimeUtc(report, new DateTime(2000, 1, 1, 0, 0, 0, DateTimeKind.Utc));
+        (code, _, error) = Run("report", run, "--out", report, "--no-figures");
+        Assert.True(code == 0, error);
+        Assert.True(File.GetLastWriteTimeUtc(report).Year > 2000);
+    }
+
+    // 2., 8. and 9. experiment: every value checked before the first write; no write through a planted link.
+    [Theory]
+    [InlineData("lr-sweep", "--lrs 0.1 -1", "--lrs must be in (0, 3.4E+38]; got -1.")]
+    [InlineData("lr-sweep", "--lrs 1e300", "--lrs must be in (0, 3.4E+38]; got 1e300.")]
+    [InlineData("depth-sweep", "--depths 4 0", "--depths must be at least 1; got 0.")]
+    [InlineData("batch-sweep", "--batch-sizes 8 100000", "Experiment run 'batch-batch100000': batch size 100000 is larger than the 200 training examples")]
+    [InlineData("lr-sweep", "--lrs 0.01 --depth 2 --width 8 --norms batch", "results.md' in the run directory is a symbolic link")]
+    public void Experiment_settings_are_checked_before_anything_is_written(string experiment, string flags, string expected)
+    {
+        var outDir = Path.Combine(_dir, "experiment");
+        var victim = Path.Combine(_dir, "victim.txt");
+        File.WriteAllText(victim, "keep me");
+        if (expected.Contains("results.md", StringComparison.Ordinal))
+        {
+            Directory.CreateDirectory(outDir);
+            File.CreateSymbolicLink(Path.Combine(outDir, "results.md"), victim);
+        }
+        var before = Directory.Exists(outDir) ? Directory.GetFileSystemEntries(outDir).Length : -1;
+        AssertUserError(Run(["experiment", experiment, .. flags.Split(' '), "--steps", "2", "--train-limit", "200", "--test-limit", "100", "--out", outDir]), expected);
+        Assert.Equal(before, Directory.Exists(outDir) ? Directory.GetFileSystemEntries(outDir).Length : -1);
+        Assert.Equal("keep me", File.ReadAllText(victim));
+    }
 }

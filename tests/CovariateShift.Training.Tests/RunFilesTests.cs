@@ -129,6 +129,10 @@ public sealed class RunFilesTests : IDisposable
         Assert.Contains("is not empty", Assert.Throws<IOException>(() => RunDirectory.Open(dir, RunDirectoryMode.New)).Message);
         Assert.Contains("not a covshift run directory", Assert.Throws<IOException>(() => RunDirectory.Open(dir, RunDirectoryMode.Overwrite)).Message);
         File.WriteAllText(Path.Combine(dir, RunConfig.FileName), "{}");
+        // --overwrite deletes only what a run writes: x.txt is named and kept.
+        Assert.Contains("'x.txt' was not written by a covshift run", Assert.Throws<IOException>(() => RunDirectory.Open(dir, RunDirectoryMode.Overwrite)).Message);
+        Assert.Equal("x", File.ReadAllText(Path.Combine(dir, "x.txt")));
+        File.Delete(Path.Combine(dir, "x.txt"));
         using (RunDirectory.Open(dir, RunDirectoryMode.Overwrite))
         {
             Assert.DoesNotContain(Directory.GetFiles(dir), f => !RunLock.IsLockFile(Path.GetFileName(f)));

@@ -30,9 +30,28 @@ public static class CliNumbers
     public static Option<double?> OptionalFloat(string name, string description, double min, bool minExclusive, double max, bool maxExclusive = false) =>
         new(name) { Description = description, CustomParser = r => ParseFloat(r, name, min, minExclusive, max, maxExclusive) };
 
-    private static int? ParseInt(ArgumentResult r, string name, int min)
+    /// <summary>A list option of whole numbers, each at least <paramref name="min"/> (several per token allowed).</summary>
+    public static Option<int[]> WholeNumberList(string name, string description, int min) =>
+        new(name)
+        {
+            Description = description,
+            AllowMultipleArgumentsPerToken = true,
+            CustomParser = r => r.Tokens.Select(t => ParseInt(r, name, min, t.Value)).TakeWhile(v => v is not null).Select(v => v!.Value).ToArray(),
+        };
+
+    /// <summary>A list option of float32-range numbers, each in [min, max] (min exclusive when <paramref name="minExclusive"/>).</summary>
+    public static Option<double[]> NumberList(string name, string description, double min, bool minExclusive, double max) =>
+        new(name)
+        {
+            Description = description,
+            AllowMultipleArgumentsPerToken = true,
+            CustomParser = r => r.Tokens.Select(t => ParseFloat(r, name, min, minExclusive, max, false, t.Value)).TakeWhile(v => v is not null).Select(v => v!.Value).ToArray(),
+        };
+
+    private static int? ParseInt(ArgumentResult r, string name, int min) => ParseInt(r, name, min, r.Tokens.Count > 0 ? r.Tokens[^1].Value : "");
+
+    private static int? ParseInt(ArgumentResult r, string name, int min, string text)
     {
-        var text = r.Tokens.Count > 0 ? r.Tokens[^1].Value : "";
         if (!int.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var v))
         {
             r.AddError(IsInteger(text)
@@ -48,9 +67,11 @@ public static class CliNumbers
         return v;
     }
 
-    private static double? ParseFloat(ArgumentResult r, string name, double min, bool minExclusive, double max, bool maxExclusive)
+    private static double? ParseFloat(ArgumentResult r, string name, double min, bool minExclusive, double max, bool maxExclusive) =>
+        ParseFloat(r, name, min, minExclusive, max, maxExclusive, r.Tokens.Count > 0 ? r.Tokens[^1].Value : "");
+
+    private static double? ParseFloat(ArgumentResult r, string name, double min, bool minExclusive, double max, bool maxExclusive, string text)
     {
-        var text = r.Tokens.Count > 0 ? r.Tokens[^1].Value : "";
         if (!double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) || double.IsNaN(v))
         {
             r.AddError($"{name} '{text}' is not a number; expected a decimal number with '.' as the decimal point (e.g. 0.01 or 1e-3).");

@@ -20,17 +20,17 @@ internal static class ExperimentCommand
         var output = new Option<string?>("--out") { Description = "Output directory. Default: runs/experiments/NAME." };
         var dataset = new Option<string>("--dataset") { Description = "fashion-mnist or mnist (mnist needs --data-dir).", DefaultValueFactory = _ => "fashion-mnist" };
         var dataDir = new Option<string?>("--data-dir") { Description = $"Directory of the MNIST-format files. Default: ${MnistFormat.FashionMnistVariable} or {MnistFormat.DefaultFashionMnistDirectory}." };
-        var steps = new Option<int?>("--steps") { Description = "Steps per run (bn-fig1 default 5000, paper 50000; sweeps 300; ics 600; batch-sweep: examples / 128, default 50)." };
-        var lr = new Option<double?>("--lr") { Description = "Learning rate (not for lr-sweep)." };
-        var batch = new Option<int?>("--batch-size") { Description = "Batch size (not for batch-sweep)." };
+        var steps = CliNumbers.OptionalInt("--steps", "Steps per run (bn-fig1 default 5000, paper 50000; sweeps 300; ics 600; batch-sweep: examples / 128, default 50).", 1);
+        var lr = CliNumbers.OptionalFloat("--lr", "Learning rate (not for lr-sweep).", 0, true, float.MaxValue);
+        var batch = CliNumbers.OptionalInt("--batch-size", "Batch size (not for batch-sweep).", 1);
         var norms = new Option<string[]>("--norms") { Description = "Normalizations to compare (default per experiment).", AllowMultipleArgumentsPerToken = true };
-        var lrs = new Option<double[]>("--lrs") { Description = "lr-sweep grid (default 0.001 0.003 0.01 0.03 0.1 0.3 1 3).", AllowMultipleArgumentsPerToken = true };
-        var depths = new Option<int[]>("--depths") { Description = "depth-sweep depths (default 2 4 8 16 32).", AllowMultipleArgumentsPerToken = true };
-        var sizes = new Option<int[]>("--batch-sizes") { Description = "batch-sweep batch sizes (default 2 4 8 16 32 64 128).", AllowMultipleArgumentsPerToken = true };
-        var depth = new Option<int?>("--depth") { Description = "MLP hidden layers (lr-sweep 10, ics 6)." };
-        var width = new Option<int?>("--width") { Description = "MLP width (128) or CNN base width (batch-sweep 8)." };
-        var trainLimit = new Option<int?>("--train-limit") { Description = "Use only the first N training images." };
-        var testLimit = new Option<int?>("--test-limit") { Description = "Evaluate on only the first N test images." };
+        var lrs = CliNumbers.NumberList("--lrs", "lr-sweep grid (default 0.001 0.003 0.01 0.03 0.1 0.3 1 3).", 0, true, float.MaxValue);
+        var depths = CliNumbers.WholeNumberList("--depths", "depth-sweep depths (default 2 4 8 16 32).", 1);
+        var sizes = CliNumbers.WholeNumberList("--batch-sizes", "batch-sweep batch sizes (default 2 4 8 16 32 64 128).", 1);
+        var depth = CliNumbers.OptionalInt("--depth", "MLP hidden layers (lr-sweep 10, ics 6).", 1);
+        var width = CliNumbers.OptionalInt("--width", "MLP width (128) or CNN base width (batch-sweep 8).", 1);
+        var trainLimit = CliNumbers.OptionalInt("--train-limit", "Use only the first N training images.", 1);
+        var testLimit = CliNumbers.OptionalInt("--test-limit", "Evaluate on only the first N test images.", 1);
         var seed = new Option<int>("--seed") { Description = "Seed of every run.", DefaultValueFactory = _ => 0 };
         var cmd = new Command("experiment", "Run a classic normalization experiment (bn-fig1, lr-sweep, depth-sweep, batch-sweep, ics); writes runs, report.html, figures and results.md.")
         {

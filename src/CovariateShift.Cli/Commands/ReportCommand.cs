@@ -7,7 +7,8 @@ namespace CovariateShift.Cli.Commands;
 /// <summary>
 /// <c>covshift report RUN_DIR... [--out FILE.html]</c>: one self-contained HTML report (and PNG figures beside it) of any
 /// set of run directories. A path that does not exist is an error; a directory with missing, empty or half-written
-/// files is rendered with what is there, and the page says what was skipped.
+/// files is rendered with what is there, and the page says what was skipped. Nothing is written through a symbolic link,
+/// and an existing file at --out is replaced only when it is a covshift report.
 /// </summary>
 internal static class ReportCommand
 {
@@ -32,6 +33,7 @@ internal static class ReportCommand
             Reports.Data.Statistic.Find(parse.GetValue(stat)!);
             var outPath = parse.GetValue(output) ?? Path.Combine(Path.GetDirectoryName(Path.GetFullPath(dirs[0]).TrimEnd(Path.DirectorySeparatorChar)) ?? ".", ReportWriter.DefaultFileName);
             if (Directory.Exists(outPath)) throw new ArgumentException($"--out '{outPath}' is a directory; expected an .html file path.");
+            ReportWriter.CheckTargets(outPath, figures: !parse.GetValue(noFigures));   // a link, or a file that is not our report: refused before reading the runs
             var result = ReportWriter.Write(dirs, outPath, figures: !parse.GetValue(noFigures), figureStatistic: parse.GetValue(stat)!);
             Print(result);
             return 0;

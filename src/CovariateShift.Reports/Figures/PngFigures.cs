@@ -1,4 +1,5 @@
 using System.Globalization;
+using CovariateShift.Files;
 using CovariateShift.Reports.Data;
 using ScottPlot;
 
@@ -76,7 +77,7 @@ public static class PngFigures
             plt.Title($"{r.Name}: {stat.Label}");
             plt.XLabel("training step");
             var path = $"{pathPrefix}-{Safe(r.Name)}.png";
-            plt.SavePng(path, 900, Math.Clamp(120 + rows * 22, 300, 1000));
+            Save(plt, path, 900, Math.Clamp(120 + rows * 22, 300, 1000));
             written.Add(path);
         }
         return written;
@@ -120,7 +121,7 @@ public static class PngFigures
         plt.Title(title);
         plt.XLabel("training step");
         plt.YLabel("activation value");
-        plt.SavePng(path, 900, 450);
+        Save(plt, path, 900, 450);
         return true;
     }
 
@@ -148,7 +149,7 @@ public static class PngFigures
         plt.Title(title);
         plt.XLabel(xLabel);
         plt.YLabel(yLabel);
-        plt.SavePng(path, 900, 450);
+        Save(plt, path, 900, 450);
     }
 
     private static double Quantile(List<double> sorted, double p)
@@ -156,6 +157,13 @@ public static class PngFigures
         double x = p * (sorted.Count - 1);
         int i = (int)Math.Floor(x);
         return i + 1 < sorted.Count ? sorted[i] + (sorted[i + 1] - sorted[i]) * (x - i) : sorted[i];
+    }
+
+    /// <summary>Renders <paramref name="plt"/> as PNG and writes it atomically, never through a symbolic link at <paramref name="path"/>.</summary>
+    private static void Save(Plot plt, string path, int width, int height)
+    {
+        using var image = plt.GetImage(width, height);
+        OutputFile.Write(path, image.GetImageBytes(ImageFormat.Png, 100));
     }
 
     /// <summary>A file-name-safe form of a run name.</summary>

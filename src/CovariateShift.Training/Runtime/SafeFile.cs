@@ -1,11 +1,12 @@
-using System.Text;
+using CovariateShift.Files;
 
 namespace CovariateShift.Training.Runtime;
 
 /// <summary>
 /// File writes that a crash, a kill or a full disk cannot leave half-done: whole files go to a temporary file in the
 /// same directory and are renamed over the target (<see cref="WriteAtomic(string, Action{Stream})"/>); outputs are
-/// never written through a symbolic link.
+/// never written through a symbolic link. The run directory's name for the core library's <see cref="OutputFile"/>
+/// (one implementation for runs, reports and experiments).
 /// </summary>
 public static class SafeFile
 {
@@ -15,63 +16,15 @@ public static class SafeFile
     /// part. A failure removes the temporary file and leaves the old file as it was.
     /// </summary>
     /// <exception cref="IOException">The file cannot be written (the message names it), or <paramref name="path"/> is a symbolic link.</exception>
-    public static void WriteAtomic(string path, Action<Stream> write)
-    {
-        ArgumentNullException.ThrowIfNull(path);
-        ArgumentNullException.ThrowIfNull(write);
-        var full = Path.GetFullPath(path);
-        RefuseSymlink(full);
-        var dir = Path.GetDirectoryName(full)!;
-        var temp = Path.Combine(dir, $".{Path.GetFileName(full)}.tmp-{Environment.ProcessId}");
-        try
-        {
-            using (var stream = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None))
-            {
-                write(stream);
-                stream.Flush(flushToDisk: true);
-            }
-            File.Move(temp, full, overwrite: true);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            TryDelete(temp);
-            throw new IOException($"Cannot write '{full}': {e.Message}", e);
-        }
-        catch
-        {
-            TryDelete(temp);
-            throw;
-        }
-    }
+    public static void WriteAtomic(string path, Action<Stream> write) => OutputFile.Write(path, write);
 
     /// <summary>Writes <paramref name="text"/> (UTF-8) to <paramref name="path"/> atomically (see <see cref="WriteAtomic(string, Action{Stream})"/>).</summary>
     /// <exception cref="IOException">The file cannot be written; the message names it.</exception>
-    public static void WriteAtomic(string path, string text)
-    {
-        ArgumentNullException.ThrowIfNull(text);
-        var bytes = Encoding.UTF8.GetBytes(text);
-        WriteAtomic(path, s => s.Write(bytes));
-    }
+    public static void WriteAtomic(string path, string text) => OutputFile.Write(path, text);
 
     /// <summary>Throws when <paramref name="path"/> exists as a symbolic link (outputs are never written through one).</summary>
     /// <exception cref="IOException"><paramref name="path"/> is a symbolic link; the message names it and its target.</exception>
-    public static void RefuseSymlink(string path)
-    {
-        ArgumentNullException.ThrowIfNull(path);
-        var info = new FileInfo(path);
-        if (info.LinkTarget is { } target)
-            throw new IOException($"'{path}' is a symbolic link (to '{target}'); covshift does not write through symbolic links. Remove it or choose another --out.");
-    }
+    public static void RefuseSymlink(string path) => OutputFile.RefuseSymlink(path);
 
-    internal static void TryDelete(string path)
-    {
-        try
-        {
-            File.Delete(path);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            // Best effort: the temporary file is hidden and replaced by the next write.
-        }
-    }
+    internal static void TryDelete(string path) => OutputFile.TryDelete(path);
 }
