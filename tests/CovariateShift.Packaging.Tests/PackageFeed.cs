@@ -20,11 +20,10 @@ public sealed class PackageFeed : IDisposable
         var stamp = DateTime.UtcNow.ToString("yyyyMMddHHmmss", CultureInfo.InvariantCulture);
         var repo = TestPaths.RepositoryRoot;
         var filter = Path.Combine(Root, "packages.slnf");
+        // Every project under src/ is a package (the CLI is the tool).
+        var projects = string.Join(", ", SourceProjects().Select(p => $"\"src/{p}/{p}.csproj\""));
         File.WriteAllText(filter, $$"""
-            { "solution": { "path": "{{Path.Combine(repo, "CovariateShift.sln")}}", "projects": [
-              "src/CovariateShift/CovariateShift.csproj", "src/CovariateShift.Nn/CovariateShift.Nn.csproj",
-              "src/CovariateShift.Training/CovariateShift.Training.csproj", "src/CovariateShift.Reports/CovariateShift.Reports.csproj",
-              "src/CovariateShift.Cli/CovariateShift.Cli.csproj" ] } }
+            { "solution": { "path": "{{Path.Combine(repo, "CovariateShift.sln")}}", "projects": [ {{projects}} ] } }
             """);
         var started = DateTime.UtcNow;
         ProcessRunner.Dotnet(
@@ -36,6 +35,15 @@ public sealed class PackageFeed : IDisposable
         var locals = ProcessRunner.Dotnet("nuget locals global-packages --list", Root, TimeSpan.FromMinutes(1));
         MachinePackages = locals.Split(':', 2)[1].Trim();
     }
+
+    /// <summary>The project names under src/ (one folder and one .csproj of the same name each).</summary>
+    public static IReadOnlyList<string> SourceProjects() =>
+        Directory.GetDirectories(Path.Combine(TestPaths.RepositoryRoot, "src"))
+            .Select(Path.GetFileName)
+            .Where(n => File.Exists(Path.Combine(TestPaths.RepositoryRoot, "src", n!, n + ".csproj")))
+            .Select(n => n!)
+            .Order(StringComparer.Ordinal)
+            .ToList();
 
     /// <summary>The temporary folder of this run (feed, build, consumers).</summary>
     public string Root { get; }
