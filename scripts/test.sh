@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the tests of the solution on a fresh machine: bootstrap (libstdc++ fix on Debian 12, Fashion-MNIST), then
+# Runs the tests of the solution on a fresh machine: bootstrap (checks, Fashion-MNIST, chromium), then
 # `dotnet test` on CovariateShift.sln with the CPU backend. Exits with dotnet test's exit code.
 #
 #   scripts/test.sh            every test (what CI runs)
