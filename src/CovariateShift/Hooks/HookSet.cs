@@ -11,8 +11,9 @@ namespace CovariateShift.Hooks;
 /// that threw can be told apart: when a new forward of the root begins while the previous one never returned,
 /// <c>onAbandonedForward</c> runs first.
 /// <para>
-/// It also owns the module wrappers (<see cref="WrapperSet"/>): installed at construction into every field through which a
-/// parent reaches a hooked layer, armed and disarmed with the hooks, removed (originals put back) on <see cref="Dispose"/>.
+/// It also owns the module wrappers (<see cref="WrapperSet"/>): prepared at construction for every field through which a
+/// parent reaches a hooked layer, put into those fields when the hooks are armed and taken out (originals put back) when
+/// they are disarmed, so an unrecorded step runs the model exactly as without a monitor.
 /// A wrapper hands (layer, output) to the same callback when the layer is called with <c>forward()</c>; called with
 /// <c>call()</c> it runs the layer's <c>call()</c>, whose hook does it. The callback sees a layer once per call whichever
 /// way it was reached.
