@@ -79,7 +79,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         _sinks = new SinkFanOut(sinks, _log ?? Serilog.Log.Logger.ForContext(Serilog.Core.Constants.SourceContextPropertyName, LogSourceContext), options.StrictSinks);
         _engine = CreateEngine(options);
         _builder = new RecordBuilder(layers.Select(l => l.Descriptor), options);
-        _hooks = new HookSet(model, layers, OnLayerOutput, _engine.DiscardActivations);
+        _hooks = new HookSet(model, layers, OnLayerOutput, _engine.DiscardActivations, OnBeforeInPlace);
         SkippedLayers = skipped;
         _ics = options.GradientIcs is { } ics ? new Probes.GradientIcsProbe(model, ics) : null;
         Layers = layers.Select(l => l.Name).ToList().AsReadOnly();
@@ -209,6 +209,21 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         try
         {
             _engine.CaptureActivation(layer, output);
+        }
+        finally
+        {
+            _meter.Exit();
+        }
+    }
+
+    /// <summary>An in-place module is about to overwrite <paramref name="input"/> (recorded steps, training mode).</summary>
+    private void OnBeforeInPlace(Tensor input)
+    {
+        if (_disposed || !_model.training || !IsRecordingStep) return;
+        _meter.Enter();
+        try
+        {
+            _engine.BeforeInPlace(input);
         }
         finally
         {

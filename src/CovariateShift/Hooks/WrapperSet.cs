@@ -3,8 +3,9 @@ using static TorchSharp.torch;
 
 namespace CovariateShift.Hooks;
 
-/// <summary>A layer to wrap: its dotted name (for messages), the module, and where its outputs go.</summary>
-internal readonly record struct WrapRequest(string Name, nn.Module<Tensor, Tensor> Module, Action<Tensor> OnOutput);
+/// <summary>A layer to wrap: its dotted name (for messages), the module, where its outputs go, and (an in-place module)
+/// where its input goes before it is overwritten.</summary>
+internal readonly record struct WrapRequest(string Name, nn.Module<Tensor, Tensor> Module, Action<Tensor> OnOutput, Action<Tensor>? OnInput = null);
 
 /// <summary>A layer that a slot holds but that could not be wrapped there: its name and the whole explanation.</summary>
 internal sealed record WrapFallback(string Layer, string Message);
@@ -73,7 +74,7 @@ internal sealed class WrapperSet : IDisposable
                 // One wrapper per slot: what each slot holds when armed (the layer, or another monitor's wrapper of it)
                 // becomes that wrapper's inner module.
                 foreach (var slot in usable)
-                    set._slots.Add((slot, request.Module, new RecordingWrapper(request.Module, request.OnOutput)));
+                    set._slots.Add((slot, request.Module, new RecordingWrapper(request.Module, request.OnOutput, request.OnInput)));
             }
             return set;
         }
