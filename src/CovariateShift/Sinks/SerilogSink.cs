@@ -55,10 +55,21 @@ public sealed class SerilogSink : IStepSink
         foreach (var a in record.Anomalies)
         {
             now.Add((a.Layer, a.Kind));
-            if (!_active.Contains((a.Layer, a.Kind)))
+            if (a.Forecast is { } f)
+                ForecastWarning(f);
+            else if (!_active.Contains((a.Layer, a.Kind)))
                 _log.Warning("{Layer}: {Kind} ({Value}) at step {Step}. {Hint}", a.Layer, a.Kind, a.Value, a.Step, a.Hint);
         }
         _active = now;
+    }
+
+    /// <summary>A forecast warning (the anomaly is on the episode's first record only), with its own named properties.</summary>
+    private void ForecastWarning(Forecast.DivergenceForecast f)
+    {
+        var top = f.Signals.Count > 0 ? f.Signals[0] : null;
+        _log.ForContext(nameof(AnomalyKind), AnomalyKind.DivergenceAhead).Warning(Forecast.ForecastAnomaly.WarningTemplate,
+            f.Step, f.Horizon, f.Score, top?.Statistic, f.Layer, top?.Growth,
+            f.Signals.Select(s => new Dictionary<string, object> { ["Layer"] = s.Layer, ["Statistic"] = s.Statistic, ["Growth"] = s.Growth }).ToList());
     }
 
     private void LayerEvent(LayerRecord r)
