@@ -57,7 +57,11 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     private readonly RecordBuilder _builder;
     private readonly SinkFanOut _sinks;
     private readonly List<IObserver<StepRecord>> _observers = [];
-    private readonly Queue<PendingCapture> _pending = new();
+    private readonly Queue<(PendingCapture Capture, WindowTiming Timing)> _pending = new();
+    private readonly OverheadMeter _meter;
+    private readonly RecordingInterval _interval;
+    private long _windowEndStep = -1;
+    private long? _lastRecordStep;
     private readonly ILogger? _log;
     private readonly Probes.GradientIcsProbe? _ics;
     private readonly Forecast.DivergenceForecaster? _forecaster;
@@ -70,11 +74,13 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         _options = options;
         _layers = layers;
         _layersWithParameters = [.. layers.Where(l => l.HasParameters)];
+        _meter = options.Clock is { } clock ? new OverheadMeter(clock.Now, clock.Frequency) : new OverheadMeter();
+        _interval = new RecordingInterval(options.RecordEvery, options.MaxRecordEvery ?? (int)Math.Min(int.MaxValue, options.RecordEvery * 1024L), options.OverheadBudget);
         _log = options.Logger?.ForContext(Serilog.Core.Constants.SourceContextPropertyName, LogSourceContext);
         _sinks = new SinkFanOut(sinks, _log ?? Serilog.Log.Logger.ForContext(Serilog.Core.Constants.SourceContextPropertyName, LogSourceContext), options.StrictSinks);
         _engine = CreateEngine(options);
         _builder = new RecordBuilder(layers.Select(l => l.Descriptor), options);
-        _hooks = new HookSet(model, layers, OnLayerOutput, _engine.DiscardActivations);
+        _hooks = new HookSet(model, layers, OnLayerOutput, _engine.DiscardActivations, OnBeforeInPlace);
         SkippedLayers = skipped;
         _ics = options.GradientIcs is { } ics ? new Probes.GradientIcsProbe(model, ics) : null;
         _forecaster = options.Forecast is { } forecast ? new Forecast.DivergenceForecaster(forecast) : null;
@@ -89,8 +95,9 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
 
     /// <summary>
     /// Attaches a monitor to <paramref name="model"/>: a forward hook on every leaf layer that passes the filters of
-    /// <paramref name="options"/>, and a recording wrapper in every field (or ModuleList/ModuleDict element) through
-    /// which a parent reaches such a layer, so that layers called with <c>forward()</c> are recorded too. The model's
+    /// <paramref name="options"/>, and, on recorded steps, a recording wrapper in every field (or ModuleList/ModuleDict element)
+    /// through which a parent reaches such a layer, so that layers called with <c>forward()</c> are recorded too (on other
+    /// steps the fields hold the original modules and the model runs as without a monitor). The model's
     /// registration (state_dict, parameters, named_modules) is not changed. Dispose the monitor to remove the hooks and
     /// put every original module back into its field.
     /// </summary>
@@ -171,8 +178,16 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     /// <summary>Index of the current training step (0-based; advanced by <see cref="Step"/>).</summary>
     public long CurrentStep { get; private set; }
 
-    /// <summary>Whether the current step is recorded (every <see cref="MonitorOptions.RecordEvery"/>-th step, starting at step 0).</summary>
-    public bool IsRecordingStep => CurrentStep % _options.RecordEvery == 0;
+    /// <summary>Whether the current step is recorded (every <see cref="CurrentRecordEvery"/>-th step, starting at step 0).</summary>
+    public bool IsRecordingStep => _interval.IsRecorded(CurrentStep);
+
+    /// <summary>The recording interval in use: <see cref="MonitorOptions.RecordEvery"/>, or with
+    /// <see cref="MonitorOptions.OverheadBudget"/> the power-of-two multiple of it that the budget chose last.</summary>
+    public int CurrentRecordEvery => _interval.Current;
+
+    /// <summary>The monitor's own wall time on the training thread since attach (hooks and wrappers, RecordGradients,
+    /// Step, records and sinks; see <see cref="StepRecord.MonitorMs"/> for what it covers).</summary>
+    public TimeSpan MonitorTime => TimeSpan.FromSeconds((double)_meter.TotalMonitorTicks / _meter.Frequency);
 
     /// <summary>The most recent record, or null before the first recorded step.</summary>
     public StepRecord? LastRecord { get; private set; }
@@ -193,7 +208,30 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         // Training mode is the model's, not the layer's: a frozen (eval-mode) layer inside a training model is still part
         // of the training step, and a layer switched to training during an evaluation pass (MC dropout) is not.
         if (_disposed || !_model.training || !IsRecordingStep) return;
-        _engine.CaptureActivation(layer, output);
+        _meter.Enter();
+        try
+        {
+            _engine.CaptureActivation(layer, output);
+        }
+        finally
+        {
+            _meter.Exit();
+        }
+    }
+
+    /// <summary>An in-place module is about to overwrite <paramref name="input"/> (recorded steps, training mode).</summary>
+    private void OnBeforeInPlace(Tensor input)
+    {
+        if (_disposed || !_model.training || !IsRecordingStep) return;
+        _meter.Enter();
+        try
+        {
+            _engine.BeforeInPlace(input);
+        }
+        finally
+        {
+            _meter.Exit();
+        }
     }
 
     /// <summary>
@@ -205,8 +243,16 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (!IsRecordingStep) return;
-        _engine.CaptureGradients(_layersWithParameters);
-        _ics?.Capture();
+        _meter.Enter();
+        try
+        {
+            _engine.CaptureGradients(_layersWithParameters);
+            _ics?.Capture();
+        }
+        finally
+        {
+            _meter.Exit();
+        }
     }
 
     /// <summary>
@@ -217,7 +263,16 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     public IReadOnlyList<Probes.GradientIcsMeasurement> MeasureGradientIcs(Func<Tensor> loss)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        return _ics is not null && IsRecordingStep ? _ics.Measure(CurrentStep, loss) : [];
+        if (_ics is null || !IsRecordingStep) return [];
+        _meter.Enter();
+        try
+        {
+            return _ics.Measure(CurrentStep, loss);
+        }
+        finally
+        {
+            _meter.Exit();
+        }
     }
 
     /// <summary>
@@ -235,14 +290,23 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     public StepRecord? Step(Tensor? loss = null)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
+        _meter.Enter();
         try
         {
             var finished = Drain(wait: false);
             if (!IsRecordingStep) return finished;
             if (_hooks.ForwardInProgress) _engine.DiscardActivations();
             if (loss is not null) _engine.CaptureLoss(loss);
-            _pending.Enqueue(_engine.Collect(CurrentStep, _layers.Count));
-            while (_pending.Count > MaxRecordsInFlight) finished = Publish(_pending.Dequeue().Wait()) ?? finished;
+            var capture = _engine.Collect(CurrentStep, _layers.Count);
+            // The window of this record ends here: building and writing it counts in the next one.
+            var (monitorTicks, wallTicks) = _meter.CloseWindow();
+            _pending.Enqueue((capture, new WindowTiming(monitorTicks, wallTicks, CurrentStep - _windowEndStep)));
+            _windowEndStep = CurrentStep;
+            while (_pending.Count > MaxRecordsInFlight)
+            {
+                var (head, timing) = _pending.Dequeue();
+                finished = Publish(head.Wait(), timing) ?? finished;
+            }
             return Drain(wait: false) ?? finished;
         }
         finally
@@ -251,6 +315,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
             CurrentStep++;
             if (IsRecordingStep) _hooks.Arm();
             else _hooks.Disarm();
+            _meter.Exit();
         }
     }
 
@@ -271,35 +336,65 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     public StepRecord? Flush()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        return Drain(wait: true);
+        _meter.Enter();
+        try
+        {
+            return Drain(wait: true);
+        }
+        finally
+        {
+            _meter.Exit();
+        }
     }
 
     /// <summary>Turns the completed captures at the head of the queue (all of them when <paramref name="wait"/>) into records.</summary>
     private StepRecord? Drain(bool wait)
     {
         StepRecord? last = null;
-        while (_pending.TryPeek(out var head) && (wait || head.IsCompleted))
+        while (_pending.TryPeek(out var head) && (wait || head.Capture.IsCompleted))
         {
             _pending.Dequeue();
-            last = Publish(head.Wait()) ?? last;
+            last = Publish(head.Capture.Wait(), head.Timing) ?? last;
         }
         return last;
     }
 
-    private StepRecord? Publish(StepCapture capture)
+    /// <summary>One record's window: the monitor's time and the wall time since the previous window, and its steps.</summary>
+    private readonly record struct WindowTiming(long MonitorTicks, long WallTicks, long Steps);
+
+    private StepRecord? Publish(StepCapture capture, WindowTiming timing)
     {
         if (!capture.AnyActivation && !_warnedNothingRan)
         {
             _warnedNothingRan = true;
             _log?.Warning("No monitored layer ran in training mode during step {Step}: call the model with call() in training mode between Step() calls (eval-mode passes are not recorded).", capture.Step);
         }
-        var record = _builder.Build(capture);
-        if (record is null) return null;
+        var built = _builder.Build(capture);
+        if (built is null) return null;
+        long steps = Math.Max(1, timing.Steps);
+        var record = built with
+        {
+            MonitorMs = _meter.Milliseconds(timing.MonitorTicks) / steps,
+            StepMs = _meter.Milliseconds(timing.WallTicks) / steps,
+            StepsSincePrevious = capture.Step - _lastRecordStep,
+        };
+        _lastRecordStep = capture.Step;
+        AdaptInterval(timing);
         if (_forecaster?.Observe(record) is { } forecast) record = record with { Anomalies = [.. record.Anomalies, Forecast.ForecastAnomaly.From(forecast)] };
         LastRecord = record;
         _sinks.Write(record);
         foreach (var observer in _observers.ToArray()) observer.OnNext(record);
         return record;
+    }
+
+    /// <summary>With an overhead budget: feeds the record's window to the interval and logs a change once.</summary>
+    private void AdaptInterval(WindowTiming timing)
+    {
+        int before = _interval.Current;
+        if (_interval.Observe(timing.MonitorTicks, timing.WallTicks, timing.Steps) is not { } after) return;
+        _log?.Information(
+            "Recording every {RecordEvery} steps (was {PreviousRecordEvery}): the monitor took {OverheadShare:P2} of the step time over the last {WindowSteps} steps; budget {OverheadBudget:P2}",
+            after, before, _interval.LastShare, _interval.LastWindowSteps, _options.OverheadBudget);
     }
 
     /// <summary>

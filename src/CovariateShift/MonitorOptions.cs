@@ -22,6 +22,24 @@ public sealed record MonitorOptions
     /// <summary>Record every N-th training step (N = 1 records every step). Hooks do no work on other steps. Default 1.</summary>
     public int RecordEvery { get; init; } = 1;
 
+    /// <summary>
+    /// The share of the training step time the monitor may take (e.g. 0.02 = 2%), or null (default) for a fixed interval.
+    /// With a budget the monitor measures its own time (see <see cref="Records.StepRecord.MonitorMs"/>) and adapts its
+    /// recording interval: a power-of-two multiple of <see cref="RecordEvery"/>, at most <see cref="MaxRecordEvery"/>, so
+    /// that its measured share over a window of records (at least two records and 50 steps) stays under the budget. Each
+    /// change is logged once (Information). Recorded steps stay multiples of the interval in use, so they are multiples of
+    /// RecordEvery; each record says its distance to the previous one (<see cref="Records.StepRecord.StepsSincePrevious"/>)
+    /// and shift metrics always compare with the previous record. Must be in (0, 1).
+    /// </summary>
+    public double? OverheadBudget { get; init; }
+
+    /// <summary>The largest recording interval <see cref="OverheadBudget"/> may choose (rounded down to RecordEvery * 2^k).
+    /// Null (default): RecordEvery * 1024. Must be at least RecordEvery.</summary>
+    public int? MaxRecordEvery { get; init; }
+
+    /// <summary>Tests: the monitor's timestamp source and its ticks per second (null: <see cref="System.Diagnostics.Stopwatch"/>).</summary>
+    internal (Func<long> Now, long Frequency)? Clock { get; init; }
+
     /// <summary>Interior histogram bins per layer (underflow and overflow bins come on top). At least 2. Default 64.</summary>
     public int HistogramBins { get; init; } = 64;
 
@@ -102,6 +120,10 @@ public sealed record MonitorOptions
     {
         if (RecordEvery <= 0)
             throw new ArgumentOutOfRangeException(nameof(RecordEvery), RecordEvery, $"RecordEvery must be a positive number of steps (1 = every step); got {RecordEvery}.");
+        if (OverheadBudget is { } budget && !(budget > 0 && budget < 1))
+            throw new ArgumentOutOfRangeException(nameof(OverheadBudget), budget, $"OverheadBudget must be a share of the step time in (0, 1), e.g. 0.02 for 2%; got {budget}.");
+        if (MaxRecordEvery is { } max && max < RecordEvery)
+            throw new ArgumentOutOfRangeException(nameof(MaxRecordEvery), max, $"MaxRecordEvery must be at least RecordEvery ({RecordEvery}); got {max}.");
         if (HistogramBins < 2)
             throw new ArgumentOutOfRangeException(nameof(HistogramBins), HistogramBins, $"HistogramBins must be at least 2; got {HistogramBins}.");
         if (SampleSize < 16)

@@ -209,6 +209,62 @@ public sealed class ForwardCallTests
     }
 
     [Fact]
+    public void Wrappers_are_in_the_fields_on_recorded_steps_only_and_chained_monitors_with_different_intervals_both_record()
+    {
+        using var scope = NewDisposeScope();
+        var model = new MnistStyleNet();
+        var fields = typeof(MnistStyleNet).GetFields(BindingFlags.Instance | BindingFlags.NonPublic)
+            .Where(f => typeof(nn.Module).IsAssignableFrom(f.FieldType)).ToList();
+        var originals = fields.Select(f => f.GetValue(model)).ToList();
+        var layers = LeavesByName(model);
+        var x = TorchData.FashionMnist512.Images[TensorIndex.Slice(0, 4)];
+        using var every2 = ActivationMonitor.Attach(model, new MonitorOptions { RecordEvery = 2 });
+        using var every3 = ActivationMonitor.Attach(model, new MonitorOptions { RecordEvery = 3 });
+        var records = new Dictionary<(int Monitor, long Step), StepRecord>();
+        for (int step = 0; step < 12; step++)
+        {
+            bool any = step % 2 == 0 || step % 3 == 0;
+            // In the fields exactly on the steps some monitor records: a chain of both monitors' wrappers when both do.
+            for (int i = 0; i < fields.Count; i++)
+            {
+                var held = fields[i].GetValue(model);
+                if (!any)
+                {
+                    Assert.Same(originals[i], held);
+                    continue;
+                }
+                int depth = 0;
+                for (var w = held as Hooks.RecordingWrapper; w is not null; w = w.Inner as Hooks.RecordingWrapper) depth++;
+                Assert.Equal((step % 2 == 0 ? 1 : 0) + (step % 3 == 0 ? 1 : 0), depth);
+                Assert.Same(originals[i], Hooks.ModuleSlot.Unwrap((nn.Module)held!));
+            }
+            Dictionary<string, Tensor>? expected = null;
+            using (no_grad())
+            {
+                torch.manual_seed(step);
+                model.call(x);
+                torch.manual_seed(step);
+                if (any) expected = RunChain(layers, x);   // the same dropout masks on the original layers
+            }
+            foreach (var (id, monitor) in new[] { (2, every2), (3, every3) })
+            {
+                if (monitor.Step() is not { } r) continue;
+                records[(id, r.Step)] = r;
+                foreach (var l in r.Layers) AssertMatches(l.Statistics, expected![l.Layer], $"{l.Layer} (every {id}, step {r.Step})");
+            }
+        }
+        Assert.Equal([0L, 2, 4, 6, 8, 10], records.Keys.Where(k => k.Monitor == 2).Select(k => k.Step).Order());
+        Assert.Equal([0L, 3, 6, 9], records.Keys.Where(k => k.Monitor == 3).Select(k => k.Step).Order());
+        // forward()-style: every layer is recorded on every recorded step, by both monitors alike where both record.
+        Assert.All(records.Values, r => Assert.All(r.Layers, l => Assert.NotNull(l.Statistics)));
+        foreach (long step in new long[] { 0, 6 })
+            Assert.All(records[(2, step)].Layers.Zip(records[(3, step)].Layers), p => Assert.Equal(p.First.Statistics!.Mean, p.Second.Statistics!.Mean));
+        every3.Dispose();
+        every2.Dispose();
+        Assert.All(fields.Zip(originals), p => Assert.Same(p.Second, p.First.GetValue(model)));
+    }
+
+    [Fact]
     public void A_concrete_typed_field_falls_back_to_the_hook_and_says_so_once()
     {
         using var scope = NewDisposeScope();

@@ -40,6 +40,9 @@ public sealed class WrapperSetTests
         var set = WrapperSet.Install(model, leaves.Select(l => new WrapRequest(l.Name, l.Module, _ => { })).ToList());
         Assert.Empty(set.Fallbacks);
         Assert.Equal(leaves.Select(l => l.Name), set.WrappedLayers);
+        // Nothing is swapped until armed (the monitor arms on recorded steps only).
+        Assert.All(before, kv => Assert.Same(kv.Value, ModuleFields(model)[kv.Key]));
+        set.Armed = true;
         var during = ModuleFields(model);
         foreach (var (key, original) in before)
         {
@@ -52,6 +55,9 @@ public sealed class WrapperSetTests
         Assert.DoesNotContain(model.modules(), m => m is RecordingWrapper);
         Assert.All(parametersBefore.Zip(model.parameters()), p => Assert.Same(p.First, p.Second));
 
+        set.Armed = false;
+        Assert.All(before, kv => Assert.Same(kv.Value, ModuleFields(model)[kv.Key]));
+        set.Armed = true;
         set.Dispose();
         var after = ModuleFields(model);
         Assert.Equal(before.Keys, after.Keys);
@@ -121,6 +127,7 @@ public sealed class WrapperSetTests
         var stateBefore = model.state_dict().Keys.ToList();
 
         var set = WrapperSet.Install(model, leaves.Select(l => new WrapRequest(l.Name, l.Module, _ => { })).ToList());
+        set.Armed = true;
         Assert.Empty(set.Fallbacks);
         Assert.Equal(["act", "blocks.0", "blocks.1", "heads.out", "mid", "stem"], set.WrappedLayers.Order());
         Assert.Same(block0, Assert.IsType<RecordingWrapper>(blocks[0]).Inner);
@@ -143,6 +150,7 @@ public sealed class WrapperSetTests
         var leaves = Leaves(model);
         var fc2 = leaves.Single(l => l.Name == "fc2").Module;
         var set = WrapperSet.Install(model, [new WrapRequest("fc2", fc2, _ => { })]);
+        set.Armed = true;
         var field = typeof(MnistStyleNet).GetField("fc2", BindingFlags.Instance | BindingFlags.NonPublic)!;
         var replacement = nn.Linear(32, 10);
         field.SetValue(model, replacement);

@@ -24,10 +24,13 @@ internal static class BenchCommand
         var engine = new Option<string>("--engine") { Description = "The monitor's statistics engine: auto (CPU kernel for CPU float32 tensors, device engine otherwise) or device (the device engine everywhere, e.g. to measure it on the CPU).", DefaultValueFactory = _ => "auto" };
         var batch = new Option<int>("--batch-size") { Description = "Mini-batch size.", DefaultValueFactory = _ => 128 }.AtLeast(1);
         var device = new Option<string>("--device") { Description = "auto, cpu or cuda.", DefaultValueFactory = _ => "auto" };
+        var budget = new Option<double?>("--overhead-budget") { Description = "Also measure each model with the monitor's OverheadBudget set to this share (e.g. 0.02), record-every 1 as its base: the row shows the share the monitor achieved and the interval it chose." };
+        var margin = new Option<double?>("--margin") { Description = "Repeat a row's protocol while the median ratio's 95% notch (1.58 IQR / sqrt(pairs)) is wider than this. Default: the row's target margin (0.01 for record-every >= 16, 0.05 every step, 0.15 every step with gradients, the budget for a budget row)." };
+        var maxFactor = new Option<int>("--max-pairs-factor") { Description = "At most this many times the row's pairs when repeating (1 = never repeat).", DefaultValueFactory = _ => 3 }.AtLeast(1);
         var json = new Option<bool>("--json") { Description = "Print the results as one JSON object on the last line." };
         var cmd = new Command("bench", "Measure the monitor's overhead: step time with the monitor / without, A/B interleaved blocks, median over pairs.")
         {
-            models, every, grads, mlpPairs, cnnPairs, mlpSteps, cnnSteps, resnetPairs, resnetSteps, engine, batch, device, json,
+            models, every, grads, mlpPairs, cnnPairs, mlpSteps, cnnSteps, resnetPairs, resnetSteps, engine, batch, device, budget, margin, maxFactor, json,
         };
         cmd.SetAction(parse => CliRunner.Run(() =>
         {
@@ -54,31 +57,47 @@ internal static class BenchCommand
             Console.Error.WriteLine($"Loading Fashion-MNIST from {MnistFormat.FashionMnistDirectory} ...");
             using var data = MnistFormat.LoadFashionMnist(train: true, limit: 8 * parse.GetValue(batch));
             var bench = new OverheadBenchmark(dev, data, parse.GetValue(batch), progress);
+            var budgetValue = parse.GetValue(budget);
+            if (budgetValue is { } bv && !(bv > 0 && bv < 1))
+                throw new ArgumentException($"--overhead-budget must be a share in (0, 1), e.g. 0.02; got {bv.ToString(CultureInfo.InvariantCulture)}.");
+            var marginValue = parse.GetValue(margin);
+            if (marginValue is { } mv && !(mv > 0))
+                throw new ArgumentException($"--margin must be positive; got {mv.ToString(CultureInfo.InvariantCulture)}.");
+            int factor = parse.GetValue(maxFactor);
             var results = new List<OverheadResult>();
             foreach (var m in modelList)
             {
+                var (pairs, steps) = m switch
+                {
+                    "mlp" => (parse.GetValue(mlpPairs), parse.GetValue(mlpSteps)),
+                    "cnn" => (parse.GetValue(cnnPairs), parse.GetValue(cnnSteps)),
+                    _ => (parse.GetValue(resnetPairs), parse.GetValue(resnetSteps)),
+                };
                 foreach (var g in parse.GetValue(grads)!)
                 {
                     foreach (var e in everyList)
                     {
-                        var (pairs, steps) = m switch
-                        {
-                            "mlp" => (parse.GetValue(mlpPairs), parse.GetValue(mlpSteps)),
-                            "cnn" => (parse.GetValue(cnnPairs), parse.GetValue(cnnSteps)),
-                            _ => (parse.GetValue(resnetPairs), parse.GetValue(resnetSteps)),
-                        };
-                        results.Add(bench.Run(m, e, pairs, steps, warmupCycles: m == "mlp" ? 40 : 4, gradients: g, engine: engineKind));
+                        double target = e >= 16 ? 0.01 : g ? 0.15 : 0.05;
+                        results.Add(bench.Run(m, e, pairs, steps, warmupCycles: m == "mlp" ? 40 : 4, gradients: g, engine: engineKind,
+                            margin: marginValue ?? target, maxPairs: pairs * factor));
+                    }
+                    if (budgetValue is { } b)
+                    {
+                        // The budget needs a few hundred steps to settle, and blocks long enough for the intervals it picks.
+                        results.Add(bench.Run(m, 1, pairs, Math.Max(steps, m == "mlp" ? 64 : 8), warmupCycles: m == "mlp" ? 400 : 60, gradients: g,
+                            engine: engineKind, overheadBudget: b, margin: marginValue ?? b, maxPairs: pairs * factor));
                     }
                 }
             }
 
             Console.WriteLine($"device: {dev.type.ToString().ToLowerInvariant()}, engine {parse.GetValue(engine)}, batch {parse.GetValue(batch)}, threads {TorchSharp.torch.get_num_threads()}");
-            Console.WriteLine("| model | record every | gradients | plain ms/step | monitored ms/step | ratio (median) | ratio IQR | pairs x steps |");
-            Console.WriteLine("|---|---|---|---|---|---|---|---|");
+            Console.WriteLine("| model | record every | gradients | plain ms/step | monitored ms/step | ratio (median) | ratio IQR | notch +- | self-timed share (IQR) | self-timed ratio | pairs x steps |");
+            Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|");
             foreach (var r in results)
             {
+                string every = r.OverheadBudget is { } ob ? string.Create(CultureInfo.InvariantCulture, $"budget {ob:P1}: 1 -> {r.FinalRecordEvery}") : $"{r.RecordEvery}";
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"| {r.Model} | {r.RecordEvery} | {(r.Gradients ? "yes" : "no")} | {r.PlainMs:F2} | {r.MonitoredMs:F2} | {r.Ratio:F3} | {r.RatioQ1:F3}-{r.RatioQ3:F3} | {r.Pairs} x {r.StepsPerBlock} |"));
+                    $"| {r.Model} | {every} | {(r.Gradients ? "yes" : "no")} | {r.PlainMs:F2} | {r.MonitoredMs:F2} | {r.Ratio:F3} | {r.RatioQ1:F3}-{r.RatioQ3:F3} | {r.Notch:F3} | {r.SelfTimedShare:P2} ({r.SelfTimedShareQ1:P2}-{r.SelfTimedShareQ3:P2}) | {r.SelfTimedRatio:F3} | {r.Pairs} x {r.StepsPerBlock} |"));
             }
 
             if (parse.GetValue(json))
@@ -99,6 +118,13 @@ internal static class BenchCommand
                         ratio_q3 = Math.Round(r.RatioQ3, 4),
                         pairs = r.Pairs,
                         steps_per_block = r.StepsPerBlock,
+                        notch = Math.Round(r.Notch, 4),
+                        self_timed_share = Math.Round(r.SelfTimedShare, 5),
+                        self_timed_share_q1 = Math.Round(r.SelfTimedShareQ1, 5),
+                        self_timed_share_q3 = Math.Round(r.SelfTimedShareQ3, 5),
+                        self_timed_ratio = Math.Round(r.SelfTimedRatio, 4),
+                        overhead_budget = r.OverheadBudget,
+                        final_record_every = r.FinalRecordEvery,
                     }),
                 };
                 Console.WriteLine(JsonSerializer.Serialize(payload));

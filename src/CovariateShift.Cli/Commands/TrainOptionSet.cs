@@ -95,6 +95,9 @@ public sealed class TrainOptionSet
     /// <summary>--record-every.</summary>
     public Option<int> RecordEvery { get; } = CliNumbers.WholeNumber("--record-every", "The monitor records every K-th step.", 10, 1);
 
+    /// <summary>--overhead-budget.</summary>
+    public Option<double?> OverheadBudget { get; } = CliNumbers.OptionalFloat("--overhead-budget", "The share of the step time the monitor may take, e.g. 0.02: it records every --record-every x 2^k steps, adapting k to stay under it. Default: off.", 0, true, 1, true);
+
     /// <summary>--eval-every.</summary>
     public Option<int> EvalEvery { get; } = CliNumbers.WholeNumber("--eval-every", "Also evaluate on the test set every K steps (it is evaluated every epoch and at the end anyway); 0 = off.", 0, 0);
 
@@ -130,7 +133,7 @@ public sealed class TrainOptionSet
     [
         Model, Norm, Depth, Width, Activation, Init, Placement, Groups, Dataset, DataDir, LabelColumn, TestFraction, TrainLimit, TestLimit,
         Steps, Epochs, BatchSize, Optimizer, LearningRate, Momentum, Nesterov, WeightDecay, Schedule, WarmupSteps, StepEvery, StepFactor,
-        RecordEvery, EvalEvery, LogEvery, LogLayers, KeepCheckpoints, Seed, Device, Out, Resume, Overwrite, AllowDivergence,
+        RecordEvery, OverheadBudget, EvalEvery, LogEvery, LogLayers, KeepCheckpoints, Seed, Device, Out, Resume, Overwrite, AllowDivergence,
     ];
 
     /// <summary>Adds every option to <paramref name="command"/>.</summary>
@@ -191,6 +194,7 @@ public sealed class TrainOptionSet
             },
             Seed = parse.GetValue(Seed),
             RecordEvery = parse.GetValue(RecordEvery),
+            OverheadBudget = parse.GetValue(OverheadBudget),
             EvaluateEvery = parse.GetValue(EvalEvery),
             EvaluateEveryEpoch = true,
             LogEvery = parse.GetValue(LogEvery),

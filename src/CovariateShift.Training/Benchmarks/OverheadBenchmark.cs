@@ -17,6 +17,10 @@ namespace CovariateShift.Training.Benchmarks;
 /// to the other copy, then both warm up again) so a speed difference between the copies themselves cancels. A block is a whole number of
 /// recording cycles (a multiple of <c>recordEvery</c> steps), so each monitored block holds the same share of recorded
 /// steps as a long run. The result is the median over pairs of (monitored block time / plain block time).
+/// <para>Next to it, the monitor's own figure: in every monitored block, the monitor's self-timed time
+/// (<see cref="ActivationMonitor.MonitorTime"/>) divided by the block's wall time, and the ratio it implies,
+/// 1 / (1 - share). When the median's 95% notch (1.58 IQR / sqrt(pairs), McGill et al.) is wider than the margin the caller
+/// gives, the protocol is repeated (a fresh monitor, both halves again) until it is not, or the pair limit is reached.</para>
 /// </summary>
 public sealed class OverheadBenchmark
 {
@@ -64,8 +68,11 @@ public sealed class OverheadBenchmark
     /// the timed blocks of rarely recording runs.</param>
     /// <param name="gradients">Also call <c>RecordGradients()</c> every step (gradient norms, parameter snapshot, update size).</param>
     /// <param name="engine">The monitor's statistics engine (Device measures the device engine on CPU tensors too).</param>
+    /// <param name="overheadBudget">The monitor's <see cref="MonitorOptions.OverheadBudget"/> (null: a fixed interval).</param>
+    /// <param name="margin">Repeat the protocol while the median ratio's 95% notch half-width is above this (null: never).</param>
+    /// <param name="maxPairs">The most pairs when repeating (at least <paramref name="pairs"/>).</param>
     public OverheadResult Run(string model, int recordEvery, int pairs, int blockSteps, int warmupCycles, bool gradients = true,
-        StatisticsEngineKind engine = StatisticsEngineKind.Auto)
+        StatisticsEngineKind engine = StatisticsEngineKind.Auto, double? overheadBudget = null, double? margin = null, int maxPairs = 0)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(recordEvery, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(pairs, 1);
@@ -84,10 +91,12 @@ public sealed class OverheadBenchmark
             copies[c] = (net, optim.SGD(net.parameters(), 0.01, momentum: 0.9));
         }
 
+        double selfShare = 0;
         double Block(int copy, ActivationMonitor? m, int steps)
         {
             var (net, optimizer) = copies[copy];
             Synchronize();
+            var own = m?.MonitorTime ?? TimeSpan.Zero;
             var sw = Stopwatch.StartNew();
             for (int i = 0; i < steps; i++)
             {
@@ -101,6 +110,7 @@ public sealed class OverheadBenchmark
                 m?.Step(loss);
             }
             Synchronize();
+            if (m is not null) selfShare = (m.MonitorTime - own).TotalMilliseconds / sw.Elapsed.TotalMilliseconds;
             return sw.Elapsed.TotalMilliseconds / steps;
         }
 
@@ -110,15 +120,19 @@ public sealed class OverheadBenchmark
             var ratios = new List<double>();
             var plain = new List<double>();
             var monitored = new List<double>();
+            var shares = new List<double>();
+            var intervals = new List<int>();
+            maxPairs = Math.Max(maxPairs, pairs);
             // The copies swap roles half-way, so a speed difference between the two copies themselves (memory placement)
             // cancels out of the median.
-            for (int half = 0; half < 2; half++)
+            for (int half = 0; ; half++)
             {
-                int monitoredCopy = half, plainCopy = 1 - half;
-                monitor = ActivationMonitor.Attach(copies[monitoredCopy].Net, new MonitorOptions { RecordEvery = recordEvery, Engine = engine });
+                if (half % 2 == 0 && half > 0 && !(margin is { } m && Notch(ratios) > m && ratios.Count + pairs <= maxPairs)) break;
+                int monitoredCopy = half % 2, plainCopy = 1 - monitoredCopy;
+                monitor = ActivationMonitor.Attach(copies[monitoredCopy].Net, new MonitorOptions { RecordEvery = recordEvery, Engine = engine, OverheadBudget = overheadBudget });
                 Block(plainCopy, null, warmupSteps);
                 Block(monitoredCopy, monitor, warmupSteps);
-                int count = half == 0 ? pairs / 2 : pairs - pairs / 2;
+                int count = half % 2 == 0 ? pairs / 2 : pairs - pairs / 2;
                 for (int r = 0; r < count; r++)
                 {
                     double a, b;
@@ -135,13 +149,23 @@ public sealed class OverheadBenchmark
                     plain.Add(a);
                     monitored.Add(b);
                     ratios.Add(b / a);
+                    shares.Add(selfShare);
                 }
+                intervals.Add(monitor.CurrentRecordEvery);
                 monitor.Dispose();
                 monitor = null;
-                _progress?.Invoke($"{model} record-every {recordEvery}{(gradients ? " +gradients" : "")}: {ratios.Count}/{pairs} pairs, median ratio so far {Median(ratios):F3}");
+                _progress?.Invoke($"{model} record-every {recordEvery}{(gradients ? " +gradients" : "")}{(overheadBudget is { } ob ? $" budget {ob}" : "")}: {ratios.Count} pairs, median ratio so far {Median(ratios):F3} (notch +-{Notch(ratios):F3}), self-timed share {Median(shares):P2}");
             }
-            return new OverheadResult(model, recordEvery, gradients, Median(ratios), Median(plain), Median(monitored), pairs, blockSteps,
-                Quantile(ratios, 0.25), Quantile(ratios, 0.75));
+            return new OverheadResult(model, recordEvery, gradients, Median(ratios), Median(plain), Median(monitored), ratios.Count, blockSteps,
+                Quantile(ratios, 0.25), Quantile(ratios, 0.75))
+            {
+                SelfTimedShare = Median(shares),
+                SelfTimedShareQ1 = Quantile(shares, 0.25),
+                SelfTimedShareQ3 = Quantile(shares, 0.75),
+                OverheadBudget = overheadBudget,
+                FinalRecordEvery = intervals[^1],
+                Notch = Notch(ratios),
+            };
         }
         finally
         {
@@ -182,6 +206,10 @@ public sealed class OverheadBenchmark
     }
 
     private static double Median(List<double> values) => Quantile(values, 0.5);
+
+    /// <summary>Half-width of the median's 95% notch: 1.58 IQR / sqrt(n) (McGill, Tukey and Larsen 1978).</summary>
+    private static double Notch(List<double> values) =>
+        values.Count < 2 ? double.PositiveInfinity : 1.58 * (Quantile(values, 0.75) - Quantile(values, 0.25)) / Math.Sqrt(values.Count);
 
     /// <summary>Linear-interpolation quantile (numpy's default).</summary>
     private static double Quantile(List<double> values, double q)

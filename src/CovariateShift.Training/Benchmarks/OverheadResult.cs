@@ -13,4 +13,29 @@ namespace CovariateShift.Training.Benchmarks;
 /// <param name="RatioQ3">Third quartile of the per-pair ratios.</param>
 public sealed record OverheadResult(
     string Model, int RecordEvery, bool Gradients, double Ratio, double PlainMs, double MonitoredMs,
-    int Pairs, int StepsPerBlock, double RatioQ1, double RatioQ3);
+    int Pairs, int StepsPerBlock, double RatioQ1, double RatioQ3)
+{
+    /// <summary>Median over monitored blocks of the monitor's self-timed share of the block's wall time
+    /// (<see cref="ActivationMonitor.MonitorTime"/> / block time).</summary>
+    public double SelfTimedShare { get; init; }
+
+    /// <summary>First quartile of the self-timed shares.</summary>
+    public double SelfTimedShareQ1 { get; init; }
+
+    /// <summary>Third quartile of the self-timed shares.</summary>
+    public double SelfTimedShareQ3 { get; init; }
+
+    /// <summary>The ratio the self-timed share implies: 1 / (1 - share) (what the A/B ratio would be if the monitor's
+    /// own time were all it added).</summary>
+    public double SelfTimedRatio => 1 / (1 - SelfTimedShare);
+
+    /// <summary>The monitor's overhead budget in this configuration (null: a fixed interval).</summary>
+    public double? OverheadBudget { get; init; }
+
+    /// <summary>The recording interval the monitor was at when the last half of the protocol ended; RecordEvery without
+    /// a budget.</summary>
+    public int FinalRecordEvery { get; init; }
+
+    /// <summary>Half-width of the median ratio's 95% notch, 1.58 IQR / sqrt(pairs).</summary>
+    public double Notch { get; init; }
+}

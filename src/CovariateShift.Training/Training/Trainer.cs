@@ -130,6 +130,7 @@ public sealed class Trainer
         var monitorOptions = userMonitor with
         {
             RecordEvery = o.RecordEvery,
+            OverheadBudget = o.OverheadBudget ?? userMonitor.OverheadBudget,
             JsonLinesPath = null,
             TensorBoardDirectory = null,
             Logger = monitorLogger?.ForContext(new StepOffsetEnricher(() => monitorOffset)),

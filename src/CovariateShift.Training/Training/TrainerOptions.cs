@@ -32,6 +32,11 @@ public sealed record TrainerOptions
     /// <summary>The monitor records every this many steps (its <see cref="MonitorOptions.RecordEvery"/>). At least 1. Default 10.</summary>
     public int RecordEvery { get; init; } = 10;
 
+    /// <summary>The monitor's <see cref="MonitorOptions.OverheadBudget"/> (e.g. 0.02): it adapts its recording interval,
+    /// a power-of-two multiple of <see cref="RecordEvery"/>, to keep its share of the step time under this. Null: off
+    /// (or the <see cref="Monitor"/> options' own). In (0, 1).</summary>
+    public double? OverheadBudget { get; init; }
+
     /// <summary>Evaluate on the test set every this many steps; 0 = only after the last step. At least 0. Default 0.</summary>
     public int EvaluateEvery { get; init; }
 
@@ -158,6 +163,8 @@ public sealed record TrainerOptions
             throw new ArgumentOutOfRangeException(nameof(WeightDecay), WeightDecay, $"WeightDecay must be a finite number >= 0; got {WeightDecay}.");
         if (RecordEvery < 1)
             throw new ArgumentOutOfRangeException(nameof(RecordEvery), RecordEvery, $"RecordEvery must be at least 1 (1 = every step); got {RecordEvery}.");
+        if (OverheadBudget is { } budget && !(budget > 0 && budget < 1))
+            throw new ArgumentOutOfRangeException(nameof(OverheadBudget), budget, $"OverheadBudget must be a share of the step time in (0, 1), e.g. 0.02; got {budget}.");
         if (EvaluateEvery < 0)
             throw new ArgumentOutOfRangeException(nameof(EvaluateEvery), EvaluateEvery, $"EvaluateEvery must be at least 0 (0 = only after the last step); got {EvaluateEvery}.");
         if (EvaluationBatchSize < 1)

@@ -28,6 +28,12 @@ internal interface IStatisticsEngine : IDisposable
     /// <summary>Drops every activation captured since the last collection (a forward pass that did not finish).</summary>
     void DiscardActivations();
 
+    /// <summary>An in-place module (e.g. <c>ReLU(inplace: true)</c>) is about to overwrite <paramref name="input"/>: an engine
+    /// that reads captured outputs later than in their hook must copy it now if it is one of them.</summary>
+    void BeforeInPlace(Tensor input)
+    {
+    }
+
     /// <summary>Ends the step: measures the updates, moves everything to the host (one transfer at most) and resets
     /// the per-step state. The capture is indexed by layer index over <paramref name="layerCount"/> layers.</summary>
     PendingCapture Collect(long step, int layerCount);

@@ -11,8 +11,9 @@ namespace CovariateShift.Hooks;
 /// that threw can be told apart: when a new forward of the root begins while the previous one never returned,
 /// <c>onAbandonedForward</c> runs first.
 /// <para>
-/// It also owns the module wrappers (<see cref="WrapperSet"/>): installed at construction into every field through which a
-/// parent reaches a hooked layer, armed and disarmed with the hooks, removed (originals put back) on <see cref="Dispose"/>.
+/// It also owns the module wrappers (<see cref="WrapperSet"/>): prepared at construction for every field through which a
+/// parent reaches a hooked layer, put into those fields when the hooks are armed and taken out (originals put back) when
+/// they are disarmed, so an unrecorded step runs the model exactly as without a monitor.
 /// A wrapper hands (layer, output) to the same callback when the layer is called with <c>forward()</c>; called with
 /// <c>call()</c> it runs the layer's <c>call()</c>, whose hook does it. The callback sees a layer once per call whichever
 /// way it was reached.
@@ -26,6 +27,8 @@ internal sealed class HookSet : IDisposable
     private readonly IReadOnlyList<MonitoredLayer> _layers;
     private readonly Action<MonitoredLayer, Tensor> _onOutput;
     private readonly Action _onAbandonedForward;
+    private readonly Action<Tensor>? _onBeforeInPlace;
+    private readonly List<nn.Module<Tensor, Tensor>> _inPlace;
     private readonly List<IDisposable> _handles = [];
     private readonly WrapperSet _wrappers;
 
@@ -34,14 +37,25 @@ internal sealed class HookSet : IDisposable
     /// <param name="onOutput">Called with (layer, output) inside each layer's forward hook.</param>
     /// <param name="onAbandonedForward">Called when a training-mode forward of the root begins while an earlier one
     /// never returned (it threw).</param>
-    public HookSet(nn.Module root, IReadOnlyList<MonitoredLayer> layers, Action<MonitoredLayer, Tensor> onOutput, Action onAbandonedForward)
+    /// <param name="onBeforeInPlace">Called with the input of every in-place leaf module of the model (one with
+    /// <c>inplace</c> set, e.g. <c>ReLU(inplace: true)</c>) just before it overwrites it, while armed. Null: not watched.</param>
+    public HookSet(nn.Module root, IReadOnlyList<MonitoredLayer> layers, Action<MonitoredLayer, Tensor> onOutput, Action onAbandonedForward,
+        Action<Tensor>? onBeforeInPlace = null)
     {
         _root = root;
         _layers = layers;
         _onOutput = onOutput;
         _onAbandonedForward = onAbandonedForward;
-        _wrappers = WrapperSet.Install(root, [.. layers.Select(l => new WrapRequest(l.Name, l.Module, output => onOutput(l, output)))]);
+        _onBeforeInPlace = onBeforeInPlace;
+        _inPlace = onBeforeInPlace is null ? [] : [.. root.modules().Append(root).OfType<nn.Module<Tensor, Tensor>>().Where(IsInPlace).Distinct()];
+        var inPlace = new HashSet<nn.Module>(_inPlace, ReferenceEqualityComparer.Instance);
+        _wrappers = WrapperSet.Install(root, [.. layers.Select(l => new WrapRequest(l.Name, l.Module, output => onOutput(l, output),
+            inPlace.Contains(l.Module) ? onBeforeInPlace : null))]);
     }
+
+    /// <summary>A leaf module with a public <c>inplace</c> flag that is set (TorchSharp's ReLU, LeakyReLU, Dropout, ... take one).</summary>
+    private static bool IsInPlace(nn.Module m) =>
+        !m.children().Any() && m.GetType().GetProperty("inplace")?.GetValue(m) is true;
 
     /// <summary>Layers held in a field that cannot take a wrapper (forward() through it is not recorded), with the reason.</summary>
     public IReadOnlyList<WrapFallback> WrapFallbacks => _wrappers.Fallbacks;
@@ -75,6 +89,15 @@ internal sealed class HookSet : IDisposable
                 return output;
             });
             _handles.Add(new Handle(post.remove));
+        }
+        foreach (var m in _inPlace)
+        {
+            var before = m.register_forward_pre_hook((_, input) =>
+            {
+                _onBeforeInPlace!(input);
+                return input;
+            });
+            _handles.Add(new Handle(before.remove));
         }
         foreach (var layer in _layers)
         {

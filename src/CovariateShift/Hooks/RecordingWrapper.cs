@@ -28,14 +28,20 @@ internal sealed class RecordingWrapper : nn.Module<Tensor, Tensor>
 {
     private nn.Module<Tensor, Tensor> _inner;
     private readonly Action<Tensor> _onOutput;
+    private readonly Action<Tensor>? _onInput;
     private bool _viaCall;
     private bool _releasing;
 
     /// <summary>Wraps <paramref name="inner"/>; <paramref name="onOutput"/> receives every output while <see cref="Armed"/>.</summary>
-    public RecordingWrapper(nn.Module<Tensor, Tensor> inner, Action<Tensor> onOutput) : base(nameof(RecordingWrapper))
+    /// <param name="inner">The module to stand in for.</param>
+    /// <param name="onOutput">Receives every output of a forward() through the wrapper while armed.</param>
+    /// <param name="onInput">For an in-place module: receives the input before a forward() through the wrapper overwrites it
+    /// (the forward pre-hook does that for call()).</param>
+    public RecordingWrapper(nn.Module<Tensor, Tensor> inner, Action<Tensor> onOutput, Action<Tensor>? onInput = null) : base(nameof(RecordingWrapper))
     {
         _inner = inner;
         _onOutput = onOutput;
+        _onInput = onInput;
         // call() runs the module pre-hooks before forward(); forward() alone runs none. This is how forward() tells the two apart.
         register_forward_pre_hook((Action<nn.Module>)(_ => _viaCall = true));
     }
@@ -59,6 +65,7 @@ internal sealed class RecordingWrapper : nn.Module<Tensor, Tensor>
         bool viaCall = _viaCall;
         _viaCall = false;
         if (viaCall) return _inner.call(input);   // the inner module's hooks (the monitor's, armed with the wrapper, included) see it
+        if (Armed) _onInput?.Invoke(input);
         var output = _inner.forward(input);
         if (Armed) _onOutput(output);
         return output;

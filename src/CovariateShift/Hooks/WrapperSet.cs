@@ -3,23 +3,28 @@ using static TorchSharp.torch;
 
 namespace CovariateShift.Hooks;
 
-/// <summary>A layer to wrap: its dotted name (for messages), the module, and where its outputs go.</summary>
-internal readonly record struct WrapRequest(string Name, nn.Module<Tensor, Tensor> Module, Action<Tensor> OnOutput);
+/// <summary>A layer to wrap: its dotted name (for messages), the module, where its outputs go, and (an in-place module)
+/// where its input goes before it is overwritten.</summary>
+internal readonly record struct WrapRequest(string Name, nn.Module<Tensor, Tensor> Module, Action<Tensor> OnOutput, Action<Tensor>? OnInput = null);
 
 /// <summary>A layer that a slot holds but that could not be wrapped there: its name and the whole explanation.</summary>
 internal sealed record WrapFallback(string Layer, string Message);
 
 /// <summary>
-/// Puts a <see cref="RecordingWrapper"/> into every field (and ModuleList/ModuleDict slot) through which a parent's
-/// forward code reaches a monitored layer, so that layers called with <c>forward()</c> are recorded too; puts every
-/// original back on <see cref="Dispose"/>. Only the slots are swapped: the parents' registration (named_modules,
-/// state_dict, parameters, to(), train()/eval(), checkpoints) keeps pointing at the original modules, and the wrappers
-/// are registered nowhere.
+/// Prepares a <see cref="RecordingWrapper"/> for every field (and ModuleList/ModuleDict slot) through which a parent's
+/// forward code reaches a monitored layer, so that layers called with <c>forward()</c> are recorded too. The wrappers are
+/// in the slots only while <see cref="Armed"/> (the monitor arms them on recorded steps, with its hooks): on other steps
+/// the model runs exactly as it does without a monitor (each layer dispatched once, no wrapper pre-hook). Only the slots
+/// are swapped: the parents' registration (named_modules, state_dict, parameters, to(), train()/eval(), checkpoints) keeps
+/// pointing at the original modules, and the wrappers are registered nowhere.
 /// </summary>
+/// <remarks>Two monitors on one model chain their wrappers in whatever order they arm: arming puts the wrapper around
+/// whatever the slot holds (the layer or the other monitor's wrapper of it); disarming takes it out of the slot, or out of
+/// the chain when the other monitor's wrapper was put around it since.</remarks>
 internal sealed class WrapperSet : IDisposable
 {
-    private readonly List<(ModuleSlot Slot, RecordingWrapper Wrapper)> _swapped = [];
-    private readonly List<RecordingWrapper> _wrappers = [];
+    private readonly List<(ModuleSlot Slot, nn.Module Layer, RecordingWrapper Wrapper)> _slots = [];
+    private readonly List<(ModuleSlot Slot, RecordingWrapper Wrapper)> _inserted = [];
     private readonly List<WrapFallback> _fallbacks = [];
     private readonly List<string> _wrapped = [];
     private bool _armed;
@@ -29,11 +34,11 @@ internal sealed class WrapperSet : IDisposable
     }
 
     /// <summary>
-    /// Wraps every layer of <paramref name="layers"/> that a slot of <paramref name="model"/> holds. A layer held by a
-    /// slot that cannot take the wrapper (a field typed with a concrete class such as <c>Conv2d</c>, a
-    /// <c>ModuleList&lt;Linear&gt;</c>) is listed in <see cref="Fallbacks"/> with the reason: it is recorded only when
-    /// called with <c>call()</c> (by the hook). Layers that no slot holds (children of Sequential, which calls them with
-    /// <c>call()</c>) are left to the hook silently. On failure every slot already swapped is restored.
+    /// Finds every slot of <paramref name="model"/> that holds a layer of <paramref name="layers"/> and prepares one wrapper
+    /// per slot (nothing is swapped until <see cref="Armed"/> is set). A layer held by a slot that cannot take the wrapper
+    /// (a field typed with a concrete class such as <c>Conv2d</c>, a <c>ModuleList&lt;Linear&gt;</c>) is listed in
+    /// <see cref="Fallbacks"/> with the reason: it is recorded only when called with <c>call()</c> (by the hook). Layers
+    /// that no slot holds (children of Sequential, which calls them with <c>call()</c>) are left to the hook silently.
     /// </summary>
     public static WrapperSet Install(nn.Module model, IReadOnlyList<WrapRequest> layers)
     {
@@ -66,23 +71,10 @@ internal sealed class WrapperSet : IDisposable
                 if (usable.Count == 0) continue;
 
                 set._wrapped.Add(request.Name);
-                RecordingWrapper? shared = null;
+                // One wrapper per slot: what each slot holds when armed (the layer, or another monitor's wrapper of it)
+                // becomes that wrapper's inner module.
                 foreach (var slot in usable)
-                {
-                    // The slot holds the layer, or another monitor's wrapper of it: the new wrapper goes around what is there.
-                    var current = (nn.Module<Tensor, Tensor>)slot.Get()!;
-                    RecordingWrapper wrapper;
-                    if (ReferenceEquals(current, request.Module))
-                    {
-                        wrapper = shared ??= set.Add(new RecordingWrapper(request.Module, request.OnOutput));
-                    }
-                    else
-                    {
-                        wrapper = set.Add(new RecordingWrapper(current, request.OnOutput));
-                    }
-                    slot.Set(wrapper);
-                    set._swapped.Add((slot, wrapper));
-                }
+                    set._slots.Add((slot, request.Module, new RecordingWrapper(request.Module, request.OnOutput, request.OnInput)));
             }
             return set;
         }
@@ -93,64 +85,80 @@ internal sealed class WrapperSet : IDisposable
         }
     }
 
-    private RecordingWrapper Add(RecordingWrapper wrapper)
-    {
-        _wrappers.Add(wrapper);
-        return wrapper;
-    }
-
     /// <summary>Names of the layers that got a wrapper (in the order given).</summary>
     public IReadOnlyList<string> WrappedLayers => _wrapped;
 
     /// <summary>One line per layer that a slot holds but that could not be wrapped there: the layer, the slot and why.</summary>
     public IReadOnlyList<WrapFallback> Fallbacks => _fallbacks;
 
-    /// <summary>Whether the wrappers hand outputs to their callbacks (recorded steps only); they always delegate.</summary>
+    /// <summary>Number of slots that hold one of this set's wrappers now (tests).</summary>
+    public int InsertedCount => _inserted.Count;
+
+    /// <summary>
+    /// Whether the wrappers are in their slots (recorded steps only). Setting it puts them in (around whatever each slot
+    /// holds, when that is still the layer or a chain of wrappers of it; a slot the user has refilled is left alone) or
+    /// takes them out again.
+    /// </summary>
     public bool Armed
     {
         get => _armed;
         set
         {
+            if (value == _armed) return;
+            if (value) Insert();
+            else Remove();
             _armed = value;
-            foreach (var w in _wrappers) w.Armed = value;
+        }
+    }
+
+    private void Insert()
+    {
+        foreach (var (slot, layer, wrapper) in _slots)
+        {
+            if (slot.Get() is not nn.Module<Tensor, Tensor> current || !ReferenceEquals(ModuleSlot.Unwrap(current), layer)) continue;
+            wrapper.Inner = current;
+            wrapper.Armed = true;
+            slot.Set(wrapper);
+            _inserted.Add((slot, wrapper));
         }
     }
 
     /// <summary>
-    /// Puts every original module back into its slot and releases the wrappers. A slot the user has meanwhile filled
+    /// Takes every inserted wrapper out: the slot gets back what the wrapper wraps. A slot the user has meanwhile filled
     /// with something else is left as it is; when another monitor's wrapper was put around ours since, ours is unlinked
-    /// from that chain instead, so monitors on one model can be disposed in any order.
+    /// from that chain instead, so monitors on one model can arm, disarm and be disposed in any order.
     /// </summary>
-    public void Dispose()
+    private void Remove()
     {
-        for (int i = _swapped.Count - 1; i >= 0; i--)
+        for (int i = _inserted.Count - 1; i >= 0; i--)
         {
-            // What the wrapper wraps now: what the slot held at install, unless a monitor wrapped in between was
-            // disposed first and unlinked itself from under this wrapper.
-            var (slot, wrapper) = _swapped[i];
-            var original = wrapper.Inner;
+            var (slot, wrapper) = _inserted[i];
+            wrapper.Armed = false;
+            var inner = wrapper.Inner;
             var current = slot.Get();
             if (ReferenceEquals(current, wrapper))
             {
-                slot.Set(original);
+                slot.Set(inner);
                 continue;
             }
             for (var outer = current as RecordingWrapper; outer is not null; outer = outer.Inner as RecordingWrapper)
             {
                 if (ReferenceEquals(outer.Inner, wrapper))
                 {
-                    outer.Inner = original;
+                    outer.Inner = inner;
                     break;
                 }
             }
         }
-        _swapped.Clear();
-        foreach (var w in _wrappers)
-        {
-            w.Armed = false;
-            w.Dispose();
-        }
-        _wrappers.Clear();
+        _inserted.Clear();
+    }
+
+    /// <summary>Takes the wrappers out of their slots (every original module is back) and releases them.</summary>
+    public void Dispose()
+    {
+        Armed = false;
+        foreach (var (_, _, w) in _slots) w.Dispose();
+        _slots.Clear();
     }
 
     private static string TypeName(Type t) =>

@@ -16,6 +16,9 @@ internal sealed class MetricsLine
     public string? LayerType { get; set; }
     public bool Called { get; set; }
     public double? Loss { get; set; }
+    public double? MonitorMs { get; set; }
+    public double? StepMs { get; set; }
+    public long? StepsSincePrevious { get; set; }
     public long? Count { get; set; }
     public double? Mean { get; set; }
     public double? Std { get; set; }
@@ -35,6 +38,17 @@ internal sealed class MetricsLine
     public ShiftMetrics? Shift { get; set; }
     public ShiftMetrics? ReferenceShift { get; set; }
     public GradientStatistics? Gradients { get; set; }
+
+    /// <summary>The line of layer <paramref name="r"/> of <paramref name="step"/>, with the step's own fields (loss, the
+    /// monitor's timing and the distance to the previous record).</summary>
+    public static MetricsLine From(LayerRecord r, StepRecord step, bool withHistogram)
+    {
+        var line = From(r, step.Loss, withHistogram);
+        line.MonitorMs = step.MonitorMs;
+        line.StepMs = step.StepMs;
+        line.StepsSincePrevious = step.StepsSincePrevious;
+        return line;
+    }
 
     public static MetricsLine From(LayerRecord r, double? loss, bool withHistogram)
     {

@@ -83,7 +83,7 @@ public static class MetricsReader
     {
         private readonly List<StepRecord> _steps = [];
         private List<LayerRecord> _current = [];
-        private double? _loss;
+        private MetricsLine? _first;
 
         public int Skipped { get; set; }
 
@@ -99,16 +99,25 @@ public static class MetricsReader
             }
             if (_current.Count > 0 && _current[0].Step != record.Step)
             {
-                _steps.Add(new StepRecord(_current[0].Step, _loss, _current, []));
+                _steps.Add(StepOf());
                 _current = [];
             }
-            if (_current.Count == 0) _loss = parsed.Loss;
+            if (_current.Count == 0) _first = parsed;
             _current.Add(record);
         }
 
+        /// <summary>The step of the lines collected so far: its fields from its first line (lines written before the
+        /// timing fields have none: null).</summary>
+        private StepRecord StepOf() => new(_current[0].Step, _first?.Loss, _current, [])
+        {
+            MonitorMs = _first?.MonitorMs,
+            StepMs = _first?.StepMs,
+            StepsSincePrevious = _first?.StepsSincePrevious,
+        };
+
         public MetricsFileContents Finish()
         {
-            if (_current.Count > 0) _steps.Add(new StepRecord(_current[0].Step, _loss, _current, []));
+            if (_current.Count > 0) _steps.Add(StepOf());
             return new MetricsFileContents(_steps, Skipped);
         }
     }

@@ -111,7 +111,7 @@ public sealed class JsonLinesSink : IStepSink
         {
             foreach (var layer in record.Layers)
             {
-                JsonSerializer.Serialize(w, MetricsLine.From(layer, record.Loss, histograms), MetricsJsonContext.Default.MetricsLine);
+                JsonSerializer.Serialize(w, MetricsLine.From(layer, record, histograms), MetricsJsonContext.Default.MetricsLine);
                 w.Flush();
                 _buffer.Write(NewLine);
                 w.Reset();

@@ -41,7 +41,11 @@ public sealed class SerilogSink : IStepSink
             var withShift = record.Layers.Where(l => l.Shift is not null).ToList();
             var drift = withShift.MaxBy(l => l.Shift!.MeanDrift);
             var kl = withShift.Where(l => double.IsFinite(l.Shift!.KlDivergence)).MaxBy(l => l.Shift!.KlDivergence);
-            _log.Information(
+            // The monitor's own timing rides along as properties (MonitorMs, StepMs, StepsSincePrevious), not in the text.
+            var info = record.MonitorMs is null ? _log : _log.ForContext([
+                new PropertyEnricher(nameof(record.MonitorMs), record.MonitorMs), new PropertyEnricher(nameof(record.StepMs), record.StepMs),
+                new PropertyEnricher(nameof(record.StepsSincePrevious), record.StepsSincePrevious)]);
+            info.Information(
                 "Step {Step}: loss {Loss}, {LayerCount} layers, largest mean drift {MaxMeanDrift} at {MaxMeanDriftLayer}, largest KL {MaxKlDivergence} at {MaxKlDivergenceLayer}, {AnomalyCount} anomalies",
                 record.Step, record.Loss, record.Layers.Count(l => l.Statistics is not null),
                 drift?.Shift!.MeanDrift, drift?.Layer, kl?.Shift!.KlDivergence, kl?.Layer, record.Anomalies.Count);

@@ -7,7 +7,9 @@ namespace CovariateShift.Sinks;
 /// <summary>
 /// Writes standard TensorBoard event files through TorchSharp's <c>SummaryWriter</c>: per layer the scalars
 /// <c>{layer}/mean</c>, <c>/std</c>, <c>/near_zero</c>, <c>/mean_drift</c>, <c>/variance_ratio</c>, <c>/kl</c>,
-/// <c>/grad_norm</c>, <c>/update_ratio</c> and <c>loss</c>; and every <see cref="MonitorOptions.TensorBoardHistogramEvery"/>
+/// <c>/grad_norm</c>, <c>/update_ratio</c>, <c>loss</c> and the monitor's own cost <c>monitor/monitor_ms</c>,
+/// <c>monitor/step_ms</c>, <c>monitor/overhead</c> (their ratio: the share of the step time) and
+/// <c>monitor/steps_since_previous</c>; and every <see cref="MonitorOptions.TensorBoardHistogramEvery"/>
 /// recorded steps a histogram <c>{layer}/activations</c> rebuilt from the layer's fixed-edge histogram (bin centres
 /// repeated by their counts). Non-finite scalars are skipped (TensorBoard cannot plot them).
 /// </summary>
@@ -50,6 +52,13 @@ public sealed class TensorBoardSink : IStepSink
     {
         int step = checked((int)record.Step);
         if (record.Loss is { } loss) Scalar("loss", loss, step);
+        if (record.MonitorMs is { } monitorMs && record.StepMs is { } stepMs)
+        {
+            Scalar("monitor/monitor_ms", monitorMs, step);
+            Scalar("monitor/step_ms", stepMs, step);
+            if (stepMs > 0) Scalar("monitor/overhead", monitorMs / stepMs, step);
+        }
+        if (record.StepsSincePrevious is { } distance) Scalar("monitor/steps_since_previous", distance, step);
         bool histograms = _written++ % _histogramEvery == 0;
         foreach (var r in record.Layers)
         {

@@ -12,8 +12,8 @@ namespace CovariateShift.Statistics;
 /// <para>CPU float32 tensors (engine <see cref="StatisticsEngineKind.Auto"/>): one vectorized pass over the tensor's own
 /// memory in the hook (<see cref="CpuKernel"/>); nothing is copied and no tensor is kept.</para>
 /// <para>Other tensors (CUDA, other dtypes, or engine <see cref="StatisticsEngineKind.Device"/>): the batched device
-/// engine (<see cref="BatchedDeviceEngine"/>): one copy per layer into a persistent buffer in the hook, then a fixed
-/// number of operations for all layers together at <see cref="Collect"/>, one float32 pack and one device-to-host
+/// engine (<see cref="BatchedDeviceEngine"/>): a handle per layer in the hook (no device work), then a fixed number of
+/// operations for all layers together at <see cref="Collect"/> (one cat of the outputs first), one float32 pack and one device-to-host
 /// transfer. On CUDA the transfer is asynchronous (pinned memory): the capture <see cref="Collect"/> returns is pending
 /// until the pack has arrived, which the monitor checks at later steps without blocking.</para>
 /// </summary>
@@ -163,6 +163,12 @@ internal sealed class StatisticsEngine : IStatisticsEngine
             return;
         }
         _device.CaptureLoss(loss);
+    }
+
+    /// <inheritdoc />
+    public void BeforeInPlace(Tensor input)
+    {
+        if (_onDevice.Count > 0) _device.BeforeInPlace(input);
     }
 
     /// <inheritdoc />

@@ -7,9 +7,14 @@ namespace CovariateShift.Statistics.Batched;
 
 /// <summary>
 /// Device statistics whose number of operations per recorded step does not grow with the number of layers.
-/// <para>Hook (per layer): one detach (a handle) and one copy of the output into its slot of a persistent float32 buffer
-/// (<see cref="ActivationLayout"/>): unit-major, NaN-padded to whole chunks. No float64 copy, no per-layer reduction.</para>
-/// <para><see cref="Launch"/> (per step, all layers at once): about twenty operations over the [chunks, C] view of the
+/// <para>Hook (per layer): one detach, a handle kept until the step ends; no device work. A layer whose output an
+/// in-place module (e.g. <c>ReLU(inplace: true)</c> after a norm) overwrites later in the forward is copied just before
+/// that module runs (<see cref="BeforeInPlace"/>: one copy for that layer only), so what is recorded is the layer's own
+/// output. An in-place tensor operation in the model's own forward code (<c>x.relu_()</c>) is not seen.</para>
+/// <para><see cref="Launch"/> (per step, all layers at once): one <c>cat</c> of the kept outputs (flat, in their own
+/// order; PyTorch's CUDA cat copies up to 128 inputs per launch) and one <c>index_select</c> that puts them into the
+/// float32 layout (<see cref="ActivationLayout"/>: unit-major, NaN-padded to whole chunks; the int64 gather index of the
+/// layout's length is built once per layout), then about twenty operations over the [chunks, C] view of that
 /// buffer (pivot per chunk, variance and mean about it, NaN / Inf / near-zero counts, finite min and max), one gather of
 /// the sampled values, three segment-free sums of squares for gradients, weights and updates over the padded parameter
 /// buffer (<see cref="GradientLayout"/>), one concatenation into a float32 pack, one copy to the host (asynchronous into
@@ -22,15 +27,16 @@ namespace CovariateShift.Statistics.Batched;
 /// </summary>
 internal sealed class BatchedDeviceEngine : IDisposable
 {
-    private sealed record Captured(MonitoredLayer Layer, long[] Shape, Tensor? Handle);
+    /// <summary>A layer's output this step: its handle (or its copy, once an in-place module was about to overwrite it) and
+    /// the native handle of the tensor object the hook saw, to recognize it as a later module's input.</summary>
+    private sealed record Captured(MonitoredLayer Layer, long[] Shape, Tensor Handle, IntPtr Source);
 
     private readonly MonitorOptions _options;
     private readonly Func<MonitoredLayer, LayerBuffers> _buffers;
     private readonly List<Captured> _captured = [];
     private ActivationLayout? _layout;
-    private Tensor? _buffer;
-    private Tensor? _chunkView;
-    private Tensor[] _slotViews = [];
+    private Tensor? _gatherIndex;
+    private Tensor? _nanCell;
     private Tensor? _samplePositions;
     private Tensor? _saturationLow;
     private Tensor? _saturationHigh;
@@ -72,28 +78,41 @@ internal sealed class BatchedDeviceEngine : IDisposable
     /// <summary>Chunk length of the current activation layout (diagnostics).</summary>
     public int? ChunkLength => _layout?.ChunkLength;
 
-    /// <summary>Forward hook: copies the output into the layer's slot (or keeps a handle until the layout is rebuilt).</summary>
+    /// <summary>Forward hook: keeps a handle to the output until the step ends (no device work).</summary>
     public void CaptureActivation(MonitoredLayer layer, Tensor output)
     {
-        var shape = output.shape;
         Ops.InHook = true;
         try
         {
-            var slot = _layout?.Find(layer, shape);
-            if (slot is not null && _buffer is not null && StatisticsEngine.SameDevice(_buffer.device, output.device))
-            {
-                using var detached = Ops.Handle(output.detach());
-                Ops.Launch(_slotViews[SlotIndex(slot)].copy_(detached));
-                _captured.Add(new Captured(layer, shape, null));
-            }
-            else
-            {
-                _captured.Add(new Captured(layer, shape, Ops.Handle(output.detach()).DetachFromDisposeScope()));
-            }
+            _captured.Add(new Captured(layer, output.shape, Ops.Handle(output.detach()).DetachFromDisposeScope(), output.Handle));
         }
         finally
         {
             Ops.InHook = false;
+        }
+    }
+
+    /// <summary>
+    /// An in-place module is about to overwrite <paramref name="input"/>: when that is an output captured this step, it is
+    /// copied now (one copy, this layer only), so the step records the layer's own values.
+    /// </summary>
+    public void BeforeInPlace(Tensor input)
+    {
+        for (int i = 0; i < _captured.Count; i++)
+        {
+            var c = _captured[i];
+            if (c.Source == IntPtr.Zero || c.Source != input.Handle) continue;
+            Ops.InHook = true;
+            try
+            {
+                var copy = Ops.Launch(c.Handle.clone()).DetachFromDisposeScope();
+                c.Handle.Dispose();
+                _captured[i] = c with { Handle = copy, Source = IntPtr.Zero };
+            }
+            finally
+            {
+                Ops.InHook = false;
+            }
         }
     }
 
@@ -180,13 +199,17 @@ internal sealed class BatchedDeviceEngine : IDisposable
             {
                 EnsureLayout();
                 layout = _layout!;
-                device = _buffer!.device;
+                device = _gatherIndex!.device;
+                var flat = new Tensor[layout.Slots.Count + 1];
                 foreach (var c in _captured)
                 {
-                    var slot = layout.Find(c.Layer, c.Shape)!;
-                    fired.Add(SlotIndex(slot));
+                    int index = SlotIndex(layout.Find(c.Layer, c.Shape)!);
+                    fired.Add(index);
+                    flat[index] = Flat(c.Handle);
                 }
-                ActivationParts(parts);
+                flat[^1] = _nanCell!;   // what the padding positions of the layout gather
+                var buffer = Ops.Launch(Ops.Launch(cat(flat)).index_select(0, _gatherIndex!));
+                ActivationParts(parts, buffer);
             }
 
             var gradients = _gradientLayout is not null && _gradientCaptures.Length > 0 ? _gradientLayout : null;
@@ -231,9 +254,16 @@ internal sealed class BatchedDeviceEngine : IDisposable
         }
     }
 
-    private void ActivationParts(List<Tensor> parts)
+    /// <summary>The output as a flat float32 vector: a view when it is contiguous float32, otherwise one conversion.</summary>
+    private Tensor Flat(Tensor t)
     {
-        var v = _chunkView!;
+        if (t.dtype != ScalarType.Float32) return Ops.Launch(t.to_type(ScalarType.Float32).reshape(-1));
+        return t.is_contiguous() ? Ops.Handle(t.view(-1)) : Ops.Launch(t.reshape(-1));
+    }
+
+    private void ActivationParts(List<Tensor> parts, Tensor buffer)
+    {
+        var v = Ops.Handle(buffer.view(_layout!.Chunks, _layout.ChunkLength));
         var pivot = Ops.Launch(Ops.Handle(v.select(1, 0)).nan_to_num(0, 0, 0));
         var d = Ops.Launch(v.sub(Ops.Handle(pivot.unsqueeze(1))));
         Ops.Launch(d.nan_to_num_(0, 0, 0));
@@ -252,7 +282,7 @@ internal sealed class BatchedDeviceEngine : IDisposable
         parts.Add(Ops.Launch(2, v.nan_to_num(float.NegativeInfinity, float.NegativeInfinity, float.NegativeInfinity).amax(1)));
         if (_anySaturation)
             parts.Add(Ops.Launch(4, v.le(_saturationLow!).logical_or(v.ge(_saturationHigh!)).sum(1, type: ScalarType.Float32)));
-        parts.Add(Ops.Launch(_buffer!.index_select(0, _samplePositions!)));
+        parts.Add(Ops.Launch(buffer.index_select(0, _samplePositions!)));
     }
 
     /// <summary>Adds the gradient, weight and update sums of squares per chunk; returns whether the update could be measured.</summary>
@@ -280,44 +310,32 @@ internal sealed class BatchedDeviceEngine : IDisposable
         return comparable;
     }
 
-    /// <summary>Builds the layout for this step's captures when it differs from the current one and copies what the hooks kept.</summary>
+    /// <summary>Builds the layout for this step's captures when it differs from the current one (or they moved to another
+    /// device): the slots, the gather index from the flat concatenation into the layout, the sample positions.</summary>
     private void EnsureLayout()
     {
         var entries = _captured.Select(c => (c.Layer, c.Shape)).ToList();
-        if (_layout is not null && _layout.Matches(entries) && _captured.All(c => c.Handle is null)) return;
-        if (_layout is not null && _layout.Matches(entries))
-        {
-            for (int i = 0; i < _captured.Count; i++)
-            {
-                if (_captured[i].Handle is { } h) Ops.Launch(_slotViews[i].copy_(h));
-            }
-            return;
-        }
+        var device = _captured[0].Handle.device;
+        if (_layout is not null && _layout.Matches(entries) && StatisticsEngine.SameDevice(_gatherIndex!.device, device)) return;
 
-        var old = (_layout, _buffer, _slotViews);
-        var device = _captured.Select(c => c.Handle?.device).FirstOrDefault(d => d is not null) ?? _buffer!.device;
-        var layout = ActivationLayout.Build(entries, _options.SampleSize);
-        var buffer = Ops.Launch(full(layout.Length, _nan, ScalarType.Float32, device)).DetachFromDisposeScope();
-        var views = layout.Slots.Select(s => Ops.Handle(buffer.as_strided(s.Shape, s.Strides(), s.Offset)).DetachFromDisposeScope()).ToArray();
-        for (int i = 0; i < _captured.Count; i++)
-        {
-            var c = _captured[i];
-            if (c.Handle is { } h)
-            {
-                Ops.Launch(views[i].copy_(h));
-            }
-            else
-            {
-                var oldSlot = old._layout!.Find(c.Layer, c.Shape)!;
-                int oldIndex = old._layout.Slots.ToList().IndexOf(oldSlot);
-                Ops.Launch(views[i].copy_(old._slotViews[oldIndex]));
-            }
-        }
         DisposeLayout();
+        var layout = ActivationLayout.Build(entries, _options.SampleSize);
+        using (var build = NewDisposeScope())
+        {
+            // Built on the host once per layout: for every position of the layout, where its value is in the flat
+            // concatenation of the outputs (slot by slot, each in its own order); padding takes the NaN cell at the end.
+            long total = layout.Slots.Sum(s => s.Count);
+            var index = full(layout.Length, total, ScalarType.Int64);
+            long first = 0;
+            foreach (var s in layout.Slots)
+            {
+                index.as_strided(s.Shape, s.Strides(), s.Offset).copy_(arange(first, first + s.Count, ScalarType.Int64).view(s.Shape));
+                first += s.Count;
+            }
+            _gatherIndex = Ops.Launch(index.to(device)).DetachFromDisposeScope();
+        }
+        _nanCell = Ops.Launch(full(1, _nan, ScalarType.Float32, device)).DetachFromDisposeScope();
         _layout = layout;
-        _buffer = buffer;
-        _slotViews = views;
-        _chunkView = Ops.Handle(buffer.view(layout.Chunks, layout.ChunkLength)).DetachFromDisposeScope();
         _samplePositions = Ops.Launch(tensor(layout.SamplePositions(_buffers, _options.SampleSize, _options.Seed), ScalarType.Int64, device)).DetachFromDisposeScope();
         _anySaturation = layout.Slots.Any(s => s.Layer.Descriptor.Saturation is not null);
         if (_anySaturation)
@@ -336,8 +354,6 @@ internal sealed class BatchedDeviceEngine : IDisposable
             _saturationLow = Ops.Launch(tensor(low, [layout.Chunks, 1], ScalarType.Float32, device)).DetachFromDisposeScope();
             _saturationHigh = Ops.Launch(tensor(high, [layout.Chunks, 1], ScalarType.Float32, device)).DetachFromDisposeScope();
         }
-        old._buffer?.Dispose();
-        foreach (var v in old._slotViews) v.Dispose();
     }
 
     private Tensor RentPinned(int length)
@@ -365,13 +381,13 @@ internal sealed class BatchedDeviceEngine : IDisposable
     /// capture reads.</summary>
     public void DiscardActivations()
     {
-        foreach (var c in _captured) c.Handle?.Dispose();
+        foreach (var c in _captured) c.Handle.Dispose();
         _captured.Clear();
     }
 
     private void ResetStep()
     {
-        foreach (var c in _captured) c.Handle?.Dispose();
+        foreach (var c in _captured) c.Handle.Dispose();
         _captured.Clear();
         DisposeGradientState();
         _loss?.Dispose();
@@ -389,15 +405,13 @@ internal sealed class BatchedDeviceEngine : IDisposable
 
     private void DisposeLayout()
     {
-        // The buffer and slot views are disposed by the caller (they may be read while the new layout is filled).
-        _chunkView?.Dispose();
+        _gatherIndex?.Dispose();
+        _nanCell?.Dispose();
         _samplePositions?.Dispose();
         _saturationLow?.Dispose();
         _saturationHigh?.Dispose();
-        _chunkView = _samplePositions = _saturationLow = _saturationHigh = null;
+        _gatherIndex = _nanCell = _samplePositions = _saturationLow = _saturationHigh = null;
         _layout = null;
-        _buffer = null;
-        _slotViews = [];
     }
 
     private void DisposeGradientLayout()
@@ -417,11 +431,7 @@ internal sealed class BatchedDeviceEngine : IDisposable
     public void Dispose()
     {
         ResetStep();
-        var buffer = _buffer;
-        var views = _slotViews;
         DisposeLayout();
-        buffer?.Dispose();
-        foreach (var v in views) v.Dispose();
         DisposeGradientLayout();
         _flagSource?.Dispose();
         _flagSource = null;

@@ -1,0 +1,179 @@
+using CovariateShift.Records;
+using CovariateShift.Sinks;
+using CovariateShift.Tests.Support;
+using Serilog.Events;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace CovariateShift.Tests;
+
+/// <summary>The monitor's self-timing (monitor_ms, step_ms) and the overhead budget that adapts the recording interval.</summary>
+[Collection(TorchGlobalState.Name)]
+public sealed class OverheadBudgetTests
+{
+    /// <summary>A sink that "sleeps" on the test's clock (or for real) for as long as <see cref="SleepMs"/> says.</summary>
+    private sealed class SleepingSink(Action<int> sleep) : IStepSink
+    {
+        public int SleepMs { get; set; }
+
+        public List<StepRecord> Records { get; } = [];
+
+        public void Write(StepRecord record)
+        {
+            Records.Add(record);
+            if (SleepMs > 0) sleep(SleepMs);
+        }
+
+        public void Dispose() { }
+    }
+
+    private static nn.Module<Tensor, Tensor> SmallModel()
+    {
+        torch.manual_seed(3);
+        return nn.Sequential(("fc", nn.Linear(4, 6)), ("act", nn.ReLU()), ("out", nn.Linear(6, 3)));
+    }
+
+    [Fact]
+    public void A_slow_sink_raises_the_interval_until_the_share_is_under_the_budget_and_a_fast_one_lowers_it_again()
+    {
+        using var scope = NewDisposeScope();
+        long now = 0;   // milliseconds on the test's clock: only the training step and the sink advance it
+        var sink = new SleepingSink(ms => now += ms) { SleepMs = 20 };
+        var (logger, log) = CollectingLogSink.Create(LogEventLevel.Information);
+        var model = SmallModel();
+        using var monitor = ActivationMonitor.Attach(model, new MonitorOptions
+        {
+            OverheadBudget = 0.02, MaxRecordEvery = 4096, Sinks = [sink], Logger = logger, Clock = (() => now, 1000),
+        });
+        var x = randn(8, 4);
+        var intervals = new List<(long Step, int Interval)>();
+        void Run(long steps)
+        {
+            for (long i = 0; i < steps; i++)
+            {
+                using (var s = NewDisposeScope())
+                using (no_grad())
+                {
+                    model.call(x);
+                }
+                now += 1;   // the training step: 1 ms
+                monitor.Step();
+                if (intervals.Count == 0 || intervals[^1].Interval != monitor.CurrentRecordEvery) intervals.Add((monitor.CurrentStep, monitor.CurrentRecordEvery));
+            }
+        }
+
+        // 20 ms per record on a 1 ms step: at every step the monitor takes 20/21 of the time. The smallest interval whose
+        // predicted share x/(1+x), x = 20/interval, is at most 0.8 * 2% is 2048 (1024 gives 1.9%).
+        Run(6200);
+        Assert.Equal(2048, monitor.CurrentRecordEvery);
+        Assert.Equal([1, 2048], intervals.Select(i => i.Interval));
+        var slow = sink.Records.Where(r => r.StepsSincePrevious is >= 2048).ToList();
+        Assert.NotEmpty(slow);
+        foreach (var r in slow)
+        {
+            // The window: 2048 steps of 1 ms, plus the previous record's 20 ms in the sink.
+            Assert.Equal(0, r.Step % 2048);
+            Assert.Equal(20.0 / 2048, r.MonitorMs!.Value, 12);
+            Assert.Equal((2048 + 20.0) / 2048, r.StepMs!.Value, 12);
+            Assert.True(r.MonitorMs / r.StepMs < 0.02, $"share {r.MonitorMs / r.StepMs} at step {r.Step}");
+        }
+
+        // The sink becomes fast: the monitor's measured time is 0 on this clock, so the interval comes back to RecordEvery.
+        sink.SleepMs = 0;
+        Run(3 * 2048 + 200);
+        Assert.Equal(1, monitor.CurrentRecordEvery);
+        Assert.Equal([1, 2048, 1], intervals.Select(i => i.Interval));
+
+        // Records keep their step numbers and say the distance to the previous one.
+        var steps = sink.Records.Select(r => r.Step).ToList();
+        Assert.Equal(steps.Order(), steps);
+        Assert.Null(sink.Records[0].StepsSincePrevious);
+        for (int i = 1; i < sink.Records.Count; i++) Assert.Equal(steps[i] - steps[i - 1], sink.Records[i].StepsSincePrevious);
+
+        // One Information event per change, with the old and new interval as properties.
+        var changes = log.Events.Where(e => e.MessageTemplate.Text.StartsWith("Recording every", StringComparison.Ordinal)).ToList();
+        Assert.Equal(2, changes.Count);
+        Assert.Equal([(2048.0, 1.0), (1.0, 2048.0)], changes.Select(e => (CollectingLogSink.Scalar(e, "RecordEvery"), CollectingLogSink.Scalar(e, "PreviousRecordEvery"))));
+        Assert.All(changes, e => Assert.Equal(LogEventLevel.Information, e.Level));
+    }
+
+    [Fact]
+    public void Shift_metrics_across_an_interval_change_compare_with_the_previous_record_whatever_its_distance()
+    {
+        using var scope = NewDisposeScope();
+        long now = 0;
+        var sink = new SleepingSink(ms => now += ms) { SleepMs = 5 };
+        var model = SmallModel();
+        var opt = optim.SGD(model.parameters(), 0.05);
+        using var monitor = ActivationMonitor.Attach(model, new MonitorOptions
+        {
+            OverheadBudget = 0.05, MaxRecordEvery = 64, Sinks = [sink], Clock = (() => now, 1000), SampleSize = 16,
+        });
+        var x = randn(16, 4);
+        var y = randint(0, 3, [16]);
+        for (int i = 0; i < 400; i++)
+        {
+            using var s = NewDisposeScope();
+            opt.zero_grad();
+            var loss = nn.functional.cross_entropy(model.call(x + 0.01 * i), y);   // inputs drift: the shift is not zero
+            loss.backward();
+            opt.step();
+            now += 1;
+            monitor.Step(loss);
+        }
+        var records = sink.Records;
+        Assert.Contains(records, r => r.StepsSincePrevious == 1);
+        Assert.Contains(records, r => r.StepsSincePrevious == 64);
+        for (int i = 1; i < records.Count; i++)
+        {
+            for (int l = 0; l < records[i].Layers.Count; l++)
+            {
+                var (current, before) = (records[i].Layers[l].Statistics!, records[i - 1].Layers[l].Statistics!);
+                var shift = records[i].Layers[l].Shift!;
+                // Direct: |mean difference| and variance ratio (+1e-8) against the record just before, however far back.
+                Assert.Equal(Math.Abs(current.Mean - before.Mean), shift.MeanDrift, 12);
+                Assert.Equal(current.Std * current.Std / (before.Std * before.Std + 1e-8), shift.VarianceRatio, 9);
+                Assert.True(shift.MeanDrift > 0, $"layer {records[i].Layers[l].Layer} step {records[i].Step}: no drift");
+            }
+        }
+    }
+
+    [Fact]
+    public void Records_carry_the_monitors_own_time_which_includes_a_slow_sink_on_the_real_clock()
+    {
+        using var scope = NewDisposeScope();
+        var sink = new SleepingSink(Thread.Sleep) { SleepMs = 5 };
+        var model = SmallModel();
+        using var monitor = ActivationMonitor.Attach(model, new MonitorOptions { Sinks = [sink] });
+        var x = randn(8, 4);
+        var before = monitor.MonitorTime;
+        for (int i = 0; i < 4; i++)
+        {
+            model.call(x);
+            monitor.Step();
+        }
+        // Each record's window holds the previous record's 5 ms sleep (the first has none before it).
+        Assert.Equal(4, sink.Records.Count);
+        foreach (var r in sink.Records.Skip(1))
+        {
+            Assert.True(r.MonitorMs >= 5, $"step {r.Step}: monitor_ms {r.MonitorMs}");
+            Assert.True(r.StepMs >= r.MonitorMs, $"step {r.Step}: step_ms {r.StepMs} < monitor_ms {r.MonitorMs}");
+            Assert.Equal(1, r.StepsSincePrevious);
+        }
+        Assert.True(monitor.MonitorTime - before >= TimeSpan.FromMilliseconds(20), $"{monitor.MonitorTime}");
+    }
+
+    [Theory]
+    [InlineData(0.0)]
+    [InlineData(1.0)]
+    [InlineData(double.NaN)]
+    public void A_budget_outside_0_1_is_refused_naming_it(double budget)
+    {
+        using var scope = NewDisposeScope();
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => ActivationMonitor.Attach(SmallModel(), new MonitorOptions { OverheadBudget = budget }));
+        Assert.Equal(nameof(MonitorOptions.OverheadBudget), e.ParamName);
+        Assert.Contains("(0, 1)", e.Message);
+        var m = Assert.Throws<ArgumentOutOfRangeException>(() => ActivationMonitor.Attach(SmallModel(), new MonitorOptions { RecordEvery = 8, OverheadBudget = 0.1, MaxRecordEvery = 4 }));
+        Assert.Equal(nameof(MonitorOptions.MaxRecordEvery), m.ParamName);
+    }
+}
