@@ -1,6 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
-using CovariateShift.Reports.Experiments;
+using CovariateShift.Experiments;
 using CovariateShift.Training.Data;
 using Serilog;
 using Serilog.Formatting.Compact;

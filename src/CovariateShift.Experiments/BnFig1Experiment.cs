@@ -7,7 +7,7 @@ using CovariateShift.Reports.Figures;
 using CovariateShift.Reports.Html;
 using CovariateShift.Training.Training;
 
-namespace CovariateShift.Reports.Experiments;
+namespace CovariateShift.Experiments;
 
 /// <summary>
 /// Ioffe &amp; Szegedy (2015), Sec. 4.1 / Fig. 1: 3 hidden layers of 100 sigmoid units, Gaussian init (std 0.01), batch 60,

@@ -1,6 +1,6 @@
 using Serilog;
 
-namespace CovariateShift.Reports.Experiments;
+namespace CovariateShift.Experiments;
 
 /// <summary>Settings shared by the experiments; null values mean "the experiment's default".</summary>
 public sealed record ExperimentSettings

@@ -6,7 +6,7 @@ using CovariateShift.Reports.Figures;
 using CovariateShift.Reports.Html;
 using CovariateShift.Training.Training;
 
-namespace CovariateShift.Reports.Experiments;
+namespace CovariateShift.Experiments;
 
 /// <summary>lr-sweep, depth-sweep and batch-sweep: one run per grid point, final test accuracy in a table.</summary>
 internal static class SweepExperiments

@@ -2,13 +2,14 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using CovariateShift.Nn.Models;
+using CovariateShift.Reports;
 using CovariateShift.Reports.Html;
 using CovariateShift.Training.Data;
 using CovariateShift.Training.Training;
 using Serilog;
 using TorchSharp;
 
-namespace CovariateShift.Reports.Experiments;
+namespace CovariateShift.Experiments;
 
 /// <summary>
 /// The classic normalization experiments (<c>covshift experiment NAME</c>): each trains its runs with the project's

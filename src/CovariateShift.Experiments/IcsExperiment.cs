@@ -11,7 +11,7 @@ using CovariateShift.Training.Training;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace CovariateShift.Reports.Experiments;
+namespace CovariateShift.Experiments;
 
 /// <summary>
 /// Santurkar et al. (2018), "does batch norm reduce internal covariate shift?": standard, batch-norm and noisy-batch-norm
@@ -124,7 +124,7 @@ internal static class IcsExperiment
         sb.Append("| network | final test accuracy | mean ‖G − G′‖ / ‖G‖ | mean cos(G, G′) |\n|---|---|---|---|\n");
         foreach (var r in rows) sb.Append(string.Create(CultureInfo.InvariantCulture, $"| {r.Name} | {r.Accuracy:F4} | {r.MeanL2Rel:F4} | {r.MeanCos:F4} |\n"));
         var fig = Path.Combine(s.OutputDirectory, "ics-cosine.png");
-        var data = dirs.Select(d => Data.RunLoader.Load(d, Path.GetFileName(d))).ToList();
+        var data = dirs.Select(d => Reports.Data.RunLoader.Load(d, Path.GetFileName(d))).ToList();
         PngFigures.Lines(data.Where(d => d.Metrics is not null).Select(d =>
         {
             var m = d.Metrics!;
