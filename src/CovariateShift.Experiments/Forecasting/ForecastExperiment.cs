@@ -5,11 +5,12 @@ using CovariateShift.Forecast;
 using CovariateShift.Nn.Models;
 using CovariateShift.Nn.Normalization;
 using CovariateShift.Reports.Html;
+using CovariateShift.Reports.Data;
 using CovariateShift.Training.Data;
 using CovariateShift.Training.Training;
 using ScottPlot;
 
-namespace CovariateShift.Reports.Experiments.Forecasting;
+namespace CovariateShift.Experiments.Forecasting;
 
 /// <summary>
 /// <c>covshift experiment forecast</c>: trains the grid (<c>models/forecast-grid.json</c>; a run directory that already
@@ -31,7 +32,7 @@ internal static class ForecastExperiment
     /// <summary>The grid shipped with the assembly (models/forecast-grid.json).</summary>
     public static ForecastGrid DefaultGrid()
     {
-        using var stream = typeof(ForecastExperiment).Assembly.GetManifestResourceStream("CovariateShift.Reports.forecast-grid.json")
+        using var stream = typeof(ForecastExperiment).Assembly.GetManifestResourceStream("CovariateShift.Experiments.forecast-grid.json")
             ?? throw new InvalidOperationException("The forecast grid resource is missing from the assembly.");
         var path = Path.Combine(Path.GetTempPath(), $"covshift-forecast-grid-{Environment.ProcessId}.json");
         try

@@ -4,7 +4,7 @@ using CovariateShift.Reports.Data;
 using CovariateShift.Records;
 using CovariateShift.Schema;
 
-namespace CovariateShift.Reports.Experiments.Forecasting;
+namespace CovariateShift.Experiments.Forecasting;
 
 /// <summary>
 /// One training run read back from its directory, however it was produced: the monitor's records

@@ -3,7 +3,7 @@ using CovariateShift.Anomalies;
 using CovariateShift.Forecast;
 using CovariateShift.Records;
 
-namespace CovariateShift.Reports.Experiments.Forecasting;
+namespace CovariateShift.Experiments.Forecasting;
 
 /// <summary>A way to warn about divergence, evaluated on recorded runs: the step of its first warning in a run.</summary>
 public interface IWarningRule

@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
-namespace CovariateShift.Reports.Experiments.Forecasting;
+namespace CovariateShift.Experiments.Forecasting;
 
 /// <summary>One grid point of the forecast experiment: an MLP and its optimizer settings (every seed of the grid trains it).</summary>
 /// <param name="Name">Short name; runs are called <c>Name-sSEED</c>.</param>

@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Text;
 using CovariateShift.Forecast;
 
-namespace CovariateShift.Reports.Experiments.Forecasting;
+namespace CovariateShift.Experiments.Forecasting;
 
 /// <summary>How a warning rule did on a set of runs.</summary>
 /// <param name="Rule">The rule's name.</param>
