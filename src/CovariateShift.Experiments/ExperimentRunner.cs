@@ -20,7 +20,7 @@ namespace CovariateShift.Experiments;
 public static class ExperimentRunner
 {
     /// <summary>Experiment names.</summary>
-    public static IReadOnlyList<string> Names { get; } = ["bn-fig1", "lr-sweep", "depth-sweep", "batch-sweep", "ics"];
+    public static IReadOnlyList<string> Names { get; } = ["bn-fig1", "lr-sweep", "depth-sweep", "batch-sweep", "ics", "forecast"];
 
     /// <summary>File name of the results table in the output directory.</summary>
     public const string ResultsFileName = "results.md";
@@ -42,6 +42,7 @@ public static class ExperimentRunner
             "depth-sweep" => SweepExperiments.Depth(settings),
             "batch-sweep" => SweepExperiments.BatchSize(settings),
             "ics" => IcsExperiment.Run(settings),
+            "forecast" => Forecasting.ForecastExperiment.Run(settings),
             _ => throw new ArgumentException($"Unknown experiment '{name}'; expected one of: {string.Join(", ", Names)}."),
         };
         var report = ReportWriter.Write(runDirs, Path.Combine(settings.OutputDirectory, ReportWriter.DefaultFileName), reportOptions);

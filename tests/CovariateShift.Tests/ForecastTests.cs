@@ -220,5 +220,26 @@ public sealed class ForecastTests
         Assert.IsType<SequenceValue>(warning.Properties["Signals"]);
     }
 
+    [Fact]
+    public void The_failure_step_is_the_first_non_finite_loss_or_the_return_above_chance_after_learning()
+    {
+        double chance = Math.Log(10);
+        // Never learned (stays at chance): no failure even though the loss is above ln 10.
+        Assert.Null(FailureLabel.FailureStep([.. Enumerable.Repeat(chance + 0.1, 100)], 10));
+        // Below chance but never below half of it (1.3), then above chance: it had not learned, so no failure.
+        Assert.Null(FailureLabel.FailureStep([.. Enumerable.Repeat(1.3, 20), .. Enumerable.Repeat(3.0, 20)], 10));
+        // A NaN is a failure wherever it is.
+        Assert.Equal(3, FailureLabel.FailureStep([2.0, 1.9, 1.8, double.NaN, 1.0], 10));
+        // Learned (mean below 0.5 ln 10 = 1.151), then the 5-step mean climbs back above ln 10.
+        var losses = Enumerable.Range(0, 60).Select(i => i < 40 ? 1.0 : 1.0 + (i - 39) * 0.5).ToList();
+        int expected = Enumerable.Range(4, 56).First(i => losses.Skip(i - 4).Take(5).Average() > chance);
+        Assert.Equal(expected, FailureLabel.FailureStep(losses, 10));
+        // One batch above chance does not make the 5-step mean cross: no failure.
+        var spike = Enumerable.Repeat(0.5, 50).ToList();
+        spike[30] = 4;
+        Assert.Null(FailureLabel.FailureStep(spike, 10));
+        Assert.Equal(expected + 100, FailureLabel.FailureStep(losses.Select((l, i) => (i + 100L, l)), 10));   // steps as given
+    }
+
     private static double Normal(Random rng) => Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble());
 }

@@ -31,10 +31,11 @@ internal static class ExperimentCommand
         var width = CliNumbers.OptionalInt("--width", "MLP width (128) or CNN base width (batch-sweep 8).", 1);
         var trainLimit = CliNumbers.OptionalInt("--train-limit", "Use only the first N training images.", 1);
         var testLimit = CliNumbers.OptionalInt("--test-limit", "Evaluate on only the first N test images.", 1);
+        var grid = new Option<string?>("--grid") { Description = "forecast: the grid file (default: the shipped models/forecast-grid.json)." };
         var seed = new Option<int>("--seed") { Description = "Seed of every run.", DefaultValueFactory = _ => 0 };
-        var cmd = new Command("experiment", "Run a classic normalization experiment (bn-fig1, lr-sweep, depth-sweep, batch-sweep, ics); writes runs, report.html, figures and results.md.")
+        var cmd = new Command("experiment", "Run a classic normalization experiment (bn-fig1, lr-sweep, depth-sweep, batch-sweep, ics, forecast); writes runs, report.html, figures and results.md.")
         {
-            name, output, dataset, dataDir, steps, lr, batch, norms, lrs, depths, sizes, depth, width, trainLimit, testLimit, seed,
+            name, output, dataset, dataDir, steps, lr, batch, norms, lrs, depths, sizes, depth, width, trainLimit, testLimit, seed, grid,
         };
         cmd.SetAction(parse => CliRunner.Run(() =>
         {
@@ -69,6 +70,7 @@ internal static class ExperimentCommand
                 TrainLimit = parse.GetValue(trainLimit),
                 TestLimit = parse.GetValue(testLimit),
                 Seed = parse.GetValue(seed),
+                ForecastGrid = parse.GetValue(grid) is { } gp ? (File.Exists(gp) ? Path.GetFullPath(gp) : throw new ArgumentException($"--grid '{gp}' does not exist; expected a forecast grid JSON file.")) : null,
                 LoggerFactory = runDir => new LoggerConfiguration().MinimumLevel.Information().WriteTo.File(new CompactJsonFormatter(), Path.Combine(runDir, TrainCommand.LogFileName)).CreateLogger(),
                 Out = Console.Out,
             };

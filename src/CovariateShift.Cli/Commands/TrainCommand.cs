@@ -23,11 +23,15 @@ namespace CovariateShift.Cli.Commands;
 /// are checked before anything is written there.
 /// </summary>
 /// <remarks>Exit codes: 0 done, 1 unexpected internal error (one line; the stack trace is in log.clef), 2 user mistake,
-/// <see cref="DivergedExitCode"/> a run diverged (without --allow-divergence), <see cref="InterruptedExitCode"/> interrupted (Ctrl+C/SIGTERM).</remarks>
+/// <see cref="DivergedExitCode"/> a run diverged (without --allow-divergence), <see cref="ForecastStopExitCode"/> a run stopped by
+/// --on-forecast stop, <see cref="InterruptedExitCode"/> interrupted (Ctrl+C/SIGTERM).</remarks>
 internal static class TrainCommand
 {
     /// <summary>Exit code of a run whose loss became NaN or infinite (after every --norm ran), unless --allow-divergence.</summary>
     public const int DivergedExitCode = 3;
+
+    /// <summary>Exit code of a run stopped by <c>--on-forecast stop</c>: the forecaster predicted divergence; checkpoints/last was saved.</summary>
+    public const int ForecastStopExitCode = 4;
 
     /// <summary>Exit code after Ctrl+C or SIGTERM (the run saved checkpoints/last and can be resumed).</summary>
     public const int InterruptedExitCode = 130;
@@ -214,6 +218,8 @@ internal static class TrainCommand
             net.save(w);
         });
         SafeFile.WriteAtomic(Path.Combine(runDir, SummaryFileName), result.ToJson() + "\n");
+        if (result.StoppedOnForecast)
+            Console.Error.WriteLine($"Stopped: the forecaster predicted divergence at step {result.FirstForecastStep} (see {CovariateShift.Forecast.ForecastFile.FileName}); saved checkpoints/last.");
         if (result.Diverged)
             log.Warning("Diverged at step {DivergedAtStep}: {Message}", result.DivergedAtStep, result.DivergenceMessage);
         log.Information("Final test accuracy {TestAccuracy:F4} (best {BestTestAccuracy:F4}), test loss {TestLoss:F4}, train loss {FinalTrainLoss:F4}; wrote {Files} to {OutputDirectory}",
@@ -230,7 +236,7 @@ internal static class TrainCommand
     }
 
     private static int ExitCode(IEnumerable<TrainResult> results, bool allowDivergence) =>
-        results.Any(r => r.Diverged) && !allowDivergence ? DivergedExitCode : 0;
+        results.Any(r => r.StoppedOnForecast) ? ForecastStopExitCode : results.Any(r => r.Diverged) && !allowDivergence ? DivergedExitCode : 0;
 
     private static string DeviceName(torch.Device device) => device.type == DeviceType.CUDA ? (device.index >= 0 ? $"cuda:{device.index}" : "cuda") : "cpu";
 

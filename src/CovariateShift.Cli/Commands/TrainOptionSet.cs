@@ -128,12 +128,18 @@ public sealed class TrainOptionSet
     /// <summary>--allow-divergence.</summary>
     public Option<bool> AllowDivergence { get; } = new("--allow-divergence") { Description = $"Exit 0 instead of {TrainCommand.DivergedExitCode} when a run's loss became NaN or infinite." };
 
+    /// <summary>--forecast.</summary>
+    public Option<bool> Forecast { get; } = new("--forecast") { Description = "Run the divergence forecaster: a warning (log.clef, console) and a line in forecast.jsonl when the run is predicted to diverge; the first warning step goes into summary.json." };
+
+    /// <summary>--on-forecast.</summary>
+    public Option<string?> OnForecast { get; } = new("--on-forecast") { Description = $"What a forecast warning does: warn (log it and go on) or stop (save checkpoints/last and exit {TrainCommand.ForecastStopExitCode}). Implies --forecast. Default: warn." };
+
     /// <summary>Every option, in help order.</summary>
     public IReadOnlyList<Option> All =>
     [
         Model, Norm, Depth, Width, Activation, Init, Placement, Groups, Dataset, DataDir, LabelColumn, TestFraction, TrainLimit, TestLimit,
         Steps, Epochs, BatchSize, Optimizer, LearningRate, Momentum, Nesterov, WeightDecay, Schedule, WarmupSteps, StepEvery, StepFactor,
-        RecordEvery, OverheadBudget, EvalEvery, LogEvery, LogLayers, KeepCheckpoints, Seed, Device, Out, Resume, Overwrite, AllowDivergence,
+        RecordEvery, OverheadBudget, EvalEvery, LogEvery, LogLayers, KeepCheckpoints, Seed, Device, Out, Resume, Overwrite, AllowDivergence, Forecast, OnForecast,
     ];
 
     /// <summary>Adds every option to <paramref name="command"/>.</summary>
@@ -200,6 +206,10 @@ public sealed class TrainOptionSet
             LogEvery = parse.GetValue(LogEvery),
             KeepCheckpoints = parse.GetValue(KeepCheckpoints),
         };
+        var onForecast = parse.GetValue(OnForecast)?.Trim().ToLowerInvariant();
+        if (onForecast is not (null or "warn" or "stop")) throw new ArgumentException($"--on-forecast must be warn or stop; got '{parse.GetValue(OnForecast)}'.");
+        if (parse.GetValue(Forecast) || onForecast is not null)
+            options = options with { Monitor = new MonitorOptions { Forecast = new CovariateShift.Forecast.ForecastOptions() }, StopOnForecast = onForecast == "stop" };
         options.Validate();
         var mode = parse.GetValue(Overwrite) ? RunDirectoryMode.Overwrite : RunDirectoryMode.New;
         return new TrainSettings(modelArg, specs, dataset, options, parse.GetValue(AllowDivergence), mode);

@@ -20,9 +20,11 @@ internal sealed class MonitorRelay : IObserver<StepRecord>, IDisposable
     private readonly LineFile? _metrics;
     private readonly string? _scratch;
     private readonly TensorBoardSink? _tensorBoard;
+    private readonly LineFile? _forecast;
 
-    public MonitorRelay(string? metricsPath, string? tensorBoardDirectory, int histogramEvery)
+    public MonitorRelay(string? metricsPath, string? tensorBoardDirectory, int histogramEvery, string? forecastPath = null)
     {
+        if (forecastPath is not null) _forecast = new LineFile(forecastPath);
         if (metricsPath is not null)
         {
             _metrics = new LineFile(metricsPath);
@@ -33,6 +35,9 @@ internal sealed class MonitorRelay : IObserver<StepRecord>, IDisposable
 
     /// <summary>Added to the monitor's step numbers.</summary>
     public long Offset { get; set; }
+
+    /// <summary>The run's step of the first forecaster warning (<see cref="Records.AnomalyKind.DivergenceAhead"/>), or null.</summary>
+    public long? FirstForecastStep { get; private set; }
 
     /// <summary>The first exception a sink threw (re-thrown by the trainer after the step).</summary>
     public Exception? Failure { get; private set; }
@@ -54,6 +59,12 @@ internal sealed class MonitorRelay : IObserver<StepRecord>, IDisposable
                 _metrics.Append(File.ReadAllBytes(_scratch!));
             }
             _tensorBoard?.Write(record);
+            foreach (var a in record.Anomalies)
+            {
+                if (a.Forecast is not { } f) continue;
+                FirstForecastStep ??= a.Step;
+                _forecast?.Append(CovariateShift.Forecast.ForecastFile.Line(f with { Step = a.Step }));
+            }
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -73,6 +84,7 @@ internal sealed class MonitorRelay : IObserver<StepRecord>, IDisposable
     {
         _metrics?.Dispose();
         _tensorBoard?.Dispose();
+        _forecast?.Dispose();
         if (_scratch is not null) SafeFile.TryDelete(_scratch);
     }
 }

@@ -52,6 +52,16 @@ public sealed record TrainResult(
     /// <summary>Best test accuracy of every evaluation of the run (before a resume included); null without a test set.</summary>
     public double? BestTestAccuracy { get; init; }
 
+    /// <summary>The step of the forecaster's first warning (<see cref="MonitorOptions.Forecast"/>); null without one.</summary>
+    public long? FirstForecastStep { get; init; }
+
+    /// <summary>True when training stopped at the forecaster's first warning (<see cref="TrainerOptions.StopOnForecast"/>).</summary>
+    public bool StoppedOnForecast { get; init; }
+
+    /// <summary>The failure step (<see cref="Forecast.FailureLabel"/>): the first step whose loss is NaN or infinite, or at which
+    /// the mean loss of the last 5 steps is back above ln(classes) after the run had learned; null when the run did not fail.</summary>
+    public long? FailureStep { get; init; }
+
     /// <summary>True when the loss became NaN or infinite and training stopped early.</summary>
     public bool Diverged => DivergedAtStep is not null;
 

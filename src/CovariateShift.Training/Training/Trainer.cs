@@ -126,6 +126,7 @@ public sealed class Trainer
             : userMonitor.JsonLinesPath is { } m ? Path.GetFullPath(m) : null;
         string? tensorBoard = o.TensorBoard ? Path.Combine(outputDirectory!, TrainerOptions.TensorBoardDirectoryName) : userMonitor.TensorBoardDirectory;
         long monitorOffset = 0;
+        string? forecastPath = outputDirectory is not null && userMonitor.Forecast is not null ? Path.Combine(outputDirectory, Forecast.ForecastFile.FileName) : null;
         var monitorLogger = o.Logger ?? userMonitor.Logger;
         var monitorOptions = userMonitor with
         {
@@ -138,14 +139,14 @@ public sealed class Trainer
         if (!o.Resume)
         {
             // A new run starts its line files afresh (as the monitor's own sink truncates); a resumed one appends.
-            foreach (var path in new[] { metricsPath, outputDirectory is null ? null : Path.Combine(outputDirectory, TrainerOptions.TrainingLogFileName) })
+            foreach (var path in new[] { metricsPath, outputDirectory is null ? null : Path.Combine(outputDirectory, TrainerOptions.TrainingLogFileName), forecastPath })
             {
                 if (path is null || !File.Exists(path)) continue;
                 SafeFile.RefuseSymlink(path);
                 File.WriteAllBytes(path, []);
             }
         }
-        using var relay = new MonitorRelay(metricsPath, tensorBoard, userMonitor.TensorBoardHistogramEvery);
+        using var relay = new MonitorRelay(metricsPath, tensorBoard, userMonitor.TensorBoardHistogramEvery, forecastPath);
         using var trainingLog = outputDirectory is null ? null
             : new TrainingLog(Path.Combine(outputDirectory, TrainerOptions.TrainingLogFileName), o.TensorBoard ? tensorBoard : null);
         ActivationMonitor? monitor = null;
@@ -168,6 +169,7 @@ public sealed class Trainer
         long? divergedAt = null;
         string? divergence = null;
         bool interrupted = false;
+        bool stoppedOnForecast = false;
         double lr = o.LearningRate;
         long epochOfOrder = -1;
         Tensor? order = null;
@@ -272,6 +274,12 @@ public sealed class Trainer
                     SaveCheckpoint(lastPath!, model, optimizer, State(done, false));
                     if (o.KeepCheckpoints > 0) SaveEpochCheckpoint(checkpoints!, done / stepsPerEpoch, lastPath!, o.KeepCheckpoints);
                 }
+                if (o.StopOnForecast && relay.FirstForecastStep is { } warnedAt && done < totalSteps)
+                {
+                    stoppedOnForecast = true;
+                    log?.Warning("Stopped after step {Step} of {Steps}: the forecaster predicts divergence (warning at step {ForecastStep}).", done, totalSteps, warnedAt);
+                    break;
+                }
                 if (o.Cancellation.IsCancellationRequested && done < totalSteps)
                 {
                     interrupted = true;
@@ -336,6 +344,9 @@ public sealed class Trainer
             StartStep = start,
             Interrupted = interrupted,
             BestTestAccuracy = best,
+            FirstForecastStep = relay.FirstForecastStep,
+            StoppedOnForecast = stoppedOnForecast,
+            FailureStep = Forecast.FailureLabel.FailureStep(losses.Select((l, i) => (start + i, l)), train.Classes),
         };
         log?.Information(
             "Finished {Steps} of {RequestedSteps} steps ({Epochs:F2} epochs) in {WallSeconds:F1} s ({StepsPerSecond:F1} steps/s): final train loss {FinalTrainLoss:F4} (mean of the last {Window} steps)",
@@ -399,6 +410,7 @@ public sealed class Trainer
     {
         LineFile.Filter(Path.Combine(directory, TrainerOptions.TrainingLogFileName), line => StepOf(line) <= step);
         LineFile.Filter(Path.Combine(directory, TrainerOptions.MetricsFileName), line => StepOf(line) < step);
+        LineFile.Filter(Path.Combine(directory, Forecast.ForecastFile.FileName), line => StepOf(line) < step);
     }
 
     private static long StepOf(string line)

@@ -121,6 +121,14 @@ public sealed record TrainerOptions
     /// <summary>Write TensorBoard event files (the monitor's and the training/test curves) to <see cref="OutputDirectory"/><c>/tensorboard</c>. Default false.</summary>
     public bool TensorBoard { get; init; }
 
+    /// <summary>
+    /// Stop at the end of the step at which the monitor's divergence forecaster (<see cref="MonitorOptions.Forecast"/>, set
+    /// in <see cref="Monitor"/>) first warns: <c>last</c> is written (with <see cref="WriteCheckpoints"/>) and the result
+    /// says <see cref="TrainResult.StoppedOnForecast"/>. Default false: warnings are logged (and written to
+    /// <c>forecast.jsonl</c> in <see cref="OutputDirectory"/>) and training goes on.
+    /// </summary>
+    public bool StopOnForecast { get; init; }
+
     /// <summary>Keep training when the loss becomes NaN or infinite? Default false: stop at that step.</summary>
     public bool ContinueAfterDivergence { get; init; }
 

@@ -67,7 +67,7 @@ public sealed class SerilogSink : IStepSink
     private void ForecastWarning(Forecast.DivergenceForecast f)
     {
         var top = f.Signals.Count > 0 ? f.Signals[0] : null;
-        _log.ForContext(nameof(AnomalyKind), AnomalyKind.DivergenceAhead).Warning(Forecast.ForecastAnomaly.WarningTemplate,
+        _log.ForContext(nameof(AnomalyKind), AnomalyKind.DivergenceAhead).ForContext(nameof(Anomaly.Hint), Forecast.ForecastAnomaly.From(f).Hint).Warning(Forecast.ForecastAnomaly.WarningTemplate,
             f.Step, f.Horizon, f.Score, top?.Statistic, f.Layer, top?.Growth,
             f.Signals.Select(s => new Dictionary<string, object> { ["Layer"] = s.Layer, ["Statistic"] = s.Statistic, ["Growth"] = s.Growth }).ToList());
     }

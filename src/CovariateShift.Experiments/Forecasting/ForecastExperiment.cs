@@ -1,0 +1,174 @@
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using CovariateShift.Forecast;
+using CovariateShift.Nn.Models;
+using CovariateShift.Nn.Normalization;
+using CovariateShift.Reports.Html;
+using CovariateShift.Reports.Data;
+using CovariateShift.Training.Data;
+using CovariateShift.Training.Training;
+using ScottPlot;
+
+namespace CovariateShift.Experiments.Forecasting;
+
+/// <summary>
+/// <c>covshift experiment forecast</c>: trains the grid (<c>models/forecast-grid.json</c>; a run directory that already
+/// holds a summary.json is read, not trained again), labels every run with <see cref="FailureLabel"/>, chooses the
+/// loss-spike factor and the forecaster's weights on the tuning seeds, and scores every rule on the held-out seeds.
+/// Writes results.md (the tables), forecast.json (the tuned forecaster options), forecast-runs.png and report.html.
+/// </summary>
+internal static class ForecastExperiment
+{
+    /// <summary>Classes of Fashion-MNIST / MNIST.</summary>
+    private const int Classes = 10;
+
+    /// <summary>File name of the tuned options in the output directory (the shipped copy is models/forecast.json).</summary>
+    public const string TunedFileName = "forecast.json";
+
+    /// <summary>The snake_case JSON form of forecaster options (models/forecast.json).</summary>
+    public static readonly JsonSerializerOptions OptionsJson = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true };
+
+    /// <summary>The grid shipped with the assembly (models/forecast-grid.json).</summary>
+    public static ForecastGrid DefaultGrid()
+    {
+        using var stream = typeof(ForecastExperiment).Assembly.GetManifestResourceStream("CovariateShift.Experiments.forecast-grid.json")
+            ?? throw new InvalidOperationException("The forecast grid resource is missing from the assembly.");
+        var path = Path.Combine(Path.GetTempPath(), $"covshift-forecast-grid-{Environment.ProcessId}.json");
+        try
+        {
+            using (var file = File.Create(path)) stream.CopyTo(file);
+            return ForecastGrid.Load(path);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    public static (string, List<string>, ReportOptions, List<string>) Run(ExperimentSettings s)
+    {
+        var grid = s.ForecastGrid is { } g ? ForecastGrid.Load(g) : DefaultGrid();
+        var dirs = TrainGrid(s, grid);
+        var traces = grid.Runs().Select(r => RunTrace.Load(dirs[r.Run], r.Seed, Classes)).ToList();
+        var tuning = traces.Where(t => grid.TuningSeeds.Contains(t.Seed)).ToList();
+        var heldOut = traces.Where(t => grid.HeldOutSeeds.Contains(t.Seed)).ToList();
+
+        var spike = ForecastEvaluation.TuneLossSpike(tuning);
+        var shipped = new ForecastOptions();
+        var tuned = ForecastEvaluation.TuneForecaster(tuning, shipped);
+        File.WriteAllText(Path.Combine(s.OutputDirectory, TunedFileName), JsonSerializer.Serialize(tuned, OptionsJson) + "\n");
+        var shippedRule = new ForecasterRule(shipped, "forecaster (shipped defaults)");
+        var rules = new List<IWarningRule> { new NanCheckRule(), new ExplodingGradientRule(), spike, shippedRule, new ForecasterRule(tuned, "forecaster (tuned now)") };
+        if (traces.Any(t => File.Exists(Path.Combine(dirs[t.Name], ForecastFile.FileName)))) rules.Add(new RecordedForecastRule());
+        var held = rules.Select(r => ForecastEvaluation.Score(r, heldOut)).ToList();
+        var tune = rules.Select(r => ForecastEvaluation.Score(r, tuning)).ToList();
+
+        var sb = new StringBuilder();
+        sb.Append(string.Create(CultureInfo.InvariantCulture,
+            $"{grid.Points.Count} grid points x {grid.TuningSeeds.Count + grid.HeldOutSeeds.Count} seeds, {grid.Steps} steps of batch {grid.BatchSize} on the first {grid.TrainLimit} Fashion-MNIST images, recorded every {grid.RecordEvery} steps (losses logged every step). "));
+        sb.Append(string.Create(CultureInfo.InvariantCulture,
+            $"Tuning runs: seeds {string.Join(", ", grid.TuningSeeds)} ({tuning.Count} runs); held-out runs: seeds {string.Join(", ", grid.HeldOutSeeds)} ({heldOut.Count} runs). "));
+        sb.Append(string.Create(CultureInfo.InvariantCulture,
+            $"A run fails at the first step whose loss is not finite or whose 5-step mean loss is back above ln {Classes} after it was below 0.5 ln {Classes}; recall counts runs failing at step >= {ForecastEvaluation.MinFailureStep} warned >= {ForecastEvaluation.MinLead} steps before; a lead is 0 for a run not warned by its failure step.\n\n"));
+        sb.Append("**Held-out runs**\n\n").Append(ForecastEvaluation.Table(held)).Append('\n');
+        sb.Append("**Tuning runs**\n\n").Append(ForecastEvaluation.Table(tune)).Append('\n');
+        sb.Append(string.Create(CultureInfo.InvariantCulture, $"Loss-spike factor chosen on the tuning runs: k = {spike.K:G3}. "));
+        sb.Append("Forecaster: shipped defaults ").Append(Describe(shipped)).Append("; tuned now ").Append(Describe(tuned)).Append(".\n\n");
+        sb.Append(Targets(held[3], held.Take(3).ToList())).Append('\n');
+        sb.Append("| run | seed | failure step | ").Append(string.Join(" | ", rules.Select(r => r.Name))).Append(" |\n|---|---|---|").Append(string.Concat(rules.Select(_ => "---|"))).Append('\n');
+        foreach (var t in traces)
+        {
+            sb.Append(string.Create(CultureInfo.InvariantCulture, $"| {t.Name} | {t.Seed} | {(t.FailureStep is { } f ? f.ToString(CultureInfo.InvariantCulture) : "-")} | "))
+              .Append(string.Join(" | ", rules.Select(r => r.FirstWarning(t) is { } w ? w.ToString(CultureInfo.InvariantCulture) : "-"))).Append(" |\n");
+        }
+
+        var figure = Path.Combine(s.OutputDirectory, "forecast-runs.png");
+        Figure(heldOut.Where(t => t.FailureStep >= ForecastEvaluation.MinFailureStep).ToList(), shippedRule, figure);
+        var reportRuns = heldOut.Where(t => t.Failed).Take(4).Concat(heldOut.Where(t => !t.Failed).Take(2)).Select(t => dirs[t.Name]).ToList();
+        var options = ExperimentRunner.Options("forecast: warning before divergence, forecaster vs baselines",
+            "Held-out runs; the forecaster's warnings are the DivergenceAhead anomalies recorded while training.");
+        return (sb.ToString(), [figure], options, reportRuns);
+    }
+
+    private static string Describe(ForecastOptions o) => string.Create(CultureInfo.InvariantCulture,
+        $"(activation {o.ActivationWeight:G3}, gradient {o.GradientWeight:G3}, loss {o.LossWeight:G3}, patience {o.Patience}, smoothing {o.Smoothing:G3})");
+
+    /// <summary>The targets of the issue, met or missed by how much.</summary>
+    private static string Targets(RuleScore f, IReadOnlyList<RuleScore> baselines)
+    {
+        var sb = new StringBuilder("Targets on the held-out runs (forecaster as shipped): ");
+        sb.Append(string.Create(CultureInfo.InvariantCulture, $"recall {f.Recall:F2} (target >= 0.8: {(f.Recall >= 0.8 ? "met" : $"missed by {0.8 - f.Recall:F2}")}), "));
+        sb.Append(string.Create(CultureInfo.InvariantCulture, $"median lead {f.MedianLead:F0} (target >= 20: {(f.MedianLead >= 20 ? "met" : $"missed by {20 - f.MedianLead:F0}")}), "));
+        sb.Append(string.Create(CultureInfo.InvariantCulture, $"false alarms {f.FalseAlarmRate:F2} (target <= 0.1: {(f.FalseAlarmRate <= 0.1 ? "met" : $"missed by {f.FalseAlarmRate - 0.1:F2}")}); "));
+        foreach (var b in baselines)
+        {
+            bool better = f.MedianLead > b.MedianLead && !(f.FalseAlarmRate > b.FalseAlarmRate);
+            sb.Append(string.Create(CultureInfo.InvariantCulture, $"vs {b.Rule}: median lead {f.MedianLead:F0} vs {b.MedianLead:F0}, false alarms {f.FalseAlarmRate:F2} vs {b.FalseAlarmRate:F2} ({(better ? "better" : "not strictly better")}); "));
+        }
+        return sb.Append('\n').ToString();
+    }
+
+    /// <summary>Trains every run of the grid that has no summary.json yet; returns run name -> directory.</summary>
+    private static Dictionary<string, string> TrainGrid(ExperimentSettings s, ForecastGrid grid)
+    {
+        var dirs = grid.Runs().ToDictionary(r => r.Run, r => Path.Combine(s.OutputDirectory, r.Run));
+        var todo = grid.Runs().Where(r => !File.Exists(Path.Combine(dirs[r.Run], "summary.json"))).ToList();
+        if (todo.Count == 0) return dirs;
+        using var train = MnistFormat.Load(s.DataDirectory, s.Dataset, train: true, grid.TrainLimit);
+        using var test = MnistFormat.Load(s.DataDirectory, s.Dataset, train: false, grid.TestLimit);
+        foreach (var (p, seed, run) in todo)
+        {
+            var spec = ExperimentRunner.Mlp(p.Depth, p.Width, NormKinds.Parse(p.Norm), WeightInit.Parse(p.Init));
+            var options = new TrainerOptions
+            {
+                Steps = grid.Steps,
+                BatchSize = grid.BatchSize,
+                Optimizer = OptimizationNames.ParseOptimizer(p.Optimizer),
+                LearningRate = p.LearningRate,
+                Momentum = grid.Momentum,
+                Schedule = new LearningRateSchedule { WarmupSteps = p.WarmupSteps },
+                RecordEvery = grid.RecordEvery,
+                LogEvery = 1,
+                Monitor = new MonitorOptions { Forecast = new ForecastOptions() },
+            };
+            ExperimentRunner.Train(s with { Seed = seed }, run, spec, options, train, test);
+        }
+        return dirs;
+    }
+
+    /// <summary>Each failing run's loss (log10) with its failure step and the forecaster's first warning marked.</summary>
+    private static void Figure(List<RunTrace> runs, ForecasterRule rule, string path)
+    {
+        var plt = new Plot();
+        var palette = new ScottPlot.Palettes.Category10();
+        for (int i = 0; i < runs.Count; i++)
+        {
+            var t = runs[i];
+            var color = palette.GetColor(i);
+            var points = t.Losses.Where(l => double.IsFinite(l.Loss) && l.Loss > 0).ToList();
+            var line = plt.Add.Scatter(points.Select(l => (double)l.Step).ToArray(), points.Select(l => Math.Log10(l.Loss)).ToArray());
+            line.Color = color;
+            line.MarkerSize = 0;
+            line.LegendText = t.Name;
+            if (rule.FirstWarning(t) is { } warned)
+            {
+                var warn = plt.Add.VerticalLine(warned);
+                warn.Color = color;
+                warn.LinePattern = LinePattern.Dashed;
+            }
+            if (t.FailureStep is { } f)
+            {
+                var fail = plt.Add.Marker(f, points.Count > 0 ? Math.Log10(points[^1].Loss) : 0);
+                fail.Color = color;
+                fail.Shape = MarkerShape.Cross;
+                fail.Size = 12;
+            }
+        }
+        plt.ShowLegend();
+        plt.Title("Held-out failing runs: training loss, forecaster warning (dashed), failure (x)");
+        plt.XLabel("training step");
+        plt.YLabel("log10 training loss");
+        plt.SavePng(path, 1000, 500);
+    }
+}
