@@ -6,11 +6,15 @@ using TorchSharp;
 namespace CovariateShift.Training.Training;
 
 /// <summary>
-/// training.jsonl (one whole line per logged training step and per evaluation) and, optionally, the TensorBoard
+/// training.jsonl, its one writer (one whole line per logged training step and per evaluation, each with a
+/// <c>version</c>) and, optionally, the TensorBoard
 /// curves train/loss, train/lr, test/loss, test/accuracy.
 /// </summary>
 internal sealed class TrainingLog : IDisposable
 {
+    /// <summary>The <c>version</c> field of every line (1: step, epoch, split, loss, lr, examples_per_s / accuracy).</summary>
+    public const int LineVersion = 1;
+
     private readonly LineFile _file;
     private readonly TorchSharp.Modules.SummaryWriter? _tensorBoard;
 
@@ -77,6 +81,7 @@ internal sealed class TrainingLog : IDisposable
         using (var w = new Utf8JsonWriter(buffer))
         {
             w.WriteStartObject();
+            w.WriteNumber("version", LineVersion);
             body(w);
             w.WriteEndObject();
         }
