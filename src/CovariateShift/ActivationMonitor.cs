@@ -60,6 +60,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     private readonly Queue<PendingCapture> _pending = new();
     private readonly ILogger? _log;
     private readonly Probes.GradientIcsProbe? _ics;
+    private readonly Forecast.DivergenceForecaster? _forecaster;
     private bool _warnedNothingRan;
     private bool _capturingReference;
     private bool _disposed;
@@ -77,6 +78,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         _hooks = new HookSet(model, layers, OnLayerOutput, _engine.DiscardActivations);
         SkippedLayers = skipped;
         _ics = options.GradientIcs is { } ics ? new Probes.GradientIcsProbe(model, ics) : null;
+        _forecaster = options.Forecast is { } forecast ? new Forecast.DivergenceForecaster(forecast) : null;
         Layers = layers.Select(l => l.Name).ToList().AsReadOnly();
         CallOnlyLayers = _hooks.WrapFallbacks.Select(f => f.Message).ToList().AsReadOnly();
         // Information, not Warning: such a layer is usually called with call() (then nothing is missed); one that is not
@@ -106,6 +108,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         try
         {
             options.Validate();
+            options.Forecast?.Validate();
             found = LayerDiscovery.Find(model, options, out skipped);
         }
         catch
@@ -296,6 +299,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         }
         var record = _builder.Build(capture);
         if (record is null) return null;
+        if (_forecaster?.Observe(record) is { } forecast) record = record with { Anomalies = [.. record.Anomalies, Forecast.ForecastAnomaly.From(forecast)] };
         LastRecord = record;
         _sinks.Write(record);
         foreach (var observer in _observers.ToArray()) observer.OnNext(record);

@@ -105,6 +105,10 @@ public sealed record MonitorOptions
     /// <see cref="ActivationMonitor.MeasureGradientIcs"/>; costs one extra forward and backward pass per measured layer. Null: off.</summary>
     public Probes.GradientIcsOptions? GradientIcs { get; init; }
 
+    /// <summary>Divergence forecaster: warns (an <see cref="Records.AnomalyKind.DivergenceAhead"/> anomaly, a Serilog Warning)
+    /// before the loss becomes non-finite or explodes, from the records alone (no device work). Null (default): off.</summary>
+    public Forecast.ForecastOptions? Forecast { get; init; }
+
     /// <summary>Throws <see cref="ArgumentOutOfRangeException"/> naming the first invalid value and what is expected.</summary>
     public void Validate()
     {

@@ -106,6 +106,9 @@ public sealed class FinetuneCommandTests : IDisposable
     [InlineData("--freeze", "^conv", "--freeze '^conv' matches no layer")]
     [InlineData("--shift", "noise:0.5,sharpen:1", "unknown shift 'sharpen'")]
     [InlineData("--bn-mode", "adaptive", "--bn-mode 'adaptive' is not valid")]
+    [InlineData("--freeze", ".*", "--freeze '.*' matches every layer with parameters (head, layers.0.linear, layers.0.norm, layers.1.linear, layers.1.norm), so nothing would be trained")]
+    [InlineData("--model", "cnn", "--model does not apply to --from (the model and the source data set come from the run's config.json); drop it")]
+    [InlineData("--width", "8", "--width does not apply to --from")]
     public void User_mistakes_give_one_error_line_exit_2_and_write_nothing(string flag, string value, string message)
     {
         var outDir = Path.Combine(_dir, "bad");

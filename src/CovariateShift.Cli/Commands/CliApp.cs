@@ -10,7 +10,7 @@ namespace CovariateShift.Cli.Commands;
 /// </summary>
 public static class CliApp
 {
-    /// <summary>The root command with every subcommand (bench, train).</summary>
+    /// <summary>The root command with every subcommand (bench, train, verify, finetune, report, experiment, sweep).</summary>
     public static RootCommand CreateRoot()
     {
         var root = new RootCommand("covshift: make internal covariate shift visible in TorchSharp training (activation statistics, shift metrics, gradient health).");
@@ -20,6 +20,7 @@ public static class CliApp
         root.Subcommands.Add(FinetuneCommand.Create());
         root.Subcommands.Add(ReportCommand.Create());
         root.Subcommands.Add(ExperimentCommand.Create());
+        root.Subcommands.Add(SweepCommand.Create());
         return root;
     }
 

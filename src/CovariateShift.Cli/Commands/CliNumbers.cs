@@ -35,8 +35,8 @@ public static class CliNumbers
         var text = r.Tokens.Count > 0 ? r.Tokens[^1].Value : "";
         if (!int.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var v))
         {
-            r.AddError(long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out _)
-                ? $"{name} {text} is too large; expected a whole number from {min} to {int.MaxValue}."
+            r.AddError(IsInteger(text)
+                ? $"{name} {text} is out of range; expected a whole number from {min} to {int.MaxValue}."
                 : $"{name} '{text}' is not a whole number; expected an integer >= {min} (digits only).");
             return null;
         }
@@ -56,18 +56,37 @@ public static class CliNumbers
             r.AddError($"{name} '{text}' is not a number; expected a decimal number with '.' as the decimal point (e.g. 0.01 or 1e-3).");
             return null;
         }
-        if (v != 0 && (double.IsInfinity(v) || Math.Abs(v) > float.MaxValue || Math.Abs(v) < Float32MinNormal))
-        {
-            r.AddError(string.Create(CultureInfo.InvariantCulture, $"{name} {text} does not fit a float32 (the optimizers compute in float32); expected 0 or a magnitude from {Float32MinNormal:G3} to {float.MaxValue:G3}."));
-            return null;
-        }
         bool below = minExclusive ? v <= min : v < min;
         bool above = maxExclusive ? v >= max : v > max;
-        if (below || above)
+        if (below || above || Math.Abs(v) > float.MaxValue)
         {
-            r.AddError(string.Create(CultureInfo.InvariantCulture, $"{name} must be in {(minExclusive ? "(" : "[")}{min}, {max}{(maxExclusive ? ")" : "]")}; got {v}."));
+            r.AddError($"{name} must be in {Range(min, minExclusive, max, maxExclusive)}; got {text}.");
+            return null;
+        }
+        if (v != 0 && Math.Abs(v) < Float32MinNormal)
+        {
+            bool zeroAllowed = minExclusive ? 0 > min : 0 >= min;
+            r.AddError(string.Create(CultureInfo.InvariantCulture,
+                $"{name} {text} does not fit a float32 (the optimizers compute in float32); expected {(zeroAllowed ? "0 or " : "")}a magnitude of at least {Float32MinNormal:G3}."));
             return null;
         }
         return v;
+    }
+
+    /// <summary>Whether <paramref name="text"/> is an optionally signed run of digits (a whole number of any size).</summary>
+    private static bool IsInteger(string text)
+    {
+        var digits = text.StartsWith('-') || text.StartsWith('+') ? text[1..] : text;
+        return digits.Length > 0 && digits.All(char.IsAsciiDigit);
+    }
+
+    /// <summary>The valid interval of a float option, with float32's limits where the option has none of its own.</summary>
+    private static string Range(double min, bool minExclusive, double max, bool maxExclusive)
+    {
+        double hi = Math.Min(max, float.MaxValue);
+        double lo = Math.Max(min, -float.MaxValue);
+        bool hiOpen = maxExclusive && hi == max;
+        bool loOpen = minExclusive && lo == min;
+        return string.Create(CultureInfo.InvariantCulture, $"{(loOpen ? "(" : "[")}{lo:G3}, {hi:G3}{(hiOpen ? ")" : "]")}");
     }
 }

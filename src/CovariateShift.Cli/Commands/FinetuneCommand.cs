@@ -57,6 +57,12 @@ internal static class FinetuneCommand
         string? modelArg = null;
         if (from is not null)
         {
+            // The model is the run's: refuse, naming them, the options that would be silently ignored.
+            var ignored = new Option[] { set.Model, set.Norm, set.Depth, set.Width, set.Activation, set.Init, set.Placement, set.Groups }
+                .Concat(datasetGiven ? [] : new Option[] { set.LabelColumn, set.TestFraction })
+                .Where(o => parse.GetResult(o) is { Implicit: false }).Select(o => o.Name).ToList();
+            if (ignored.Count > 0)
+                throw new ArgumentException($"{string.Join(", ", ignored)} {(ignored.Count == 1 ? "does" : "do")} not apply to --from (the model and the source data set come from the run's {RunConfig.FileName}); drop {(ignored.Count == 1 ? "it" : "them")}, or use --checkpoint FILE --model SPEC to build the model from options.");
             var fromDir = Path.GetFullPath(from);
             if (!File.Exists(Path.Combine(fromDir, RunConfig.FileName)))
                 throw new ArgumentException($"--from '{from}' is not a covshift train run directory: it has no {RunConfig.FileName}.");
@@ -76,6 +82,8 @@ internal static class FinetuneCommand
             if (!File.Exists(checkpoint)) throw new ArgumentException($"--checkpoint '{parse.GetValue(flags.Checkpoint)}' does not exist.");
             if (parse.GetResult(set.Model) is not { Implicit: false }) throw new ArgumentException("--checkpoint needs --model (a zoo name with its flags, or a .json spec) to build the network the weights belong to.");
             modelArg = parse.GetValue(set.Model);
+            if (parse.GetValue(set.Norm) is { } normValues && normValues.SelectMany(v => v.Split(',', StringSplitOptions.RemoveEmptyEntries)).Count() > 1)
+                throw new ArgumentException($"finetune trains one model; --norm takes one value here, got {string.Join(" ", normValues)}.");
             source = set.ReadDataset(parse);
         }
 
@@ -107,7 +115,7 @@ internal static class FinetuneCommand
         if (imageShift && baseSpec.Name is not ("fashion-mnist" or "mnist"))
             throw new ArgumentException($"--shift '{shift.Spec}' transforms images in pixel space, defined here for fashion-mnist and mnist; data set '{baseSpec.Display}' takes only classes:A-B.");
         RunConfig? resumedConfig = resume ? RunConfig.Load(outDir) : null;
-        TrainingState? resumedState = resume ? RunCheckpoint.Load(Path.Combine(outDir, TrainerOptions.CheckpointsDirectoryName, TrainerOptions.LastCheckpointName)).State : null;
+        TrainingState? resumedState = resume ? RunDirectory.LoadLastCheckpoint(outDir, resumedConfig!.Model, "finetune").State : null;
         if (resumedState is { Finished: true })
         {
             Console.WriteLine($"The fine-tuning run in '{outDir}' is already finished ({resumedState.Step} of {resumedState.TotalSteps} steps); nothing to do.");

@@ -160,8 +160,7 @@ internal static class TrainCommand
         for (int r = 0; r < runDirs.Count; r++)
         {
             var config = configs[r];
-            var last = Path.Combine(runDirs[r], TrainerOptions.CheckpointsDirectoryName, TrainerOptions.LastCheckpointName);
-            var state = RunCheckpoint.Load(last).State;   // validates the checkpoint before anything is written
+            var state = RunDirectory.LoadLastCheckpoint(runDirs[r], config.Model, "train").State;   // validates the checkpoint (and that it fits the model) before anything is written
             var summaryPath = Path.Combine(runDirs[r], SummaryFileName);
             if (state.Finished && File.Exists(summaryPath) && File.Exists(Path.Combine(runDirs[r], CheckpointFileName)) && !TrainResult.Read(summaryPath).Interrupted)
             {

@@ -102,6 +102,22 @@ public static class Datasets
     public static (ImageDataset Train, ImageDataset Test) Load(DatasetSpec spec, long seed)
     {
         ArgumentNullException.ThrowIfNull(spec);
+        var (train, test) = LoadSplits(spec, seed);
+        if (!train.ExampleShape.SequenceEqual(test.ExampleShape) || train.Count == 0 || test.Count == 0)
+        {
+            var where = spec.Dir is { } d ? $"{spec.Display} in '{d}'" : spec.Display;
+            var message = train.Count == 0 || test.Count == 0
+                ? $"Data set {where}: the {(train.Count == 0 ? "training" : "test")} split has no examples; expected at least one."
+                : $"Data set {where}: the training examples have shape [{string.Join(", ", train.ExampleShape)}] but the test examples [{string.Join(", ", test.ExampleShape)}]; expected the same shape in both splits.";
+            train.Dispose();
+            test.Dispose();
+            throw new InvalidDataException(message);
+        }
+        return (train, test);
+    }
+
+    private static (ImageDataset Train, ImageDataset Test) LoadSplits(DatasetSpec spec, long seed)
+    {
         ImageDataset? train = null;
         try
         {

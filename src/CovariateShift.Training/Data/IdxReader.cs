@@ -36,6 +36,14 @@ public static class IdxReader
         if (total > int.MaxValue) throw new InvalidDataException($"'{path}': {total} bytes of data is more than this reader supports.");
         var data = new byte[total];
         ReadExactly(stream, data, path, $"{total} data bytes (shape {string.Join("x", shape)})");
+        if (stream is GZipStream)
+        {
+            // Read to the end so that the gzip trailer (CRC-32 and length) is checked too.
+            var rest = new byte[4096];
+            while (Read(stream, rest, path) > 0)
+            {
+            }
+        }
         return (shape, data);
     }
 
@@ -44,9 +52,22 @@ public static class IdxReader
         int read = 0;
         while (read < buffer.Length)
         {
-            int n = s.Read(buffer[read..]);
+            int n = Read(s, buffer[read..], path);
             if (n == 0) throw new InvalidDataException($"'{path}' is truncated: it ended while reading {what} ({read} of {buffer.Length} bytes).");
             read += n;
+        }
+    }
+
+    /// <summary>One read; a gzip stream's decompression error becomes one naming the file.</summary>
+    private static int Read(Stream s, Span<byte> buffer, string path)
+    {
+        try
+        {
+            return s.Read(buffer);
+        }
+        catch (InvalidDataException e) when (s is GZipStream)
+        {
+            throw new InvalidDataException($"'{path}' is not a valid gzip file: decompressing it failed ({e.Message.TrimEnd('.')}); the file is damaged or not gzip-compressed. Expected a gzip-compressed IDX file (replace it, or decompress it and drop the .gz).", e);
         }
     }
 

@@ -41,6 +41,8 @@ public static class MnistFormat
         var (shape, pixels) = IdxReader.Read(imagesPath);
         var (lshape, labels) = IdxReader.Read(labelsPath);
         if (shape.Length != 3) throw new InvalidDataException($"'{imagesPath}' has {shape.Length} dimensions, expected 3 (N, H, W).");
+        if (shape[0] == 0 || shape[1] == 0 || shape[2] == 0)
+            throw new InvalidDataException($"'{imagesPath}' holds no images (shape {string.Join("x", shape)}); expected at least one {(train ? "training" : "test")} image.");
         if (lshape.Length != 1 || lshape[0] != shape[0])
             throw new InvalidDataException($"'{labelsPath}' has shape [{string.Join(", ", lshape)}], but '{imagesPath}' has {shape[0]} images; expected [{shape[0]}] labels.");
         int bad = Array.FindIndex(labels, b => b >= Classes);

@@ -46,6 +46,11 @@ public static class FineTuningSetup
 
         if (frozen.Count == 0)
             throw new ArgumentException($"--freeze '{pattern}' matches no layer with parameters; the layers with parameters are: {string.Join(", ", modules.Select(m => m.name))}.");
+        if (model.parameters().All(p => !p.requires_grad))
+        {
+            foreach (var p in model.parameters()) p.requires_grad = true;
+            throw new ArgumentException($"--freeze '{pattern}' matches every layer with parameters ({string.Join(", ", modules.Select(m => m.name))}), so nothing would be trained; expected a pattern that leaves at least one layer (e.g. head) trainable.");
+        }
         return frozen;
     }
 
@@ -161,6 +166,51 @@ public static class FineTuningSetup
         using var ms = new MemoryStream();
         using (var w = new BinaryWriter(ms, System.Text.Encoding.UTF8, leaveOpen: true)) model.save(w);
         return ms.ToArray();
+    }
+
+    /// <summary>
+    /// Whether <paramref name="state"/> (TorchSharp's format, as <see cref="SaveState"/> and checkpoints hold it) fits
+    /// <paramref name="model"/>: null when every name, shape and dtype matches, else one line naming the first
+    /// difference and how many there are. Nothing is loaded into the model.
+    /// </summary>
+    public static string? StateMismatch(nn.Module model, byte[] state)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(state);
+        using var scope = NewDisposeScope();
+        var loaded = new Dictionary<string, (long[] Shape, ScalarType Type)>();
+        try
+        {
+            using var reader = new BinaryReader(new MemoryStream(state));
+            long count = reader.Read7BitEncodedInt64();
+            for (long i = 0; i < count; i++)
+            {
+                var name = reader.ReadString();
+                var t = TensorExtensionMethods.Load(reader);
+                loaded[name] = (t.shape, t.dtype);
+            }
+        }
+        catch (Exception e) when (e is IOException or FormatException or ArgumentException or InvalidOperationException)
+        {
+            return $"its weights cannot be read ({e.Message.Split('\n', 2)[0].Trim()})";
+        }
+        var problems = new List<string>();
+        var expected = model.state_dict();
+        foreach (var (name, target) in expected)
+        {
+            if (!loaded.TryGetValue(name, out var source)) problems.Add($"'{name}' {Shape(target.shape)} is missing from it");
+            else if (!source.Shape.SequenceEqual(target.shape)) problems.Add($"'{name}' has shape {Shape(source.Shape)} there but the model expects {Shape(target.shape)}");
+            else if (source.Type != target.dtype) problems.Add($"'{name}' has dtype {source.Type} there but the model expects {target.dtype}");
+        }
+        problems.AddRange(loaded.Keys.Where(n => !expected.ContainsKey(n)).Select(n => $"'{n}' there is not in the model"));
+        return problems.Count switch
+        {
+            0 => null,
+            1 => problems[0],
+            _ => $"{problems[0]} ({problems.Count - 1} more difference(s))",
+        };
+
+        static string Shape(long[] shape) => $"[{string.Join(", ", shape)}]";
     }
 
     /// <summary>Loads what <see cref="SaveState"/> wrote.</summary>

@@ -27,7 +27,8 @@ public sealed class RunLock : IDisposable
     public string Directory { get; }
 
     /// <summary>Takes the lock on <paramref name="directory"/> (which must exist).</summary>
-    /// <exception cref="IOException">Another process holds it; the message names the directory and the holder's process id.</exception>
+    /// <exception cref="IOException">Another process holds it (the message names the directory and the holder's process id),
+    /// or the directory is not writable (the message says so).</exception>
     public static RunLock Acquire(string directory)
     {
         ArgumentNullException.ThrowIfNull(directory);
@@ -36,9 +37,15 @@ public sealed class RunLock : IDisposable
         var pidPath = Path.Combine(full, PidFileName);
         SafeFile.RefuseSymlink(lockPath);
         FileStream stream;
+        bool existed = File.Exists(lockPath);
         try
         {
             stream = new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        }
+        catch (Exception e) when (e is UnauthorizedAccessException || (e is IOException && !existed))
+        {
+            // Not another process: the lock file could not be created (a read-only directory or file system, no permission).
+            throw new IOException($"Cannot write to the run directory '{full}': {e.Message} Expected a writable directory.", e);
         }
         catch (IOException e)
         {

@@ -20,7 +20,15 @@ public enum AnomalyKind
     VarianceShift,
     /// <summary>A hooked layer did not fire during a recorded training step.</summary>
     LayerNotCalled,
+    /// <summary>The divergence forecaster (<see cref="MonitorOptions.Forecast"/>) predicts that the loss becomes non-finite
+    /// or explodes within <see cref="Forecast.DivergenceForecast.Horizon"/> steps; the details are in <see cref="Anomaly.Forecast"/>.
+    /// Present only on the record where a warning episode starts.</summary>
+    DivergenceAhead,
 }
 
 /// <summary>An anomaly found at a recorded step, with a hint about what to check.</summary>
-public sealed record Anomaly(long Step, string Layer, AnomalyKind Kind, double Value, string Hint);
+public sealed record Anomaly(long Step, string Layer, AnomalyKind Kind, double Value, string Hint)
+{
+    /// <summary>For <see cref="AnomalyKind.DivergenceAhead"/>: the forecast (horizon, score, signals); null for other kinds.</summary>
+    public Forecast.DivergenceForecast? Forecast { get; init; }
+}

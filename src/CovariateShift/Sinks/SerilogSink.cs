@@ -67,7 +67,10 @@ public sealed class SerilogSink : IStepSink
         foreach (var a in record.Anomalies)
         {
             now.Add((a.Layer, a.Kind));
-            if (!_active.Contains((a.Layer, a.Kind))) started.Add(a);
+            if (a.Forecast is { } f)
+                ForecastWarning(f);
+            else if (!_active.Contains((a.Layer, a.Kind)))
+                started.Add(a);
         }
         _active = now;
         foreach (var group in started.GroupBy(a => a.Kind))
@@ -106,6 +109,15 @@ public sealed class SerilogSink : IStepSink
     /// <summary>The layers of a warning as text: all of them up to 8, else the first 8 and how many more.</summary>
     private static string Join(string[] layers) =>
         layers.Length <= 8 ? string.Join(", ", layers) : string.Join(", ", layers.Take(8)) + $" and {layers.Length - 8} more";
+
+    /// <summary>A forecast warning (the anomaly is on the episode's first record only), with its own named properties.</summary>
+    private void ForecastWarning(Forecast.DivergenceForecast f)
+    {
+        var top = f.Signals.Count > 0 ? f.Signals[0] : null;
+        _log.ForContext(LogProperties.Kind, AnomalyKind.DivergenceAhead).Warning(Forecast.ForecastAnomaly.WarningTemplate,
+            f.Step, f.Horizon, f.Score, top?.Statistic, f.Layer, top?.Growth,
+            f.Signals.Select(s => new Dictionary<string, object> { ["Layer"] = s.Layer, ["Statistic"] = s.Statistic, ["Growth"] = s.Growth }).ToList());
+    }
 
     private void LayerEvent(LayerRecord r)
     {
