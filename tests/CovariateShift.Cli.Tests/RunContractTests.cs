@@ -60,6 +60,45 @@ public sealed class RunContractTests : IDisposable
             Assert.All(s.Layers, l => Assert.Equal(expected, l.Statistics!.Histogram is not null));
         }
         Assert.Empty(Directory.GetFiles(run, "*scratch*"));
+
+        // config.json and summary.json are snake_case; their readers also read the camelCase of earlier versions
+        // (made here from the files this run wrote).
+        var config = RunConfig.Load(run);
+        var summary = TrainResult.Read(Path.Combine(run, SummaryFile));
+        Assert.Contains("\"learning_rate\"", File.ReadAllText(Path.Combine(run, RunConfig.FileName)), StringComparison.Ordinal);
+        Assert.Contains("\"final_train_loss\"", File.ReadAllText(Path.Combine(run, SummaryFile)), StringComparison.Ordinal);
+        var old = Path.Combine(_dir, "old");
+        Directory.CreateDirectory(old);
+        File.WriteAllText(Path.Combine(old, RunConfig.FileName), CamelCase(File.ReadAllText(Path.Combine(run, RunConfig.FileName))));
+        File.WriteAllText(Path.Combine(old, SummaryFile), CamelCase(File.ReadAllText(Path.Combine(run, SummaryFile))));
+        Assert.Contains("\"learningRate\"", File.ReadAllText(Path.Combine(old, RunConfig.FileName)), StringComparison.Ordinal);
+        var oldConfig = RunConfig.Load(old);
+        Assert.Equal(config.ToJson(), oldConfig.ToJson());
+        var oldSummary = TrainResult.Read(Path.Combine(old, SummaryFile));
+        Assert.Equal((summary.Steps, summary.FinalTrainLoss, summary.TestAccuracy, summary.BestTestAccuracy), (oldSummary.Steps, oldSummary.FinalTrainLoss, oldSummary.TestAccuracy, oldSummary.BestTestAccuracy));
+        Assert.Equal(summary.Evaluations, oldSummary.Evaluations);
+    }
+
+    /// <summary>The JSON document with every property name outside <c>model</c> in camelCase (the earlier convention).</summary>
+    private static string CamelCase(string json)
+    {
+        static void Rename(System.Text.Json.Nodes.JsonObject o)
+        {
+            foreach (var (name, value) in o.ToList())
+            {
+                if (name == "model") continue;
+                if (value is System.Text.Json.Nodes.JsonObject child) Rename(child);
+                if (value is System.Text.Json.Nodes.JsonArray list) foreach (var item in list.OfType<System.Text.Json.Nodes.JsonObject>()) Rename(item);
+                var parts = name.Split('_');
+                var camel = parts[0] + string.Concat(parts.Skip(1).Select(p => p.Length == 0 ? p : char.ToUpperInvariant(p[0]) + p[1..]));
+                if (camel == name) continue;
+                o.Remove(name);
+                o[camel] = value;
+            }
+        }
+        var root = System.Text.Json.Nodes.JsonNode.Parse(json)!.AsObject();
+        Rename(root);
+        return root.ToJsonString();
     }
 
     /// <summary>The anomalies of the records in metrics.jsonl, as the monitor's sink warns them: per (layer, kind) the

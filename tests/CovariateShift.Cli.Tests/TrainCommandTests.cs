@@ -138,7 +138,8 @@ public sealed class TrainCommandTests : IDisposable
         // log.clef: compact JSON events, the monitor's per-layer Debug events included, and the final summary.
         var events = File.ReadAllLines(Path.Combine(outDir, "log.clef")).Select(l => JsonDocument.Parse(l).RootElement.Clone()).ToList();
         Assert.All(events, e => Assert.True(e.TryGetProperty("@t", out _) && e.TryGetProperty("@mt", out _)));
-        var layerEvents = events.Where(e => e.TryGetProperty("@l", out var level) && level.GetString() == "Debug" && e.TryGetProperty("Layer", out _)).ToList();
+        var layerEvents = events.Where(e => e.TryGetProperty("@l", out var level) && level.GetString() == "Debug" && e.TryGetProperty("Layer", out _)
+                                           && !e.TryGetProperty(LogProperties.Kind, out _)).ToList();   // the per-layer record events, not the per-layer anomaly detail
         Assert.Equal(4 * layers.Length, layerEvents.Count);
         var first = layerEvents[0];
         Assert.Equal("layers.0.linear", first.GetProperty("Layer").GetString());
