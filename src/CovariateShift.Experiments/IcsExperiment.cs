@@ -1,14 +1,10 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Text;
-using CovariateShift.Nn.Models;
 using CovariateShift.Nn.Normalization;
 using CovariateShift.Probes;
 using CovariateShift.Reports.Figures;
 using CovariateShift.Reports.Html;
-using CovariateShift.Training.Data;
 using CovariateShift.Training.Training;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace CovariateShift.Experiments;
@@ -19,9 +15,8 @@ namespace CovariateShift.Experiments;
 /// <see cref="GradientIcsProbe"/>) measured on recorded steps, next to their accuracy curves.
 /// </summary>
 /// <remarks>
-/// Not through <see cref="Trainer"/>: the probe must recompute the loss on the step's batch after the update, and the
-/// trainer has no way to hand the batch out. The loop is the trainer's (SGD with momentum, cross-entropy, a dispose
-/// scope per step, the same shuffling) plus <see cref="ActivationMonitor.MeasureGradientIcs"/> after the update.
+/// Trained by <see cref="Trainer"/> like every experiment; its <see cref="TrainerOptions.AfterOptimizerStep"/> hands the
+/// step's batch to <see cref="ActivationMonitor.MeasureGradientIcs"/> after the update.
 /// </remarks>
 internal static class IcsExperiment
 {
@@ -40,83 +35,23 @@ internal static class IcsExperiment
         {
             var name = norm.ToCliName();
             var dir = Path.Combine(s.OutputDirectory, name);
-            Directory.CreateDirectory(dir);
-            var spec = ExperimentRunner.Mlp(depth, width, norm);
-            spec.Save(Path.Combine(dir, "model.json"));
-            var clock = Stopwatch.StartNew();
-            torch.manual_seed(s.Seed);
-            using var model = ModelZoo.Create(spec);
-            model.train();
-            using var optimizer = optim.SGD(model.parameters(), lr, 0.9);
-            var log = s.LoggerFactory?.Invoke(dir);
             var measurements = new List<GradientIcsMeasurement>();
-            var evaluations = new List<EvaluationResult>();
-            var losses = new List<double>();
-            using var trainingLog = new StreamWriter(Path.Combine(dir, "training.jsonl"));
-            try
+            // The trainer's loop; the probe recomputes the loss on the step's batch after the update, before the monitor's Step.
+            var options = new TrainerOptions
             {
-                using var monitor = ActivationMonitor.Attach(model, new MonitorOptions
-                {
-                    RecordEvery = recordEvery,
-                    JsonLinesPath = Path.Combine(dir, "metrics.jsonl"),
-                    Logger = log,
-                    GradientIcs = new GradientIcsOptions { JsonLinesPath = Path.Combine(dir, "ics.jsonl") },
-                });
-                using var generator = new Generator(unchecked((ulong)s.Seed));
-                IEnumerator<(Tensor Images, Tensor Labels)>? batches = null;
-                try
-                {
-                    for (int step = 0; step < steps; step++)
-                    {
-                        if (batches is null || !batches.MoveNext())
-                        {
-                            batches?.Dispose();
-                            batches = trainData.Batches(batch, generator, shuffle: true, dropLast: true).GetEnumerator();
-                            batches.MoveNext();
-                        }
-                        var (images, labels) = batches.Current;
-                        using var scope = NewDisposeScope();
-                        scope.Attach(images, labels);
-                        optimizer.zero_grad();
-                        var loss = nn.functional.cross_entropy(model.call(images), labels);
-                        double value = loss.item<float>();
-                        losses.Add(value);
-                        loss.backward();
-                        monitor.RecordGradients();
-                        optimizer.step();
-                        measurements.AddRange(monitor.MeasureGradientIcs(() => nn.functional.cross_entropy(model.call(images), labels)));
-                        monitor.Step(loss);
-                        trainingLog.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                            $"{{\"step\":{step + 1},\"epoch\":{(double)(step + 1) * batch / trainData.Count:F4},\"split\":\"train\",\"loss\":{value:R},\"lr\":{lr:R}}}"));
-                        if ((step + 1) % evalEvery == 0 || step + 1 == steps)
-                        {
-                            var e = Trainer.Evaluate(model, testData, 1000, step + 1);
-                            evaluations.Add(e);
-                            trainingLog.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                                $"{{\"step\":{step + 1},\"epoch\":{(double)(step + 1) * batch / trainData.Count:F4},\"split\":\"test\",\"loss\":{e.Loss:R},\"accuracy\":{e.Accuracy:R}}}"));
-                        }
-                    }
-                }
-                finally
-                {
-                    batches?.Dispose();
-                }
-            }
-            finally
-            {
-                (log as IDisposable)?.Dispose();
-            }
-            var final = evaluations[^1];
-            var result = new TrainResult(steps, steps, (double)steps * batch / trainData.Count, losses.TakeLast(50).Average(), final.Accuracy, final.Loss,
-                evaluations, clock.Elapsed, steps / clock.Elapsed.TotalSeconds, dir, Path.Combine(dir, "metrics.jsonl"), null, null, losses);
-            File.WriteAllText(Path.Combine(dir, "summary.json"), result.ToJson() + "\n");
+                Steps = steps, BatchSize = batch, LearningRate = lr, Momentum = 0.9, RecordEvery = recordEvery, EvaluateEvery = evalEvery, LogEvery = 1,
+                Monitor = new MonitorOptions { GradientIcs = new GradientIcsOptions { JsonLinesPath = Path.Combine(dir, "ics.jsonl") } },
+                AfterOptimizerStep = t => measurements.AddRange(t.Monitor.MeasureGradientIcs(() => nn.functional.cross_entropy(t.Model.call(t.Images), t.Labels))),
+            };
+            var (_, result) = ExperimentRunner.Train(s, name, ExperimentRunner.Mlp(depth, width, norm), options, trainData, testData);
+            var final = result.Evaluations[^1];
             // The first measured layer has no earlier layer to update: G' = G up to the noise of the extra pass; left out of the means.
             var deeper = measurements.Where(m => m.Layer != measurements[0].Layer).ToList();
             double rel = deeper.Where(m => m.GradNorm > 0).Select(m => m.L2 / m.GradNorm).DefaultIfEmpty(double.NaN).Average();
             double cos = deeper.Select(m => m.Cosine).Where(double.IsFinite).DefaultIfEmpty(double.NaN).Average();
             rows.Add((name, final.Accuracy, rel, cos, dir));
             dirs.Add(dir);
-            s.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{name}: {steps} steps in {clock.Elapsed.TotalSeconds:F1} s, test accuracy {final.Accuracy:F4}, mean ||G-G'||/||G|| {rel:F4}, mean cos(G, G') {cos:F4}"));
+            s.Out.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{name}: mean ||G-G'||/||G|| {rel:F4}, mean cos(G, G') {cos:F4}"));
         }
         var sb = new StringBuilder();
         sb.Append(string.Create(CultureInfo.InvariantCulture,

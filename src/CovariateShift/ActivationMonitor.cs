@@ -66,6 +66,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     private readonly Probes.GradientIcsProbe? _ics;
     private readonly Forecast.DivergenceForecaster? _forecaster;
     private bool _warnedNothingRan;
+    private bool _capturingReference;
     private bool _disposed;
 
     private ActivationMonitor(nn.Module model, MonitorOptions options, List<MonitoredLayer> layers, List<IStepSink> sinks, IReadOnlyList<string> skipped)
@@ -90,7 +91,8 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         // is reported as LayerNotCalled at the first recorded step.
         foreach (var f in _hooks.WrapFallbacks)
             _log?.Information("Layer {Layer} is recorded only when called with call(): {Reason}", f.Layer, f.Message);
-        _hooks.Arm();   // step 0 is always recorded
+        CurrentStep = options.FirstStep;
+        if (IsRecordingStep) _hooks.Arm();   // step 0 is always recorded
     }
 
     /// <summary>
@@ -132,15 +134,17 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         var created = new List<string>();
         try
         {
+            // Records a monitor started at step 0 would have written before FirstStep (the sinks' histogram cadence).
+            long recordsBefore = (options.FirstStep + options.RecordEvery - 1) / options.RecordEvery;
             if (options.JsonLinesPath is { } path)
             {
                 bool existed = File.Exists(path);
-                var sink = new JsonLinesSink(path, options.JsonLinesHistogramEvery);
+                var sink = new JsonLinesSink(path, options.JsonLinesHistogramEvery, options.JsonLinesAppend) { RecordsBefore = recordsBefore };
                 sinks.Add(sink);
                 if (!existed) created.Add(sink.Path);
             }
             if (options.TensorBoardDirectory is { } dir)
-                sinks.Add(new TensorBoardSink(dir, options.TensorBoardHistogramEvery));
+                sinks.Add(new TensorBoardSink(dir, options.TensorBoardHistogramEvery) { RecordsBefore = recordsBefore });
             if (options.Logger is { } logger)
                 sinks.Add(new SerilogSink(logger));
             sinks.AddRange(options.Sinks);
@@ -192,7 +196,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     /// <summary>The most recent record, or null before the first recorded step.</summary>
     public StepRecord? LastRecord { get; private set; }
 
-    /// <summary>Whether a reference snapshot is set (see <see cref="CaptureReference"/>).</summary>
+    /// <summary>Whether a reference snapshot is set (see <see cref="CaptureReference()"/>).</summary>
     public bool HasReference => _builder.HasReference;
 
     /// <summary>Device-to-host transfers made so far (at most one per recorded step; zero for CPU float32 models).</summary>
@@ -207,7 +211,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     {
         // Training mode is the model's, not the layer's: a frozen (eval-mode) layer inside a training model is still part
         // of the training step, and a layer switched to training during an evaluation pass (MC dropout) is not.
-        if (_disposed || !_model.training || !IsRecordingStep) return;
+        if (_disposed || !_model.training || !(IsRecordingStep || _capturingReference)) return;
         _meter.Enter();
         try
         {
@@ -222,7 +226,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     /// <summary>An in-place module is about to overwrite <paramref name="input"/> (recorded steps, training mode).</summary>
     private void OnBeforeInPlace(Tensor input)
     {
-        if (_disposed || !_model.training || !IsRecordingStep) return;
+        if (_disposed || !_model.training || !(IsRecordingStep || _capturingReference)) return;
         _meter.Enter();
         try
         {
@@ -410,6 +414,59 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
 
     /// <summary>Forgets the reference snapshot.</summary>
     public void ClearReference() => _builder.ClearReference();
+
+    /// <summary>
+    /// Makes the statistics of one forward pass the reference snapshot without a training step: the layers' outputs
+    /// during <paramref name="forwardPass"/> (training mode, e.g. the model before fine-tuning on a batch of its source
+    /// domain) become the reference and the previous statistics of the next record's <see cref="LayerRecord.Shift"/>;
+    /// nothing is written to the sinks or observers and <see cref="CurrentStep"/> does not advance.
+    /// </summary>
+    /// <exception cref="InvalidOperationException">No monitored layer ran during <paramref name="forwardPass"/>.</exception>
+    public void CaptureReference(Action forwardPass)
+    {
+        ArgumentNullException.ThrowIfNull(forwardPass);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        Drain(wait: true);
+        _capturingReference = true;
+        try
+        {
+            _hooks.Arm();
+            forwardPass();
+            if (_hooks.ForwardInProgress) _engine.DiscardActivations();
+            var capture = _engine.Collect(CurrentStep, _layers.Count).Wait();
+            if (!capture.AnyActivation || _builder.Build(capture) is null)
+                throw new InvalidOperationException("No monitored layer ran in training mode during the reference pass: call the model with call() in training mode inside it.");
+            _builder.CaptureReference();
+        }
+        finally
+        {
+            _capturingReference = false;
+            _hooks.ForgetForward();
+            if (IsRecordingStep) _hooks.Arm();
+            else _hooks.Disarm();
+        }
+    }
+
+    /// <summary>
+    /// What the next records depend on besides the model (per layer: the previous statistics, the reference snapshot,
+    /// the fixed histogram range): save it with a checkpoint and <see cref="ImportState"/> it into the monitor of the
+    /// resumed run, so that its records equal those of a run that was never stopped.
+    /// </summary>
+    public MonitorState ExportState()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        Drain(wait: true);
+        return _builder.ExportState();
+    }
+
+    /// <summary>Restores what <see cref="ExportState"/> saved (layers matched by name; layers it does not know start afresh).</summary>
+    /// <exception cref="ArgumentException">The state's version is not one this monitor reads.</exception>
+    public void ImportState(MonitorState state)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        _builder.ImportState(state);
+    }
 
     /// <summary>Receives every record from now on (in-memory consumers). Dispose the returned handle to unsubscribe.</summary>
     public IDisposable Subscribe(IObserver<StepRecord> observer)

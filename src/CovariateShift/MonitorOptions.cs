@@ -73,9 +73,20 @@ public sealed record MonitorOptions
     /// (for tests).</summary>
     public bool StrictSinks { get; init; }
 
-    /// <summary>Shorthand for <c>StepSinks.JsonLines(path, JsonLinesHistogramEvery)</c>: a JSON Lines metrics file (one
-    /// object per layer per recorded step), created or truncated on attach and held exclusively. Null: none.</summary>
+    /// <summary>Shorthand for <c>new JsonLinesSink(path, JsonLinesHistogramEvery, JsonLinesAppend)</c>: a JSON Lines
+    /// metrics file (one object per layer per recorded step), created or truncated on attach (appended with
+    /// <see cref="JsonLinesAppend"/>) and held exclusively. Null: none.</summary>
     public string? JsonLinesPath { get; init; }
+
+    /// <summary>Append to an existing <see cref="JsonLinesPath"/> instead of truncating it (a resumed run continues its
+    /// file). Default false.</summary>
+    public bool JsonLinesAppend { get; init; }
+
+    /// <summary>Number of the first training step the monitor sees (0-based): <see cref="ActivationMonitor.CurrentStep"/>
+    /// starts here, records carry the run's step numbers, and recorded steps stay the multiples of
+    /// <see cref="RecordEvery"/> (with the histogram cadences of the sinks counted as if the monitor had run from step 0).
+    /// A resumed run sets it to the step it resumes at. At least 0. Default 0.</summary>
+    public long FirstStep { get; init; }
 
     /// <summary>Shorthand for <c>StepSinks.TensorBoard(directory, TensorBoardHistogramEvery)</c>: a directory for
     /// TensorBoard event files (scalars and histograms per layer). Null: none.</summary>
@@ -85,8 +96,9 @@ public sealed record MonitorOptions
     public int TensorBoardHistogramEvery { get; init; } = 10;
 
     /// <summary>Write the histogram counts into the JSON Lines file every this many recorded steps (the first record
-    /// included); other lines carry <c>"histogram": null</c>. The counts are most of a line's bytes. Default 10.</summary>
-    public int JsonLinesHistogramEvery { get; init; } = 10;
+    /// included); other lines carry <c>"histogram": null</c>. The counts are most of a line's bytes. Default
+    /// <see cref="CovariateShift.Sinks.JsonLinesSink.DefaultHistogramEvery"/> (10).</summary>
+    public int JsonLinesHistogramEvery { get; init; } = CovariateShift.Sinks.JsonLinesSink.DefaultHistogramEvery;
 
     /// <summary>Gradient norms below this are flagged as vanishing. Default 1e-7.</summary>
     public double VanishingGradientThreshold { get; init; } = 1e-7;
@@ -124,6 +136,8 @@ public sealed record MonitorOptions
             throw new ArgumentOutOfRangeException(nameof(OverheadBudget), budget, $"OverheadBudget must be a share of the step time in (0, 1), e.g. 0.02 for 2%; got {budget}.");
         if (MaxRecordEvery is { } max && max < RecordEvery)
             throw new ArgumentOutOfRangeException(nameof(MaxRecordEvery), max, $"MaxRecordEvery must be at least RecordEvery ({RecordEvery}); got {max}.");
+        if (FirstStep < 0)
+            throw new ArgumentOutOfRangeException(nameof(FirstStep), FirstStep, $"FirstStep must be a step number >= 0; got {FirstStep}.");
         if (HistogramBins < 2)
             throw new ArgumentOutOfRangeException(nameof(HistogramBins), HistogramBins, $"HistogramBins must be at least 2; got {HistogramBins}.");
         if (SampleSize < 16)

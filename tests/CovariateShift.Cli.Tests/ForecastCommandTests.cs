@@ -45,12 +45,13 @@ public sealed class ForecastCommandTests : IDisposable
         var run = Path.Combine(_dir, "stop");
         var (code, error) = Run("train", "--depth", "8", "--width", "64", "--lr", "0.3", "--warmup-steps", "150", "--steps", "200", "--train-limit", "2000",
             "--test-limit", "200", "--record-every", "5", "--seed", "2", "--on-forecast", "stop", "--out", run);
-        Assert.True(code == TrainCommand.ForecastStopExitCode, $"exit {code}: {error}");
+        Assert.True(code == 4, // the documented exit code of --on-forecast stop
+            $"exit {code}: {error}");
         Assert.Contains("Stopped: the forecaster predicted divergence at step", error, StringComparison.Ordinal);
         Assert.True(File.Exists(Path.Combine(run, TrainerOptions.CheckpointsDirectoryName, TrainerOptions.LastCheckpointName)));
         var warnings = ForecastFile.Read(Path.Combine(run, ForecastFile.FileName));
         var first = Assert.Single(warnings);
-        using var summary = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, TrainCommand.SummaryFileName)));
+        using var summary = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "summary.json")));
         var root = summary.RootElement;
         Assert.Equal(first.Step, (root.TryGetProperty("firstForecastStep", out var s) ? s : root.GetProperty("first_forecast_step")).GetInt64());
         Assert.True((root.TryGetProperty("stoppedOnForecast", out var b) ? b : root.GetProperty("stopped_on_forecast")).GetBoolean());

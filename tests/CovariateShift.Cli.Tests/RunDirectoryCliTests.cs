@@ -3,6 +3,7 @@ using System.Text.Json;
 using CovariateShift.Cli.Commands;
 using CovariateShift.Training.Data;
 using CovariateShift.Training.Runtime;
+using CovariateShift.Training.Training;
 
 namespace CovariateShift.Cli.Tests;
 
@@ -89,7 +90,7 @@ public sealed class RunDirectoryCliTests : IDisposable
         var (code, _, error) = Run([.. args, "--out", run]);
         Assert.True(code == 3, error);   // TrainCommand.DivergedExitCode
         var summary = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "summary.json"))).RootElement;
-        Assert.Equal(JsonValueKind.Number, summary.GetProperty("divergedAtStep").ValueKind);
+        Assert.Equal(JsonValueKind.Number, summary.GetProperty("diverged_at_step").ValueKind);
         (code, _, error) = Run([.. args, "--allow-divergence", "--overwrite", "--out", run]);
         Assert.True(code == 0, error);
     }
@@ -198,7 +199,10 @@ public sealed class RunDirectoryCliTests : IDisposable
         Assert.Contains($"Resume with: covshift train --resume {interrupted}", stderr.ToString());
         var state = RunCheckpoint.Load(Path.Combine(interrupted, "checkpoints", "last")).State;
         Assert.InRange(state.Step, seenStep, 2999);   // saved at or after the last logged step, before the end
-        Assert.False(File.Exists(Path.Combine(interrupted, "summary.json")));
+        var partial = TrainResult.Read(Path.Combine(interrupted, "summary.json"));   // how far it got, "interrupted": true
+        Assert.True(partial.Interrupted);
+        Assert.Equal(state.Step, partial.Steps);
+        Assert.False(File.Exists(Path.Combine(interrupted, "checkpoint.bin")));
 
         (code, _, error) = Run("train", "--resume", interrupted);
         Assert.True(code == 0, error);

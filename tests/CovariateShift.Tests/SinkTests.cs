@@ -174,7 +174,7 @@ public sealed class SinkTests : IDisposable
         var bytes = File.ReadAllBytes(files[0]);
         var text = System.Text.Encoding.ASCII.GetString(bytes);
         Assert.Contains("fc1/mean", text);          // scalar tags are stored verbatim in the event protos
-        Assert.Contains("fc2/kl", text);
+        Assert.Contains("fc2/kl_divergence", text);
         Assert.Contains("act/activations", text);   // histogram summary
         Assert.Contains("loss", text);
     }

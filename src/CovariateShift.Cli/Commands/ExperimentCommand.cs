@@ -33,9 +33,10 @@ internal static class ExperimentCommand
         var testLimit = CliNumbers.OptionalInt("--test-limit", "Evaluate on only the first N test images.", 1);
         var grid = new Option<string?>("--grid") { Description = "forecast: the grid file (default: the shipped models/forecast-grid.json)." };
         var seed = new Option<int>("--seed") { Description = "Seed of every run.", DefaultValueFactory = _ => 0 };
+        var overwrite = new Option<bool>("--overwrite") { Description = "Write into an existing non-empty --out (its runs, report and figures are replaced; other files are kept)." };
         var cmd = new Command("experiment", "Run a classic normalization experiment (bn-fig1, lr-sweep, depth-sweep, batch-sweep, ics, forecast); writes runs, report.html, figures and results.md.")
         {
-            name, output, dataset, dataDir, steps, lr, batch, norms, lrs, depths, sizes, depth, width, trainLimit, testLimit, seed, grid,
+            name, output, dataset, dataDir, steps, lr, batch, norms, lrs, depths, sizes, depth, width, trainLimit, testLimit, seed, grid, overwrite,
         };
         cmd.SetAction(parse => CliRunner.Run(() =>
         {
@@ -48,6 +49,11 @@ internal static class ExperimentCommand
             foreach (var v in parse.GetValue(norms) ?? []) { foreach (var part in v.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)) Nn.Normalization.NormKinds.Parse(part); }
             var outDir = Path.GetFullPath(parse.GetValue(output) ?? Path.Combine("runs", "experiments", n));
             if (File.Exists(outDir)) throw new ArgumentException($"--out '{outDir}' is a file; expected a directory.");
+            if (Directory.Exists(outDir) && Directory.EnumerateFileSystemEntries(outDir).Any() && !parse.GetValue(overwrite))
+            {
+                throw new ArgumentException($"--out '{outDir}' already exists and is not empty (it holds '{Path.GetFileName(Directory.EnumerateFileSystemEntries(outDir).Order(StringComparer.Ordinal).First())}'); " +
+                    "choose a new directory, or add --overwrite to write the experiment into it.");
+            }
             CheckPositive("--steps", parse.GetValue(steps));
             CheckPositive("--batch-size", parse.GetValue(batch));
             CheckPositive("--depth", parse.GetValue(depth));

@@ -203,7 +203,6 @@ internal static class FinetuneCommand
         long start = resumedState?.Step ?? 0;
         var tracker = new ReferenceShiftTracker();
         if (earlier is not null) tracker.Seed(earlier.Layers);
-        long attachStep = (start + options.RecordEvery - 1) / options.RecordEvery * options.RecordEvery;
         var evaluations = earlier?.Evaluations.Where(e => e.Step <= start).ToList() ?? [];
         FineTuneReport Report(DomainAccuracy? after) => new()
         {
@@ -223,7 +222,7 @@ internal static class FinetuneCommand
         {
             Logger = log, OutputDirectory = outDir, Device = device, WriteCheckpoints = true, TensorBoard = true, Resume = resume, Cancellation = cancel.Token,
             Progress = progress,
-            BeforeFirstStep = FineTuningSetup.ReferenceCapture(initialState, sourceTrain, options.BatchSize, seed, tracker, attachStep),
+            BeforeFirstStep = FineTuningSetup.ReferenceCapture(initialState, sourceTrain, options.BatchSize, seed), MonitorObservers = [tracker],
         };
         var result = new Trainer(trainerOptions).Train(net, targetTrain, targetTest);
         if (result.Interrupted)

@@ -16,7 +16,7 @@ internal static class ReportCommand
     {
         var runs = new Argument<string[]>("RUN_DIR") { Description = "Run directories (each with metrics.jsonl; training.jsonl, config.json, summary.json, log.clef when present).", Arity = ArgumentArity.OneOrMore };
         var output = new Option<string?>("--out") { Description = "HTML file to write (PNG figures go beside it). Default: report.html in the first run directory's parent." };
-        var stat = new Option<string>("--figure-stat") { Description = "Statistic of the PNG heatmaps (std, mean, kl, js, ...).", DefaultValueFactory = _ => "std" };
+        var stat = new Option<string>("--figure-stat") { Description = "Statistic of the PNG heatmaps (std, mean, kl_divergence, jensen_shannon, ...: the metrics schema's names).", DefaultValueFactory = _ => "std" };
         var noFigures = new Option<bool>("--no-figures") { Description = "Write only the HTML file." };
         var cmd = new Command("report", "Write a self-contained HTML report (heatmaps, percentiles, histograms, curves, warnings) and PNG figures for run directories.")
         {

@@ -165,11 +165,16 @@ internal static class TrainCommand
         {
             var config = configs[r];
             var state = RunDirectory.LoadLastCheckpoint(runDirs[r], config.Model, "train").State;   // validates the checkpoint (and that it fits the model) before anything is written
-            if (state.Finished)
+            var summaryPath = Path.Combine(runDirs[r], SummaryFileName);
+            if (state.Finished && File.Exists(summaryPath) && File.Exists(Path.Combine(runDirs[r], CheckpointFileName)) && !TrainResult.Read(summaryPath).Interrupted)
             {
+                using (RunDirectory.Open(runDirs[r], RunDirectoryMode.Resume)) { }   // refused while another process holds it; a stale .lock.pid goes
                 Console.WriteLine($"The run in '{runDirs[r]}' is already finished ({state.Step} of {state.TotalSteps} steps); nothing to do.");
+                runs.Add((config.Model, TrainResult.Read(summaryPath)));   // still part of the comparison of several runs
                 continue;
             }
+            if (state.Finished)
+                Console.WriteLine($"The run in '{runDirs[r]}' trained all {state.TotalSteps} steps but stopped before writing {SummaryFileName}; completing it.");
             ProbeModels([config.Model]);
             var (train, test) = Datasets.Load(config.Dataset, config.Seed);
             using (train)
@@ -211,7 +216,12 @@ internal static class TrainCommand
         var result = live
             ? ConsoleProgress.Run(title, progress => new Trainer(options with { Progress = progress }).Train(net, train, test))
             : new Trainer(options).Train(net, train, test);
-        if (result.Interrupted) return result;
+        if (result.Interrupted)
+        {
+            // The summary says how far it got ("interrupted": true); --resume completes the run and rewrites it.
+            SafeFile.WriteAtomic(Path.Combine(runDir, SummaryFileName), result.ToJson() + "\n");
+            return result;
+        }
         SafeFile.WriteAtomic(Path.Combine(runDir, CheckpointFileName), s =>
         {
             using var w = new BinaryWriter(s, System.Text.Encoding.UTF8, leaveOpen: true);

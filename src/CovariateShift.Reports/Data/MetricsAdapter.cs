@@ -13,12 +13,12 @@ public static class MetricsAdapter
     private static readonly (string Key, Func<LayerRecord, double?> Value)[] Fields =
     [
         ("mean", r => r.Statistics?.Mean), ("std", r => r.Statistics?.Std), ("p15", r => r.Statistics?.P15),
-        ("p50", r => r.Statistics?.P50), ("p85", r => r.Statistics?.P85), ("near_zero", r => r.Statistics?.NearZeroFraction),
-        ("dead_units", r => r.Statistics?.DeadUnitFraction), ("saturated", r => r.Statistics?.SaturatedFraction),
-        ("mean_drift", r => r.Shift?.MeanDrift), ("variance_ratio", r => r.Shift?.VarianceRatio), ("kl", r => r.Shift?.KlDivergence),
-        ("js", r => r.Shift?.JensenShannon), ("w1", r => r.Shift?.Wasserstein1),
-        ("ref_mean_drift", r => r.ReferenceShift?.MeanDrift), ("ref_js", r => r.ReferenceShift?.JensenShannon),
-        ("grad_norm", r => r.Gradients?.GradNorm), ("update_ratio", r => r.Gradients?.UpdateToWeightRatio),
+        ("p50", r => r.Statistics?.P50), ("p85", r => r.Statistics?.P85), ("near_zero_fraction", r => r.Statistics?.NearZeroFraction),
+        ("dead_unit_fraction", r => r.Statistics?.DeadUnitFraction), ("saturated_fraction", r => r.Statistics?.SaturatedFraction),
+        ("mean_drift", r => r.Shift?.MeanDrift), ("variance_ratio", r => r.Shift?.VarianceRatio), ("kl_divergence", r => r.Shift?.KlDivergence),
+        ("jensen_shannon", r => r.Shift?.JensenShannon), ("wasserstein1", r => r.Shift?.Wasserstein1),
+        ("reference_shift_mean_drift", r => r.ReferenceShift?.MeanDrift), ("reference_shift_jensen_shannon", r => r.ReferenceShift?.JensenShannon),
+        ("grad_norm", r => r.Gradients?.GradNorm), ("update_to_weight_ratio", r => r.Gradients?.UpdateToWeightRatio),
     ];
 
     /// <summary>

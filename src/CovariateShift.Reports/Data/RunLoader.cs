@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text.Json;
+using CovariateShift.Sinks;
 
 namespace CovariateShift.Reports.Data;
 
@@ -189,6 +190,7 @@ public static class RunLoader
     {
         var path = Path.Combine(dir, LogFile);
         var result = new Dictionary<(string, string), RunWarning>();
+        var kindHints = new Dictionary<string, string>(StringComparer.Ordinal);
         if (!File.Exists(path)) return [];
         var docs = new List<JsonDocument>();
         try
@@ -196,15 +198,35 @@ public static class RunLoader
             foreach (var e in JsonLines(path, notes, docs))
             {
                 if (!(e.TryGetProperty("@l", out var level) && level.GetString() == "Warning")) continue;
-                if (!e.TryGetProperty("AnomalyKind", out var kindE) || !e.TryGetProperty("Layer", out var layerE)) continue;
+                // The monitor's anomaly warnings (property names: LogProperties): one per kind per record listing the
+                // layers, or a summary of repeats; logs written before that have one warning per layer (and older
+                // ones the kind under its former name).
+                if (!e.TryGetProperty(LogProperties.Kind, out var kindE) && !e.TryGetProperty(LogProperties.LegacyKind, out kindE)) continue;
                 var kind = kindE.ToString();
-                var layer = layerE.ToString();
-                long step = e.TryGetProperty("Step", out var s) && s.ValueKind == JsonValueKind.Number ? s.GetInt64() : -1;
-                var hint = e.TryGetProperty("Hint", out var h) ? h.ToString() : "";
-                var key = (layer, kind);
-                result[key] = result.TryGetValue(key, out var w)
-                    ? w with { Count = w.Count + 1, FirstStep = Math.Min(w.FirstStep, step) }
-                    : new RunWarning(layer, kind, step, 1, hint);
+                long step = e.TryGetProperty(LogProperties.Step, out var s) && s.ValueKind == JsonValueKind.Number ? s.GetInt64() : -1;
+                var hint = e.TryGetProperty(LogProperties.Hint, out var h) ? h.ToString().Trim() : "";
+                long repeats = e.TryGetProperty(LogProperties.Repeats, out var r) && r.ValueKind == JsonValueKind.Number ? r.GetInt64() : 0;
+                List<string> layers = e.TryGetProperty(LogProperties.Layers, out var ls) && ls.ValueKind == JsonValueKind.Array
+                    ? [.. ls.EnumerateArray().Select(l => l.ToString())]
+                    : e.TryGetProperty(LogProperties.Layer, out var layerE) ? [layerE.ToString()] : [];
+                if (kindHints.TryGetValue(kind, out var known) && known.Length > 0) hint = known;
+                else if (hint.Length > 0) kindHints[kind] = hint;
+                foreach (var layer in layers)
+                {
+                    var key = (layer, kind);
+                    if (repeats > 0)
+                    {
+                        if (result.TryGetValue(key, out var w)) result[key] = w with { Count = w.Count + (int)repeats };
+                        continue;
+                    }
+                    result[key] = result.TryGetValue(key, out var v)
+                        ? v with { Count = v.Count + 1, FirstStep = Math.Min(v.FirstStep, step) }
+                        : new RunWarning(layer, kind, step, 1, hint);
+                }
+            }
+            foreach (var (key, w) in result.ToList())
+            {
+                if (w.Hint.Length == 0 && kindHints.TryGetValue(w.Kind, out var hint)) result[key] = w with { Hint = hint };
             }
         }
         catch (IOException e)

@@ -335,7 +335,7 @@
     var gl = gradLayer(state.layer);
     var note = gl === state.layer ? "" : " (the nearest layer with parameters at or before " + state.layer + ")";
     lineChart(g, "gradient norm of " + gl + note + " (log scale)", layerSeries("grad_norm", gl, false), { logY: true });
-    lineChart(g, "update / weight norm of " + gl + " (log scale)", layerSeries("update_ratio", gl, false), { logY: true });
+    lineChart(g, "update / weight norm of " + gl + " (log scale)", layerSeries("update_to_weight_ratio", gl, false), { logY: true });
     drawEvolution();
   }
   function gradLayer(name) {

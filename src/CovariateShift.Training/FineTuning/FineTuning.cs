@@ -223,16 +223,15 @@ public static class FineTuningSetup
 
     /// <summary>
     /// The <see cref="Training.TrainerOptions.BeforeFirstStep"/> of a fine-tuning run: with the model's weights and buffers
-    /// temporarily set to <paramref name="referenceState"/> (the model before fine-tuning; on a resumed run the current
-    /// weights are put back afterwards), one training-mode forward pass of a batch of <paramref name="batchSize"/> source
-    /// images (drawn with <paramref name="seed"/>) is recorded, the monitor's reference snapshot is captured from it
-    /// (<see cref="ActivationMonitor.CaptureReference"/>), and the monitor is advanced to the next recording step.
-    /// Every later record carries <c>ReferenceShift</c> against it. <paramref name="tracker"/>, when given, is subscribed to the
-    /// monitor with the offset that maps the monitor's steps to the run's (<paramref name="attachStep"/>: the run step at
-    /// which the trainer attaches the monitor: 0, or on a resumed run the first multiple of the record interval at or after the resume step).
+    /// temporarily set to <paramref name="referenceState"/> (the model before fine-tuning; the current weights are put
+    /// back afterwards), one training-mode forward pass of a batch of <paramref name="batchSize"/> source images (drawn
+    /// with <paramref name="seed"/>) becomes the monitor's reference snapshot (<see cref="ActivationMonitor.CaptureReference(Action)"/>;
+    /// no step is taken or written). Every later record carries <c>ReferenceShift</c> against it (subscribe a
+    /// <see cref="ReferenceShiftTracker"/> through <see cref="Training.TrainerOptions.MonitorObservers"/> to collect it). A
+    /// resumed run gets the reference from its checkpoint.
     /// </summary>
     public static Action<ActivationMonitor, nn.Module<Tensor, Tensor>> ReferenceCapture(
-        byte[] referenceState, ImageDataset source, int batchSize, long seed, ReferenceShiftTracker? tracker = null, long attachStep = 0)
+        byte[] referenceState, ImageDataset source, int batchSize, long seed)
     {
         ArgumentNullException.ThrowIfNull(referenceState);
         ArgumentNullException.ThrowIfNull(source);
@@ -243,27 +242,18 @@ public static class FineTuningSetup
             try
             {
                 LoadState(model, referenceState);
-                using (var scope = NewDisposeScope())
-                using (var noGrad = no_grad())
-                using (var generator = new Generator(unchecked((ulong)seed ^ 0x5EEDUL)))
+                monitor.CaptureReference(() =>
                 {
+                    using var scope = NewDisposeScope();
+                    using var noGrad = no_grad();
+                    using var generator = new Generator(unchecked((ulong)seed ^ 0x5EEDUL));
                     var idx = randperm(source.Count, generator: generator)[..Math.Min(batchSize, (int)source.Count)];
                     model.call(source.Images.index_select(0, idx).to(device));
-                }
-
-                monitor.Step();
-                monitor.CaptureReference();
-                while (!monitor.IsRecordingStep) monitor.Step();
+                });
             }
             finally
             {
                 LoadState(model, current);   // the forward pass may have moved batch-norm running statistics
-            }
-
-            if (tracker is not null)
-            {
-                tracker.Offset = attachStep - monitor.CurrentStep;
-                monitor.Subscribe(tracker);
             }
         };
     }

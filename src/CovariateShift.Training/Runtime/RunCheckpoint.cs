@@ -3,6 +3,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using CovariateShift.Records;
 
 namespace CovariateShift.Training.Runtime;
 
@@ -20,6 +21,11 @@ namespace CovariateShift.Training.Runtime;
 /// <param name="Evaluations">Number of evaluations so far.</param>
 /// <param name="Finished">True when the run completed every step.</param>
 /// <param name="TorchRngState">State of TorchSharp's global generator (dropout, noisy batch norm), as bytes.</param>
+/// <param name="Monitor">What the monitor's next records depend on (<see cref="ActivationMonitor.ExportState"/>); null in
+/// checkpoints written before it was saved (the resumed monitor then starts afresh).</param>
+/// <param name="RecentLosses">Training losses of the last <see cref="Training.TrainerOptions.LossWindow"/> steps (the
+/// final train loss of a resumed run is taken over the same steps as a straight run's); null in older checkpoints.</param>
+/// <param name="EvaluationHistory">Every evaluation so far (a resumed run's summary lists them all); null in older checkpoints.</param>
 public sealed record TrainingState(
     long Step,
     long TotalSteps,
@@ -30,7 +36,10 @@ public sealed record TrainingState(
     double? BestAccuracy,
     int Evaluations,
     bool Finished,
-    byte[] TorchRngState)
+    byte[] TorchRngState,
+    MonitorState? Monitor = null,
+    IReadOnlyList<double>? RecentLosses = null,
+    IReadOnlyList<Training.EvaluationResult>? EvaluationHistory = null)
 {
     /// <summary>Completed epochs as a fraction: <see cref="Step"/> / <see cref="StepsPerEpoch"/>.</summary>
     [JsonIgnore]

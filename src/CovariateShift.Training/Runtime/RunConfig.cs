@@ -82,7 +82,7 @@ public sealed record RunConfig
 
     private static readonly JsonSerializerOptions JsonOptions = new()
     {
-        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,   // the run directory's one convention; Load also reads camelCase
         WriteIndented = true,
         NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
         UnmappedMemberHandling = JsonUnmappedMemberHandling.Disallow,
@@ -148,7 +148,7 @@ public sealed record RunConfig
         };
     }
 
-    /// <summary>The configuration as indented camelCase JSON (the model as its spec document).</summary>
+    /// <summary>The configuration as indented snake_case JSON (the model as its spec document, as model.json).</summary>
     public string ToJson()
     {
         var node = JsonSerializer.SerializeToNode(this with { Model = Model }, JsonOptions)!.AsObject();
@@ -172,6 +172,7 @@ public sealed record RunConfig
             var modelNode = root["model"] ?? throw new InvalidDataException($"'{path}' has no 'model'.");
             var model = ModelSpec.FromJson(modelNode.ToJsonString(), $"{path} (model)");
             root["model"] = null;
+            ToSnakeCase(root);   // config.json of earlier versions has camelCase names
             var config = root.Deserialize<RunConfigDto>(JsonOptions) ?? throw new InvalidDataException($"'{path}' is empty.");
             return new RunConfig
             {
@@ -189,6 +190,20 @@ public sealed record RunConfig
         catch (JsonException e)
         {
             throw new InvalidDataException($"'{path}' is not a valid run configuration: {e.Message}", e);
+        }
+    }
+
+    /// <summary>Renames every property of <paramref name="node"/> and the objects below it to snake_case (the
+    /// version dictionary's keys are lower case already).</summary>
+    private static void ToSnakeCase(JsonObject node)
+    {
+        foreach (var (name, value) in node.ToList())
+        {
+            if (value is JsonObject child) ToSnakeCase(child);
+            var snake = JsonNamingPolicy.SnakeCaseLower.ConvertName(name);
+            if (snake == name || node.ContainsKey(snake)) continue;
+            node.Remove(name);
+            node[snake] = value;
         }
     }
 

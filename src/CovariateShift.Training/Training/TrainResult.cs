@@ -38,12 +38,13 @@ public sealed record TrainResult(
 {
     private static readonly JsonSerializerOptions JsonOptions = new()
     {
-        PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,   // the run directory's one convention (as the JSON Lines files)
         NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
         WriteIndented = true,
     };
 
-    /// <summary>Steps completed before this call (the checkpoint's step when resumed; 0 otherwise). <see cref="Losses"/> and <see cref="Evaluations"/> cover this call only.</summary>
+    /// <summary>Steps completed before this call (the checkpoint's step when resumed; 0 otherwise). <see cref="Losses"/>
+    /// covers this call only; <see cref="Evaluations"/> and <see cref="FinalTrainLoss"/> the whole run (as a straight run's).</summary>
     public long StartStep { get; init; }
 
     /// <summary>True when training stopped early because <see cref="TrainerOptions.Cancellation"/> was cancelled (Ctrl+C).</summary>
@@ -65,6 +66,62 @@ public sealed record TrainResult(
     /// <summary>True when the loss became NaN or infinite and training stopped early.</summary>
     public bool Diverged => DivergedAtStep is not null;
 
-    /// <summary>The result as indented camelCase JSON (NaN and infinities as the strings "NaN", "Infinity", "-Infinity"; no per-step losses).</summary>
+    /// <summary>
+    /// Reads a summary.json written by <see cref="ToJson"/> (property names in camelCase or snake_case): what the
+    /// comparison of several runs and the report need; <see cref="Losses"/> is empty (not written) and
+    /// <see cref="MetricsPath"/> is the metrics file next to it when there is one.
+    /// </summary>
+    /// <exception cref="InvalidDataException">The file is not a summary; the message names it.</exception>
+    public static TrainResult Read(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        try
+        {
+            using var doc = JsonDocument.Parse(File.ReadAllText(path));
+            var e = doc.RootElement;
+            double Number(string name) => Get(e, name) is { } v ? ReadDouble(v) : double.NaN;
+            double? Optional(string name) => Get(e, name) is { ValueKind: not JsonValueKind.Null } v ? ReadDouble(v) : null;
+            var evaluations = new List<EvaluationResult>();
+            if (Get(e, "evaluations") is { ValueKind: JsonValueKind.Array } list)
+            {
+                foreach (var ev in list.EnumerateArray())
+                {
+                    evaluations.Add(new EvaluationResult((int)ReadDouble(Get(ev, "step")!.Value), ReadDouble(Get(ev, "accuracy")!.Value),
+                        ReadDouble(Get(ev, "loss")!.Value), (long)ReadDouble(Get(ev, "examples")!.Value)));
+                }
+            }
+            var dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
+            var metrics = Path.Combine(dir, TrainerOptions.MetricsFileName);
+            return new TrainResult(
+                (int)Number("steps"), (int)Number("requestedSteps"), Number("epochs"), Number("finalTrainLoss"), Optional("testAccuracy"), Optional("testLoss"),
+                evaluations, Get(e, "wallTime") is { ValueKind: JsonValueKind.String } w && TimeSpan.TryParse(w.GetString(), System.Globalization.CultureInfo.InvariantCulture, out var t) ? t : TimeSpan.Zero,
+                Number("stepsPerSecond"), dir, File.Exists(metrics) ? metrics : null,
+                Get(e, "divergedAtStep") is { ValueKind: JsonValueKind.Number } d ? d.GetInt64() : null,
+                Get(e, "divergenceMessage") is { ValueKind: JsonValueKind.String } m ? m.GetString() : null, [])
+            {
+                StartStep = Get(e, "startStep") is { ValueKind: JsonValueKind.Number } st ? st.GetInt64() : 0,
+                Interrupted = Get(e, "interrupted") is { ValueKind: JsonValueKind.True },
+                BestTestAccuracy = Optional("bestTestAccuracy"),
+            };
+        }
+        catch (Exception ex) when (ex is JsonException or InvalidOperationException or FormatException or IOException)
+        {
+            throw new InvalidDataException($"'{path}' is not a covshift summary.json: {ex.Message}", ex);
+        }
+    }
+
+    /// <summary>The property <paramref name="camelName"/>, or its snake_case form.</summary>
+    private static JsonElement? Get(JsonElement e, string camelName)
+    {
+        if (e.ValueKind != JsonValueKind.Object) return null;
+        if (e.TryGetProperty(camelName, out var v)) return v;
+        return e.TryGetProperty(JsonNamingPolicy.SnakeCaseLower.ConvertName(camelName), out v) ? v : null;
+    }
+
+    private static double ReadDouble(JsonElement v) => v.ValueKind == JsonValueKind.String
+        ? double.Parse(v.GetString()!, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture)
+        : v.GetDouble();
+
+    /// <summary>The result as indented snake_case JSON (summary.json; <see cref="Read"/> also reads the camelCase of older runs) (NaN and infinities as the strings "NaN", "Infinity", "-Infinity"; no per-step losses).</summary>
     public string ToJson() => JsonSerializer.Serialize(this, JsonOptions);
 }

@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Text.Json;
+using CovariateShift.Records;
 using CovariateShift.Training.Runtime;
 using CovariateShift.Training.Data;
 using Serilog;
@@ -77,254 +77,130 @@ public sealed class Trainer
         if (totalSteps > int.MaxValue)
             throw new ArgumentException($"{o.Epochs} epochs of {stepsPerEpoch} steps are {totalSteps} steps; expected at most {int.MaxValue}.");
         var schedule = o.Schedule ?? new LearningRateSchedule();
-
         var log = o.Logger?.ForContext(Serilog.Core.Constants.SourceContextPropertyName, "CovariateShift.Training");
         var device = o.Device ?? CPU;
         bool onCpu = device.type == DeviceType.CPU;
         var clock = Stopwatch.StartNew();
-        var outputDirectory = o.OutputDirectory is { } dir ? Path.GetFullPath(dir) : null;
-        if (outputDirectory is not null) Directory.CreateDirectory(outputDirectory);
-        var checkpoints = outputDirectory is null ? null : Path.Combine(outputDirectory, TrainerOptions.CheckpointsDirectoryName);
-        var lastPath = checkpoints is null ? null : Path.Combine(checkpoints, TrainerOptions.LastCheckpointName);
+        var files = RunFiles.For(o);
 
+        // 1. Where the run starts: step 0, or the checkpoint (model, optimizer, RNG, losses, evaluations, monitor state).
         torch.manual_seed(o.Seed);
-        RunCheckpoint.Contents? resumed = null;
-        if (o.Resume)
-        {
-            resumed = RunCheckpoint.Load(lastPath!);
-            var st = resumed.State;
-            if (st.TotalSteps != totalSteps || st.StepsPerEpoch != stepsPerEpoch || st.Seed != o.Seed)
-            {
-                throw new InvalidDataException(
-                    $"Checkpoint '{lastPath}' belongs to a different run: {st.TotalSteps} steps of {st.StepsPerEpoch} per epoch, seed {st.Seed}; " +
-                    $"this run has {totalSteps} steps of {stepsPerEpoch} per epoch, seed {o.Seed}.");
-            }
-            using var reader = new BinaryReader(new MemoryStream(resumed.Model));
-            model.load(reader);
-        }
+        var resumed = o.Resume ? LoadCheckpoint(files.LastCheckpoint!, totalSteps, stepsPerEpoch, model) : null;
         model.to(device);
         model.train();
         using var optimizer = OptimizerFactory.Create(o, model.parameters().Where(p => p.requires_grad));   // frozen parameters get no optimizer state
-        long start = 0;
-        var pending = new List<float>();
-        double? best = null;
-        int evaluationCount = 0;
+        var state = resumed?.State;
         if (resumed is not null)
         {
             using (var reader = new BinaryReader(new MemoryStream(resumed.Optimizer))) optimizer.load_state_dict(reader);
             using (var rng = torch.tensor(resumed.State.TorchRngState)) torch.set_rng_state(rng);
-            start = resumed.State.Step;
-            pending.AddRange(resumed.State.PendingLosses);
-            best = resumed.State.BestAccuracy;
-            evaluationCount = resumed.State.Evaluations;
-            TruncateAfter(outputDirectory!, start);
         }
+        long start = state?.Step ?? 0;
+        files.Prepare(start, resumed is not null);
 
-        // The monitor's files go through the relay so that a resumed run keeps the run's step numbers.
-        var userMonitor = o.Monitor ?? new MonitorOptions();
-        string? metricsPath = outputDirectory is not null ? Path.Combine(outputDirectory, TrainerOptions.MetricsFileName)
-            : userMonitor.JsonLinesPath is { } m ? Path.GetFullPath(m) : null;
-        string? tensorBoard = o.TensorBoard ? Path.Combine(outputDirectory!, TrainerOptions.TensorBoardDirectoryName) : userMonitor.TensorBoardDirectory;
-        long monitorOffset = 0;
-        string? forecastPath = outputDirectory is not null && userMonitor.Forecast is not null ? Path.Combine(outputDirectory, Forecast.ForecastFile.FileName) : null;
-        var monitorLogger = o.Logger ?? userMonitor.Logger;
-        var monitorOptions = userMonitor with
-        {
-            RecordEvery = o.RecordEvery,
-            OverheadBudget = o.OverheadBudget ?? userMonitor.OverheadBudget,
-            JsonLinesPath = null,
-            TensorBoardDirectory = null,
-            Logger = monitorLogger?.ForContext(new StepOffsetEnricher(() => monitorOffset)),
-        };
-        if (!o.Resume)
-        {
-            // A new run starts its line files afresh (as the monitor's own sink truncates); a resumed one appends.
-            foreach (var path in new[] { metricsPath, outputDirectory is null ? null : Path.Combine(outputDirectory, TrainerOptions.TrainingLogFileName), forecastPath })
-            {
-                if (path is null || !File.Exists(path)) continue;
-                SafeFile.RefuseSymlink(path);
-                File.WriteAllBytes(path, []);
-            }
-        }
-        using var relay = new MonitorRelay(metricsPath, tensorBoard, userMonitor.TensorBoardHistogramEvery, forecastPath);
-        using var trainingLog = outputDirectory is null ? null
-            : new TrainingLog(Path.Combine(outputDirectory, TrainerOptions.TrainingLogFileName), o.TensorBoard ? tensorBoard : null);
-        ActivationMonitor? monitor = null;
-        IDisposable? subscription = null;
-
-        // The training set on the device once when it fits; otherwise every batch is copied.
-        long dataBytes = train.Images.NumberOfElements * train.Images.ElementSize + train.Labels.NumberOfElements * 8;
-        bool resident = !onCpu && dataBytes <= o.DeviceDataLimitBytes;
-        using var images = resident ? train.Images.to(device) : train.Images.alias();
-        using var labels = resident ? train.Labels.to(device) : train.Labels.alias();
+        // 2. What the run keeps: losses, evaluations, the line files, the monitor (attached as a user's loop attaches it).
+        using var losses = new LossTracker(onCpu, o.LossWindow, state?.PendingLosses, state?.RecentLosses);
+        var evaluations = new EvaluationTracker(state);
+        using var trainingLog = files.OutputDirectory is null ? null : new TrainingLog(files.TrainingLog!, o.TensorBoard ? files.TensorBoard : null);
+        using var forecasts = files.Forecast is null ? null : new ForecastLog(files.Forecast);
+        using var monitor = AttachMonitor(model, files, start, state?.Monitor, forecasts);
+        using var batches = new BatchSource(train, device, o, stepsPerEpoch);
+        var checkpoints = o.WriteCheckpoints ? new CheckpointWriter(files.Checkpoints!, o.KeepCheckpoints) : null;
 
         log?.Information(
             "Training {Model} on {Dataset} ({Examples} examples{Resident}): steps {Start}..{Steps} ({StepsPerEpoch} per epoch) of {BatchSize}, {Optimizer} lr {LearningRate} ({Schedule}, warm-up {Warmup}) momentum {Momentum} weight decay {WeightDecay}, seed {Seed}, device {Device}",
-            model.GetType().Name, train.Name, train.Count, resident ? ", resident on the device" : "", start, totalSteps, stepsPerEpoch, o.BatchSize,
+            model.GetType().Name, train.Name, train.Count, batches.Resident ? ", resident on the device" : "", start, totalSteps, stepsPerEpoch, o.BatchSize,
             o.Optimizer.ToCliName(), o.LearningRate, schedule.Kind.ToCliName(), schedule.WarmupSteps, o.Momentum, o.WeightDecay, o.Seed, device.ToString());
 
-        var losses = new List<double>();
-        var deviceLosses = new List<Tensor>();
-        var evaluations = new List<EvaluationResult>();
+        // 3. The loop.
         long? divergedAt = null;
-        string? divergence = null;
         bool interrupted = false;
         bool stoppedOnForecast = false;
-        double lr = o.LearningRate;
-        long epochOfOrder = -1;
-        Tensor? order = null;
+        double lr = state?.LearningRate ?? o.LearningRate;
         var sinceLog = Stopwatch.StartNew();
         long stepsSinceLog = 0;
         long done = start;
-        try
+        for (long step = start; step < totalSteps; step++)
         {
-            for (long step = start; step < totalSteps; step++)
+            lr = schedule.At(step, o.LearningRate, totalSteps, stepsPerEpoch);
+            OptimizerFactory.SetLearningRate(optimizer, lr);
+            using (var scope = NewDisposeScope())
             {
-                if (monitor is null && step % o.RecordEvery == 0)
+                var (x, y) = batches.Get(step);
+                optimizer.zero_grad();
+                var loss = nn.functional.cross_entropy(model.call(x), y);
+                if (!losses.Add(loss, tolerate: o.ContinueAfterDivergence))
                 {
-                    monitorOffset = step;
-                    relay.Offset = step;
-                    monitor = ActivationMonitor.Attach(model, monitorOptions);
-                    if (o.BeforeFirstStep is { } prepare)
-                    {
-                        // e.g. fine-tuning's reference snapshot: its monitor steps are not the run's and are not written.
-                        prepare(monitor, model);
-                        monitorOffset = relay.Offset = step - monitor.CurrentStep;
-                    }
-                    subscription = monitor.Subscribe(relay);
-                }
-
-                long epoch = step / stepsPerEpoch;
-                if (epoch != epochOfOrder)
-                {
-                    order?.Dispose();
-                    using var generator = new Generator(TrainingState.ShuffleSeed(o.Seed, epoch));
-                    using var cpuOrder = randperm(train.Count, generator: generator);
-                    order = resident ? cpuOrder.to(device) : cpuOrder.alias();
-                    epochOfOrder = epoch;
-                }
-
-                lr = schedule.At(step, o.LearningRate, totalSteps, stepsPerEpoch);
-                OptimizerFactory.SetLearningRate(optimizer, lr);
-                using (var scope = NewDisposeScope())
-                {
-                    var idx = order!.narrow(0, step % stepsPerEpoch * o.BatchSize, o.BatchSize);
-                    var x = images.index_select(0, idx).to(device);
-                    var y = labels.index_select(0, idx).to(device);
-                    optimizer.zero_grad();
-                    var loss = nn.functional.cross_entropy(model.call(x), y);
-                    if (onCpu)
-                    {
-                        float value = loss.item<float>();
-                        if (!float.IsFinite(value) && !o.ContinueAfterDivergence)
-                        {
-                            monitor?.Step(loss);   // keeps the record of the step where it happened (on recorded steps)
-                            losses.Add(value);
-                            divergedAt = step;
-                            break;
-                        }
-                        losses.Add(value);
-                        pending.Add(value);
-                    }
-                    else
-                    {
-                        deviceLosses.Add(loss.detach().DetachFromDisposeScope());
-                    }
-
-                    loss.backward();
-                    monitor?.RecordGradients();
-                    optimizer.step();
-                    monitor?.Step(loss);
-                }
-                if (relay.Failure is { } failure) throw new IOException(failure.Message, failure);
-
-                done = step + 1;
-                stepsSinceLog++;
-                bool logStep = done % o.LogEvery == 0 || done == totalSteps;
-                if (!onCpu && (logStep || deviceLosses.Count >= 1000))
-                {
-                    divergedAt = ReadDeviceLosses(deviceLosses, losses, pending, done);
-                    if (divergedAt is not null && !o.ContinueAfterDivergence) break;
-                    divergedAt = null;
-                }
-                if (logStep)
-                {
-                    double seconds = sinceLog.Elapsed.TotalSeconds;
-                    double mean = pending.Count > 0 ? pending.Average(v => (double)v) : double.NaN;
-                    double examplesPerSecond = stepsSinceLog * o.BatchSize / Math.Max(seconds, 1e-9);
-                    trainingLog?.Train(done, (double)done / stepsPerEpoch, mean, lr, examplesPerSecond);
-                    Report(log, new TrainProgress(checked((int)done), checked((int)totalSteps), pending.Count > 0 ? pending[^1] : double.NaN, mean, lr, clock.Elapsed,
-                        (done - start) / clock.Elapsed.TotalSeconds, (double)done / stepsPerEpoch, best));
-                    pending.Clear();
-                    sinceLog.Restart();
-                    stepsSinceLog = 0;
-                }
-
-                bool epochEnd = done % stepsPerEpoch == 0;
-                if (test is not null && done < totalSteps && ((o.EvaluateEvery > 0 && done % o.EvaluateEvery == 0) || (o.EvaluateEveryEpoch && epochEnd)))
-                {
-                    var e = Evaluate(model, test, o.EvaluationBatchSize, checked((int)done), log);
-                    evaluations.Add(e);
-                    evaluationCount++;
-                    best = Math.Max(best ?? double.NegativeInfinity, e.Accuracy);
-                    trainingLog?.Test(done, (double)done / stepsPerEpoch, e.Loss, e.Accuracy);
-                }
-                if (o.WriteCheckpoints && epochEnd && done < totalSteps)
-                {
-                    SaveCheckpoint(lastPath!, model, optimizer, State(done, false));
-                    if (o.KeepCheckpoints > 0) SaveEpochCheckpoint(checkpoints!, done / stepsPerEpoch, lastPath!, o.KeepCheckpoints);
-                }
-                if (o.StopOnForecast && relay.FirstForecastStep is { } warnedAt && done < totalSteps)
-                {
-                    stoppedOnForecast = true;
-                    log?.Warning("Stopped after step {Step} of {Steps}: the forecaster predicts divergence (warning at step {ForecastStep}).", done, totalSteps, warnedAt);
+                    monitor.Step(loss);   // keeps the record of the step where it happened (on recorded steps)
+                    divergedAt = step;
                     break;
                 }
-                if (o.Cancellation.IsCancellationRequested && done < totalSteps)
-                {
-                    interrupted = true;
-                    log?.Warning("Interrupted after step {Step} of {Steps}.", done, totalSteps);
-                    break;
-                }
+                loss.backward();
+                monitor.RecordGradients();
+                optimizer.step();
+                o.AfterOptimizerStep?.Invoke(new TrainStep(step, monitor, model, x, y));
+                monitor.Step(loss);
             }
-            if (!onCpu && deviceLosses.Count > 0) divergedAt ??= ReadDeviceLosses(deviceLosses, losses, pending, done);
-        }
-        finally
-        {
-            foreach (var t in deviceLosses) t.Dispose();
-            order?.Dispose();
-            subscription?.Dispose();
-            monitor?.Dispose();
-        }
+            if (forecasts?.Failure is { } failure) throw new IOException(failure.Message, failure);
 
-        if (divergedAt is { } at)
-        {
-            divergence = string.Create(CultureInfo.InvariantCulture,
-                $"The training loss became {losses.LastOrDefault(v => !double.IsFinite(v))} at step {at} (learning rate {lr}); training stopped {(onCpu ? "before that step's update" : "at the next logging step")}. ")
-                + "Lower the learning rate or add normalization; the monitor's records up to this step show where the activations blew up.";
-            log?.Error("Training diverged at step {Step}. {Message}", at, divergence);
+            done = step + 1;
+            stepsSinceLog++;
+            bool logStep = done % o.LogEvery == 0 || done == totalSteps;
+            bool epochEnd = done % stepsPerEpoch == 0;
+            bool checkpoint = checkpoints is not null && epochEnd && done < totalSteps;
+            if (!onCpu && (logStep || checkpoint || losses.Unread >= 1000))
+            {
+                divergedAt = losses.ReadDevice(done);
+                if (divergedAt is not null && !o.ContinueAfterDivergence) break;
+                divergedAt = null;
+            }
+            if (logStep)
+            {
+                double seconds = sinceLog.Elapsed.TotalSeconds;
+                var pending = losses.Pending;
+                double mean = pending.Count > 0 ? pending.Average(v => (double)v) : double.NaN;
+                trainingLog?.Train(done, (double)done / stepsPerEpoch, mean, lr, stepsSinceLog * o.BatchSize / Math.Max(seconds, 1e-9));
+                Report(log, new TrainProgress(checked((int)done), checked((int)totalSteps), pending.Count > 0 ? pending[^1] : double.NaN, mean, lr, clock.Elapsed,
+                    (done - start) / clock.Elapsed.TotalSeconds, (double)done / stepsPerEpoch, evaluations.Best));
+                pending.Clear();
+                sinceLog.Restart();
+                stepsSinceLog = 0;
+            }
+            if (test is not null && done < totalSteps && ((o.EvaluateEvery > 0 && done % o.EvaluateEvery == 0) || (o.EvaluateEveryEpoch && epochEnd)))
+                evaluations.Add(Evaluate(model, test, o.EvaluationBatchSize, checked((int)done), log), stepsPerEpoch, trainingLog);
+            if (checkpoint)
+                checkpoints!.Save(model, optimizer, State(done, false), epoch: done / stepsPerEpoch);
+            if (o.StopOnForecast && forecasts?.FirstStep is { } warnedAt && done < totalSteps)
+            {
+                stoppedOnForecast = true;
+                log?.Warning("Stopped after step {Step} of {Steps}: the forecaster predicts divergence (warning at step {ForecastStep}).", done, totalSteps, warnedAt);
+                break;
+            }
+            if (o.Cancellation.IsCancellationRequested && done < totalSteps)
+            {
+                interrupted = true;
+                log?.Warning("Interrupted after step {Step} of {Steps}.", done, totalSteps);
+                break;
+            }
         }
+        if (!onCpu && losses.Unread > 0) divergedAt ??= losses.ReadDevice(done);
+        monitor.Flush();
 
+        // 4. The end: divergence, the final evaluation and checkpoint, the result.
+        string? divergence = divergedAt is { } at ? Diverged(log, at, losses.Losses, lr, onCpu) : null;
         int completed = divergedAt is { } d ? (int)d : checked((int)done);
-        if (test is not null && !interrupted && (evaluations.Count == 0 || evaluations[^1].Step != completed))
+        if (test is not null && !interrupted && evaluations.LastStep != completed)
+            evaluations.Add(Evaluate(model, test, o.EvaluationBatchSize, completed, log), stepsPerEpoch, trainingLog);
+        if (checkpoints is not null && divergedAt is null)
         {
-            var e = Evaluate(model, test, o.EvaluationBatchSize, completed, log);
-            evaluations.Add(e);
-            evaluationCount++;
-            best = Math.Max(best ?? double.NegativeInfinity, e.Accuracy);
-            trainingLog?.Test(completed, (double)completed / stepsPerEpoch, e.Loss, e.Accuracy);
-        }
-        if (o.WriteCheckpoints && divergedAt is null)
-        {
-            SaveCheckpoint(lastPath!, model, optimizer, State(done, finished: done == totalSteps));
-            if (o.KeepCheckpoints > 0 && done % stepsPerEpoch == 0 && done == totalSteps) SaveEpochCheckpoint(checkpoints!, done / stepsPerEpoch, lastPath!, o.KeepCheckpoints);
+            bool finished = done == totalSteps;
+            checkpoints.Save(model, optimizer, State(done, finished), epoch: finished && done % stepsPerEpoch == 0 ? done / stepsPerEpoch : null);
         }
         trainingLog?.Flush();
 
-        var window = losses.Take(completed - (int)start).TakeLast(o.LossWindow).ToList();
-        double finalLoss = window.Count > 0 ? window.Average() : double.NaN;
+        double finalLoss = losses.FinalLoss(completed - (int)start, out int window);
         var wall = clock.Elapsed;
-        var final = evaluations.Count > 0 ? evaluations[^1] : null;
+        var final = evaluations.All.Count > 0 ? evaluations.All[^1] : null;
         var result = new TrainResult(
             Steps: completed,
             RequestedSteps: checked((int)totalSteps),
@@ -332,98 +208,92 @@ public sealed class Trainer
             FinalTrainLoss: finalLoss,
             TestAccuracy: final?.Accuracy,
             TestLoss: final?.Loss,
-            Evaluations: evaluations,
+            Evaluations: evaluations.All,
             WallTime: wall,
             StepsPerSecond: (completed - start) / Math.Max(wall.TotalSeconds, 1e-9),
-            OutputDirectory: outputDirectory,
-            MetricsPath: metricsPath,
+            OutputDirectory: files.OutputDirectory,
+            MetricsPath: files.Metrics,
             DivergedAtStep: divergedAt,
             DivergenceMessage: divergence,
-            Losses: losses)
+            Losses: losses.Losses)
         {
             StartStep = start,
             Interrupted = interrupted,
-            BestTestAccuracy = best,
-            FirstForecastStep = relay.FirstForecastStep,
+            BestTestAccuracy = evaluations.Best,
+            FirstForecastStep = forecasts?.FirstStep,
             StoppedOnForecast = stoppedOnForecast,
-            FailureStep = Forecast.FailureLabel.FailureStep(losses.Select((l, i) => (start + i, l)), train.Classes),
+            FailureStep = Forecast.FailureLabel.FailureStep(losses.Losses.Select((l, i) => (start + i, l)), train.Classes),
         };
         log?.Information(
             "Finished {Steps} of {RequestedSteps} steps ({Epochs:F2} epochs) in {WallSeconds:F1} s ({StepsPerSecond:F1} steps/s): final train loss {FinalTrainLoss:F4} (mean of the last {Window} steps)",
-            result.Steps, result.RequestedSteps, result.Epochs, wall.TotalSeconds, result.StepsPerSecond, finalLoss, window.Count);
+            result.Steps, result.RequestedSteps, result.Epochs, wall.TotalSeconds, result.StepsPerSecond, finalLoss, window);
         return result;
 
         TrainingState State(long stepsDone, bool finished)
         {
             using var rng = torch.get_rng_state();
-            return new TrainingState(stepsDone, totalSteps, stepsPerEpoch, o.Seed, lr, pending.ToArray(), best, evaluationCount, finished, rng.data<byte>().ToArray());
+            return new TrainingState(stepsDone, totalSteps, stepsPerEpoch, o.Seed, lr, losses.Pending.ToArray(), evaluations.Best, evaluations.Count, finished,
+                rng.data<byte>().ToArray(), monitor.ExportState(), losses.Recent(checked((int)(stepsDone - start))), evaluations.All.ToArray());
         }
     }
 
-    /// <summary>Reads the losses kept on the device; returns the 0-based step of the first non-finite one, or null.</summary>
-    private static long? ReadDeviceLosses(List<Tensor> deviceLosses, List<double> losses, List<float> pending, long done)
+    /// <summary>
+    /// Attaches the monitor as a user's loop would: the run's metrics file (appended on a resumed run), TensorBoard
+    /// directory and logger, numbered from <paramref name="start"/>; then the saved shift state of a resumed run, or
+    /// <see cref="TrainerOptions.BeforeFirstStep"/>.
+    /// </summary>
+    private ActivationMonitor AttachMonitor(nn.Module<Tensor, Tensor> model, RunFiles files, long start, MonitorState? saved, ForecastLog? forecasts)
     {
-        if (deviceLosses.Count == 0) return null;
-        float[] values;
-        using (var stacked = stack(deviceLosses))
-        using (var host = stacked.to(ScalarType.Float32).cpu())
-            values = host.data<float>().ToArray();
-        foreach (var t in deviceLosses) t.Dispose();
-        deviceLosses.Clear();
-        long first = done - values.Length;
-        for (int i = 0; i < values.Length; i++)
+        var o = _options;
+        var user = o.Monitor ?? new MonitorOptions();
+        var monitor = ActivationMonitor.Attach(model, user with
         {
-            losses.Add(values[i]);
-            pending.Add(values[i]);
-            if (!float.IsFinite(values[i])) return first + i;
-        }
-        return null;
-    }
-
-    private static void SaveCheckpoint(string path, nn.Module model, TorchSharp.Modules.OptimizerHelper optimizer, TrainingState state)
-    {
-        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        byte[] modelBytes, optimizerBytes;
-        using (var ms = new MemoryStream())
-        {
-            using (var w = new BinaryWriter(ms, System.Text.Encoding.UTF8, leaveOpen: true)) model.save(w);
-            modelBytes = ms.ToArray();
-        }
-        using (var ms = new MemoryStream())
-        {
-            using (var w = new BinaryWriter(ms, System.Text.Encoding.UTF8, leaveOpen: true)) optimizer.save_state_dict(w);
-            optimizerBytes = ms.ToArray();
-        }
-        RunCheckpoint.Save(path, new RunCheckpoint.Contents(state, modelBytes, optimizerBytes));
-    }
-
-    /// <summary>Copies <c>last</c> to <c>epoch-NNNN</c> (atomically) and removes all but the newest <paramref name="keep"/>.</summary>
-    private static void SaveEpochCheckpoint(string directory, long epoch, string lastPath, int keep)
-    {
-        var bytes = File.ReadAllBytes(lastPath);
-        SafeFile.WriteAtomic(Path.Combine(directory, string.Create(CultureInfo.InvariantCulture, $"epoch-{epoch:D4}")), s => s.Write(bytes));
-        foreach (var old in Directory.GetFiles(directory, "epoch-*").Order(StringComparer.Ordinal).SkipLast(keep)) File.Delete(old);
-    }
-
-    /// <summary>Drops the lines of training.jsonl and metrics.jsonl written after the checkpoint at <paramref name="step"/> steps.</summary>
-    private static void TruncateAfter(string directory, long step)
-    {
-        LineFile.Filter(Path.Combine(directory, TrainerOptions.TrainingLogFileName), line => StepOf(line) <= step);
-        LineFile.Filter(Path.Combine(directory, TrainerOptions.MetricsFileName), line => StepOf(line) < step);
-        LineFile.Filter(Path.Combine(directory, Forecast.ForecastFile.FileName), line => StepOf(line) < step);
-    }
-
-    private static long StepOf(string line)
-    {
+            RecordEvery = o.RecordEvery,
+            OverheadBudget = o.OverheadBudget ?? user.OverheadBudget,
+            FirstStep = start,
+            JsonLinesPath = files.Metrics,
+            JsonLinesAppend = o.Resume,
+            TensorBoardDirectory = files.TensorBoard ?? user.TensorBoardDirectory,
+            Logger = o.Logger ?? user.Logger,
+        });
         try
         {
-            using var doc = JsonDocument.Parse(line);
-            return doc.RootElement.GetProperty("step").GetInt64();
+            if (saved is not null) monitor.ImportState(saved);
+            else o.BeforeFirstStep?.Invoke(monitor, model);
+            if (forecasts is not null) monitor.Subscribe(forecasts);
+            foreach (var observer in o.MonitorObservers) monitor.Subscribe(observer);   // disposed with the monitor
+            return monitor;
         }
-        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+        catch
         {
-            return long.MaxValue;   // not a line of ours: dropped
+            monitor.Dispose();
+            throw;
         }
+    }
+
+    /// <summary>Reads <c>checkpoints/last</c>, checks that it belongs to this run and loads the model's weights from it.</summary>
+    private RunCheckpoint.Contents LoadCheckpoint(string path, long totalSteps, long stepsPerEpoch, nn.Module model)
+    {
+        var resumed = RunCheckpoint.Load(path);
+        var st = resumed.State;
+        if (st.TotalSteps != totalSteps || st.StepsPerEpoch != stepsPerEpoch || st.Seed != _options.Seed)
+        {
+            throw new InvalidDataException(
+                $"Checkpoint '{path}' belongs to a different run: {st.TotalSteps} steps of {st.StepsPerEpoch} per epoch, seed {st.Seed}; " +
+                $"this run has {totalSteps} steps of {stepsPerEpoch} per epoch, seed {_options.Seed}.");
+        }
+        using var reader = new BinaryReader(new MemoryStream(resumed.Model));
+        model.load(reader);
+        return resumed;
+    }
+
+    private static string Diverged(ILogger? log, long at, List<double> losses, double lr, bool onCpu)
+    {
+        var message = string.Create(CultureInfo.InvariantCulture,
+            $"The training loss became {losses.LastOrDefault(v => !double.IsFinite(v))} at step {at} (learning rate {lr}); training stopped {(onCpu ? "before that step's update" : "at the next logging step")}. ")
+            + "Lower the learning rate or add normalization; the monitor's records up to this step show where the activations blew up.";
+        log?.Error("Training diverged at step {Step}. {Message}", at, message);
+        return message;
     }
 
     /// <summary>

@@ -133,13 +133,22 @@ public sealed record TrainerOptions
     public bool ContinueAfterDivergence { get; init; }
 
     /// <summary>
-    /// Called once per <see cref="Trainer.Train"/>, right after the monitor is attached and before the first step, with the
-    /// monitor and the model (e.g. fine-tuning captures the reference snapshot here). It may run forward passes and
-    /// <see cref="ActivationMonitor.Step"/> calls; it must leave the model's parameters and buffers as they were and advance the
-    /// monitor by a multiple of <see cref="RecordEvery"/> steps. Those steps are not written to the metrics file, and
-    /// the run's records keep the run's step numbers. Null: nothing.
+    /// Called once per <see cref="Trainer.Train"/> of a new run (or of a resumed one whose checkpoint holds no monitor
+    /// state), right after the monitor is attached and before the first step, with the monitor and the model (e.g.
+    /// fine-tuning captures the reference snapshot here with <see cref="ActivationMonitor.CaptureReference(Action)"/>).
+    /// It must leave the model's parameters and buffers as they were and should not call
+    /// <see cref="ActivationMonitor.Step"/> (the run's steps are the monitor's steps). A resumed run restores the
+    /// monitor's state (reference included) from its checkpoint instead. Null: nothing.
     /// </summary>
     public Action<ActivationMonitor, nn.Module<Tensor, Tensor>>? BeforeFirstStep { get; init; }
+
+    /// <summary>In-memory consumers of the monitor's records (<see cref="ActivationMonitor.Subscribe"/>), subscribed when the
+    /// monitor is attached, also on a resumed run. Default none.</summary>
+    public IReadOnlyList<IObserver<Records.StepRecord>> MonitorObservers { get; init; } = [];
+
+    /// <summary>Called every step after <c>optimizer.step()</c> and before the monitor's <see cref="ActivationMonitor.Step"/>,
+    /// with the step's batch (e.g. the gradient-ICS probe recomputes the loss on it). Null: nothing.</summary>
+    public Action<TrainStep>? AfterOptimizerStep { get; init; }
 
     /// <summary>File name of the per-step training curve in <see cref="OutputDirectory"/>.</summary>
     public const string TrainingLogFileName = "training.jsonl";

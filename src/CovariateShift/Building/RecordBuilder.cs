@@ -94,6 +94,35 @@ internal sealed class RecordBuilder
         foreach (var h in _history) h.Reference = null;
     }
 
+    /// <summary>The histories as plain data (see <see cref="ActivationMonitor.ExportState"/>).</summary>
+    public MonitorState ExportState() => new(MonitorState.CurrentVersion,
+        [.. _layers.Select((l, i) => new LayerState(l.Name, _history[i].Previous, _history[i].Reference,
+            _history[i].HistogramRange?.Low, _history[i].HistogramRange?.High, _history[i].WarnedNotCalled))]);
+
+    /// <summary>Restores <paramref name="state"/> into the histories of the layers it names.</summary>
+    public void ImportState(MonitorState state)
+    {
+        if (state.Version != MonitorState.CurrentVersion)
+            throw new ArgumentException($"Monitor state version {state.Version} is not supported; expected {MonitorState.CurrentVersion}.", nameof(state));
+        var byName = new Dictionary<string, LayerState>(StringComparer.Ordinal);
+        foreach (var l in state.Layers ?? []) byName[l.Layer] = l;
+        for (int i = 0; i < _layers.Length; i++)
+        {
+            var h = _history[i];
+            if (!byName.TryGetValue(_layers[i].Name, out var l))
+            {
+                h.Previous = h.Reference = null;
+                h.HistogramRange = null;
+                h.WarnedNotCalled = false;
+                continue;
+            }
+            h.Previous = l.Previous;
+            h.Reference = l.Reference;
+            h.HistogramRange = l.HistogramLow is { } low && l.HistogramHigh is { } high ? (low, high) : null;
+            h.WarnedNotCalled = l.WarnedNotCalled;
+        }
+    }
+
     private LayerStatistics BuildStatistics(LayerDescriptor layer, LayerHistory history, LayerSummary s)
     {
         var sample = s.Sample.AsSpan();

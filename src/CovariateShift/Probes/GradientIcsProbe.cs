@@ -151,17 +151,38 @@ public sealed class GradientIcsProbe : IDisposable
         }
         if (_writer is not null)
         {
-            foreach (var r in results)
-            {
-                _writer.Write(string.Create(CultureInfo.InvariantCulture,
-                    $"{{\"step\":{r.Step},\"layer\":\"{r.Layer}\",\"l2\":{Json(r.L2)},\"cos\":{Json(r.Cosine)},\"grad_norm\":{Json(r.GradNorm)}}}\n"));
-            }
+            foreach (var r in results) _writer.Write(Line(r));
             _writer.Flush();
         }
         return results;
     }
 
-    private static string Json(double v) => double.IsFinite(v) ? v.ToString("R", CultureInfo.InvariantCulture) : "\"NaN\"";
+    /// <summary>Version of the ics.jsonl lines (the <c>version</c> field of each).</summary>
+    public const int IcsLineVersion = 1;
+
+    /// <summary>One ics.jsonl line: <c>{"version":1,"step":..,"layer":..,"l2":..,"cos":..,"grad_norm":..}</c> (non-finite numbers as "NaN", "Infinity", "-Infinity").</summary>
+    internal static string Line(GradientIcsMeasurement r)
+    {
+        using var buffer = new MemoryStream();
+        using (var w = new System.Text.Json.Utf8JsonWriter(buffer))
+        {
+            w.WriteStartObject();
+            w.WriteNumber("version", IcsLineVersion);
+            w.WriteNumber("step", r.Step);
+            w.WriteString("layer", r.Layer);
+            Number(w, "l2", r.L2);
+            Number(w, "cos", r.Cosine);
+            Number(w, "grad_norm", r.GradNorm);
+            w.WriteEndObject();
+        }
+        return Encoding.UTF8.GetString(buffer.ToArray()) + "\n";
+    }
+
+    private static void Number(System.Text.Json.Utf8JsonWriter w, string name, double v)
+    {
+        if (double.IsFinite(v)) w.WriteNumber(name, v);
+        else w.WriteString(name, v.ToString(CultureInfo.InvariantCulture));
+    }
 
     private static Tensor Flat(TorchSharp.Modules.Parameter[] ps) =>
         cat(ps.Select(p => p.grad is { } g ? g.detach().flatten() : zeros(p.numel(), dtype: p.dtype, device: p.device)).ToList(), 0).clone();

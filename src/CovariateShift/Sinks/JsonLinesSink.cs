@@ -25,13 +25,18 @@ public sealed class JsonLinesSink : IStepSink
     private bool _disposed;
     private bool _registered;
 
-    /// <summary>Creates (or truncates) the file at <paramref name="path"/>, its directory when missing, and holds it
-    /// exclusively until disposed.</summary>
+    /// <summary>Histogram counts every this many recorded steps unless told otherwise (the one default of the sink,
+    /// <see cref="StepSinks.JsonLines"/> and <see cref="MonitorOptions.JsonLinesHistogramEvery"/>).</summary>
+    public const int DefaultHistogramEvery = 10;
+
+    /// <summary>Creates (or truncates; with <paramref name="append"/> continues) the file at <paramref name="path"/>, its
+    /// directory when missing, and holds it exclusively until disposed.</summary>
     /// <param name="path">The metrics file.</param>
     /// <param name="histogramEvery">Write histogram counts every this many recorded steps (the first included); other
-    /// lines carry <c>"histogram": null</c>.</param>
+    /// lines carry <c>"histogram": null</c>. Default <see cref="DefaultHistogramEvery"/>.</param>
+    /// <param name="append">Keep the file's lines and append after them (a resumed run); default false: truncate.</param>
     /// <exception cref="IOException">The file cannot be created, or another writer holds it; the message names the path.</exception>
-    public JsonLinesSink(string path, int histogramEvery = 1)
+    public JsonLinesSink(string path, int histogramEvery = DefaultHistogramEvery, bool append = false)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
         ArgumentOutOfRangeException.ThrowIfLessThan(histogramEvery, 1);
@@ -60,7 +65,9 @@ public sealed class JsonLinesSink : IStepSink
             {
                 throw new LockedException($"The metrics file '{Path}' is already being written by another process; give each monitor its own JsonLinesPath.", e);
             }
-            stream.SetLength(0);
+            if (append) stream.Seek(0, SeekOrigin.End);
+            else stream.SetLength(0);
+            _committed = stream.Position;
             _stream = stream;
         }
         catch (LockedException e)
@@ -87,7 +94,7 @@ public sealed class JsonLinesSink : IStepSink
     }
 
     /// <summary>Writes to <paramref name="stream"/> (tests: a stream that fails like a full disk). The sink owns it.</summary>
-    internal JsonLinesSink(Stream stream, string path, int histogramEvery = 1)
+    internal JsonLinesSink(Stream stream, string path, int histogramEvery = DefaultHistogramEvery)
     {
         _stream = stream;
         Path = path;
@@ -97,6 +104,20 @@ public sealed class JsonLinesSink : IStepSink
 
     /// <summary>Full path of the file.</summary>
     public string Path { get; }
+
+    /// <summary>Records written before this sink by the run it continues (<see cref="MonitorOptions.FirstStep"/>): the
+    /// histogram cadence counts them, so a resumed run writes histograms on the same records as a straight run.</summary>
+    internal long RecordsBefore
+    {
+        get => _recordsBefore;
+        init
+        {
+            _recordsBefore = value;
+            _written = value;
+        }
+    }
+
+    private readonly long _recordsBefore;
 
     /// <inheritdoc />
     public string Target => Path;

@@ -7,9 +7,11 @@ using Serilog.Events;
 namespace CovariateShift.Sinks;
 
 /// <summary>
-/// Structured Serilog events: per layer per recorded step at Debug, one summary per step at Information, and a
-/// Warning when an anomaly starts (it is not repeated while it persists; it is warned again after it cleared and came back).
-/// Every value is a named property (message templates, no string interpolation).
+/// Structured Serilog events: per layer per recorded step at Debug, one summary per step at Information, and per
+/// anomaly kind one Warning listing the layers where it started at that step (not repeated while it persists; the
+/// advice on the kind's first warning of the run; the per-layer detail at Debug; a warning identical to an earlier one
+/// is counted and summarized when the sink closes). Every value is a named property (message templates, no string
+/// interpolation), named as in <see cref="LogProperties"/>.
 /// </summary>
 public sealed class SerilogSink : IStepSink
 {
@@ -19,6 +21,8 @@ public sealed class SerilogSink : IStepSink
     /// (<see cref="LayerRecord"/>, <see cref="LayerStatistics"/>, <see cref="ShiftMetrics"/>).</summary>
     internal const string LayerEventTemplate = "Step {Step} {Layer} ({LayerType}): mean {Mean} std {Std} near-zero {NearZeroFraction}, drift {MeanDrift} variance ratio {VarianceRatio} KL {KlDivergence}";
     private HashSet<(string Layer, AnomalyKind Kind)> _active = [];
+    private readonly HashSet<AnomalyKind> _advised = [];
+    private readonly Dictionary<string, (AnomalyKind Kind, string[] Layers, long Repeats, long LastStep)> _warned = new(StringComparer.Ordinal);
 
     /// <summary>Logs to <paramref name="logger"/>, with SourceContext <see cref="ActivationMonitor.LogSourceContext"/>.</summary>
     public SerilogSink(ILogger logger)
@@ -51,23 +55,70 @@ public sealed class SerilogSink : IStepSink
                 drift?.Shift!.MeanDrift, drift?.Layer, kl?.Shift!.KlDivergence, kl?.Layer, record.Anomalies.Count);
         }
 
+        WarnAnomalies(record);
+    }
+
+    /// <summary>
+    /// One Warning per anomaly kind per record for the layers where it started (it is not repeated while it persists),
+    /// naming the layers and the most extreme value, with the advice on the kind's first warning of the run; the
+    /// per-layer detail at Debug. A warning identical to an earlier one (same kind, same layers) is counted instead of
+    /// logged again and summarized when the sink closes.
+    /// </summary>
+    private void WarnAnomalies(StepRecord record)
+    {
         var now = new HashSet<(string, AnomalyKind)>();
+        var started = new List<Anomaly>();
         foreach (var a in record.Anomalies)
         {
             now.Add((a.Layer, a.Kind));
             if (a.Forecast is { } f)
                 ForecastWarning(f);
             else if (!_active.Contains((a.Layer, a.Kind)))
-                _log.Warning("{Layer}: {Kind} ({Value}) at step {Step}. {Hint}", a.Layer, a.Kind, a.Value, a.Step, a.Hint);
+                started.Add(a);
         }
         _active = now;
+        foreach (var group in started.GroupBy(a => a.Kind))
+        {
+            var kind = group.Key;
+            var layers = group.Select(a => a.Layer).Distinct(StringComparer.Ordinal).ToArray();
+            var worst = group.MaxBy(a => Extremity(kind, a.Value))!;
+            if (_log.IsEnabled(LogEventLevel.Debug))
+            {
+                foreach (var a in group)
+                    _log.Debug("{Layer}: {Kind} ({Value}) at step {Step}. {Hint}", a.Layer, a.Kind, a.Value, a.Step, a.Hint);
+            }
+            var key = kind + "\n" + string.Join('\n', layers);
+            if (_warned.TryGetValue(key, out var seen))
+            {
+                _warned[key] = (seen.Kind, seen.Layers, seen.Repeats + 1, record.Step);
+                continue;
+            }
+            _warned[key] = (kind, layers, 0, record.Step);
+            string advice = _advised.Add(kind) ? " " + worst.Hint : "";
+            _log.ForContext(LogProperties.Layers, layers).Warning(
+                "{Kind} at step {Step} in {LayerCount} {LayerNoun:l} ({Extreme:l} {Value:G3} at {Layer:l}): {LayerList:l}.{Hint:l}",
+                kind, record.Step, layers.Length, layers.Length == 1 ? "layer" : "layers", kind == AnomalyKind.VanishingGradient ? "smallest" : "largest",
+                worst.Value, worst.Layer, Join(layers), advice);
+        }
     }
+
+    /// <summary>How far from normal an anomaly's value is, for picking the one a warning names.</summary>
+    private static double Extremity(AnomalyKind kind, double value) => kind switch
+    {
+        AnomalyKind.VarianceShift => Math.Abs(Math.Log(value)),
+        AnomalyKind.VanishingGradient => -value,
+        _ => double.IsNaN(value) ? double.PositiveInfinity : value,
+    };
+
+    /// <summary>The layers of a warning as text: all of them up to 8, else the first 8 and how many more.</summary>
+    private static string Join(string[] layers) =>
+        layers.Length <= 8 ? string.Join(", ", layers) : string.Join(", ", layers.Take(8)) + $" and {layers.Length - 8} more";
 
     /// <summary>A forecast warning (the anomaly is on the episode's first record only), with its own named properties.</summary>
     private void ForecastWarning(Forecast.DivergenceForecast f)
     {
         var top = f.Signals.Count > 0 ? f.Signals[0] : null;
-        _log.ForContext(nameof(AnomalyKind), AnomalyKind.DivergenceAhead).ForContext(nameof(Anomaly.Hint), Forecast.ForecastAnomaly.From(f).Hint).Warning(Forecast.ForecastAnomaly.WarningTemplate,
+        _log.ForContext(LogProperties.Kind, AnomalyKind.DivergenceAhead).ForContext(LogProperties.Hint, Forecast.ForecastAnomaly.From(f).Hint).Warning(Forecast.ForecastAnomaly.WarningTemplate,
             f.Step, f.Horizon, f.Score, top?.Statistic, f.Layer, top?.Growth,
             f.Signals.Select(s => new Dictionary<string, object> { ["Layer"] = s.Layer, ["Statistic"] = s.Statistic, ["Growth"] = s.Growth }).ToList());
     }
@@ -107,6 +158,16 @@ public sealed class SerilogSink : IStepSink
             r.Shift?.MeanDrift, r.Shift?.VarianceRatio, r.Shift?.KlDivergence);
     }
 
-    /// <inheritdoc />
-    public void Dispose() { }
+    /// <summary>Summarizes the warnings that were raised again and not repeated (one Warning each).</summary>
+    public void Dispose()
+    {
+        foreach (var (kind, layers, repeats, last) in _warned.Values)
+        {
+            if (repeats == 0) continue;
+            _log.ForContext(LogProperties.Layers, layers).Warning(
+                "{Kind} in {LayerCount} {LayerNoun:l} ({LayerList:l}) came back {Repeats} more times after it first cleared, last at step {LastStep}",
+                kind, layers.Length, layers.Length == 1 ? "layer" : "layers", Join(layers), repeats, last);
+        }
+        _warned.Clear();
+    }
 }

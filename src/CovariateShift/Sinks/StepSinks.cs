@@ -10,9 +10,10 @@ namespace CovariateShift.Sinks;
 public static class StepSinks
 {
     /// <summary>A JSON Lines metrics file (see <see cref="JsonLinesSink"/>), held exclusively.</summary>
-    /// <param name="path">The file (created or truncated).</param>
-    /// <param name="histogramEvery">Histogram counts every this many recorded steps. Default 10.</param>
-    public static IStepSink JsonLines(string path, int histogramEvery = 10) => new JsonLinesSink(path, histogramEvery);
+    /// <param name="path">The file (created or truncated; appended with <paramref name="append"/>).</param>
+    /// <param name="histogramEvery">Histogram counts every this many recorded steps. Default <see cref="JsonLinesSink.DefaultHistogramEvery"/>.</param>
+    /// <param name="append">Continue the file instead of truncating it.</param>
+    public static IStepSink JsonLines(string path, int histogramEvery = JsonLinesSink.DefaultHistogramEvery, bool append = false) => new JsonLinesSink(path, histogramEvery, append);
 
     /// <summary>TensorBoard event files in <paramref name="directory"/> (see <see cref="TensorBoardSink"/>).</summary>
     /// <param name="directory">The event-file directory (created when missing).</param>

@@ -6,10 +6,10 @@ namespace CovariateShift.Sinks;
 
 /// <summary>
 /// Writes standard TensorBoard event files through TorchSharp's <c>SummaryWriter</c>: per layer the scalars
-/// <c>{layer}/mean</c>, <c>/std</c>, <c>/near_zero</c>, <c>/mean_drift</c>, <c>/variance_ratio</c>, <c>/kl</c>,
-/// <c>/grad_norm</c>, <c>/update_ratio</c>, <c>loss</c> and the monitor's own cost <c>monitor/monitor_ms</c>,
-/// <c>monitor/step_ms</c>, <c>monitor/overhead</c> (their ratio: the share of the step time) and
-/// <c>monitor/steps_since_previous</c>; and every <see cref="MonitorOptions.TensorBoardHistogramEvery"/>
+/// <c>{layer}/mean</c>, <c>/std</c>, <c>/near_zero_fraction</c>, <c>/mean_drift</c>, <c>/variance_ratio</c>,
+/// <c>/kl_divergence</c>, <c>/grad_norm</c>, <c>/update_to_weight_ratio</c> (the metrics schema's names), <c>loss</c> and the
+/// monitor's own cost <c>monitor/monitor_ms</c>, <c>monitor/step_ms</c>, <c>monitor/overhead</c> (their ratio: the share of
+/// the step time) and <c>monitor/steps_since_previous</c>; and every <see cref="MonitorOptions.TensorBoardHistogramEvery"/>
 /// recorded steps a histogram <c>{layer}/activations</c> rebuilt from the layer's fixed-edge histogram (bin centres
 /// repeated by their counts). Non-finite scalars are skipped (TensorBoard cannot plot them).
 /// </summary>
@@ -18,6 +18,18 @@ public sealed class TensorBoardSink : IStepSink
     private readonly TorchSharp.Modules.SummaryWriter _writer;
     private readonly int _histogramEvery;
     private long _written;
+    private readonly long _recordsBefore;
+
+    /// <summary>Records the run wrote before this sink (<see cref="MonitorOptions.FirstStep"/>): the histogram cadence counts them.</summary>
+    internal long RecordsBefore
+    {
+        get => _recordsBefore;
+        init
+        {
+            _recordsBefore = value;
+            _written = value;
+        }
+    }
 
     /// <summary>Writes event files into <paramref name="directory"/> (created when missing).</summary>
     /// <exception cref="IOException">The directory cannot be created or written; the message names it.</exception>
@@ -64,24 +76,27 @@ public sealed class TensorBoardSink : IStepSink
         {
             if (r.Statistics is { } s)
             {
-                Scalar($"{r.Layer}/mean", s.Mean, step);
-                Scalar($"{r.Layer}/std", s.Std, step);
-                Scalar($"{r.Layer}/near_zero", s.NearZeroFraction, step);
+                Scalar($"{r.Layer}/{Tag(nameof(s.Mean))}", s.Mean, step);
+                Scalar($"{r.Layer}/{Tag(nameof(s.Std))}", s.Std, step);
+                Scalar($"{r.Layer}/{Tag(nameof(s.NearZeroFraction))}", s.NearZeroFraction, step);
                 if (histograms && s.Histogram is not null) Histogram($"{r.Layer}/activations", s.Histogram, step);
             }
             if (r.Shift is { } sh)
             {
-                Scalar($"{r.Layer}/mean_drift", sh.MeanDrift, step);
-                Scalar($"{r.Layer}/variance_ratio", sh.VarianceRatio, step);
-                Scalar($"{r.Layer}/kl", sh.KlDivergence, step);
+                Scalar($"{r.Layer}/{Tag(nameof(sh.MeanDrift))}", sh.MeanDrift, step);
+                Scalar($"{r.Layer}/{Tag(nameof(sh.VarianceRatio))}", sh.VarianceRatio, step);
+                Scalar($"{r.Layer}/{Tag(nameof(sh.KlDivergence))}", sh.KlDivergence, step);
             }
             if (r.Gradients is { } g)
             {
-                Scalar($"{r.Layer}/grad_norm", g.GradNorm, step);
-                if (g.UpdateToWeightRatio is { } u) Scalar($"{r.Layer}/update_ratio", u, step);
+                Scalar($"{r.Layer}/{Tag(nameof(g.GradNorm))}", g.GradNorm, step);
+                if (g.UpdateToWeightRatio is { } u) Scalar($"{r.Layer}/{Tag(nameof(g.UpdateToWeightRatio))}", u, step);
             }
         }
     }
+
+    /// <summary>A record property's name as the metrics schema writes it (snake_case), the tag's last part.</summary>
+    private static string Tag(string propertyName) => System.Text.Json.JsonNamingPolicy.SnakeCaseLower.ConvertName(propertyName);
 
     private void Scalar(string tag, double value, int step)
     {
