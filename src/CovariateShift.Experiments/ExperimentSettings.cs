@@ -53,7 +53,7 @@ public sealed record ExperimentSettings
     /// <summary>Creates the logger of a run (it writes log.clef in the run directory); null: no log files.</summary>
     public Func<string, ILogger>? LoggerFactory { get; init; }
 
-    /// <summary>forecast: the grid file (JSON, as models/forecast-grid.json); null: the shipped grid.</summary>
+    /// <summary>forecast: the grid file (JSON, as models/grids/forecast-grid.json); null: the shipped grid.</summary>
     public string? ForecastGrid { get; init; }
 
     /// <summary>Where progress lines go.</summary>

@@ -21,7 +21,7 @@ public sealed class ForecastRunTests(ITestOutputHelper output) : IDisposable
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
     /// <summary>8x64 ReLU MLP without normalization (He init), SGD momentum 0.9, batch 128, recorded every 5 steps,
-    /// linear warm-up over 150 steps to <paramref name="lr"/>: as in the forecast grid (models/forecast-grid.json).</summary>
+    /// linear warm-up over 150 steps to <paramref name="lr"/>: as in the forecast grid (models/grids/forecast-grid.json).</summary>
     private TrainResult Train(string name, double lr, int warmup, int steps, bool stop = false)
     {
         torch.manual_seed(2);

@@ -31,7 +31,7 @@ internal static class ExperimentCommand
         var width = CliNumbers.OptionalInt("--width", "MLP width (128) or CNN base width (batch-sweep 8).", 1);
         var trainLimit = CliNumbers.OptionalInt("--train-limit", "Use only the first N training images.", 1);
         var testLimit = CliNumbers.OptionalInt("--test-limit", "Evaluate on only the first N test images.", 1);
-        var grid = new Option<string?>("--grid") { Description = "forecast: the grid file (default: the shipped models/forecast-grid.json)." };
+        var grid = new Option<string?>("--grid") { Description = "forecast: the grid file (default: the shipped models/grids/forecast-grid.json)." };
         var seed = new Option<int>("--seed") { Description = "Seed of every run.", DefaultValueFactory = _ => 0 };
         var overwrite = new Option<bool>("--overwrite") { Description = "Write into an existing non-empty --out (its runs, report and figures are replaced; other files are kept)." };
         var cmd = new Command("experiment", "Run a classic normalization experiment (bn-fig1, lr-sweep, depth-sweep, batch-sweep, ics, forecast); writes runs, report.html, figures and results.md.")

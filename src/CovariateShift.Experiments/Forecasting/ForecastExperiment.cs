@@ -13,7 +13,7 @@ using ScottPlot;
 namespace CovariateShift.Experiments.Forecasting;
 
 /// <summary>
-/// <c>covshift experiment forecast</c>: trains the grid (<c>models/forecast-grid.json</c>; a run directory that already
+/// <c>covshift experiment forecast</c>: trains the grid (<c>models/grids/forecast-grid.json</c>; a run directory that already
 /// holds a summary.json is read, not trained again), labels every run with <see cref="FailureLabel"/>, chooses the
 /// loss-spike factor and the forecaster's weights on the tuning seeds, and scores every rule on the held-out seeds.
 /// Writes results.md (the tables), forecast.json (the tuned forecaster options), forecast-runs.png and report.html.
@@ -29,7 +29,7 @@ internal static class ForecastExperiment
     /// <summary>The snake_case JSON form of forecaster options (models/forecast.json).</summary>
     public static readonly JsonSerializerOptions OptionsJson = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true };
 
-    /// <summary>The grid shipped with the assembly (models/forecast-grid.json).</summary>
+    /// <summary>The grid shipped with the assembly (models/grids/forecast-grid.json).</summary>
     public static ForecastGrid DefaultGrid()
     {
         using var stream = typeof(ForecastExperiment).Assembly.GetManifestResourceStream("CovariateShift.Experiments.forecast-grid.json")

@@ -16,7 +16,7 @@ namespace CovariateShift.Experiments.Forecasting;
 public sealed record ForecastGridPoint(string Name, int Depth, int Width, string Norm, string Optimizer, double LearningRate, int WarmupSteps, string Init);
 
 /// <summary>
-/// The forecast experiment's grid (<c>models/forecast-grid.json</c>): the data, the run length and the grid points;
+/// The forecast experiment's grid (<c>models/grids/forecast-grid.json</c>): the data, the run length and the grid points;
 /// every point trains once per seed. Runs with a seed in <see cref="TuningSeeds"/> choose the parameters (of the
 /// forecaster and of the loss-spike baseline); runs with a seed in <see cref="HeldOutSeeds"/> evaluate them.
 /// </summary>
