@@ -34,16 +34,7 @@ internal static class ForecastExperiment
     {
         using var stream = typeof(ForecastExperiment).Assembly.GetManifestResourceStream("CovariateShift.Experiments.forecast-grid.json")
             ?? throw new InvalidOperationException("The forecast grid resource is missing from the assembly.");
-        var path = Path.Combine(Path.GetTempPath(), $"covshift-forecast-grid-{Environment.ProcessId}.json");
-        try
-        {
-            using (var file = File.Create(path)) stream.CopyTo(file);
-            return ForecastGrid.Load(path);
-        }
-        finally
-        {
-            File.Delete(path);
-        }
+        return ForecastGrid.Read(stream, "the built-in forecast grid");
     }
 
     public static (string, List<string>, ReportOptions, List<string>) Run(ExperimentSettings s)
@@ -92,7 +83,7 @@ internal static class ForecastExperiment
     }
 
     private static string Describe(ForecastOptions o) => string.Create(CultureInfo.InvariantCulture,
-        $"(activation {o.ActivationWeight:G3}, gradient {o.GradientWeight:G3}, loss {o.LossWeight:G3}, patience {o.Patience}, smoothing {o.Smoothing:G3})");
+        $"(activation {o.ActivationWeight:G3}, gradient {o.GradientWeight:G3}, loss {o.LossWeight:G3}, activation trend {o.ActivationTrendWeight:G3}, gradient trend {o.GradientTrendWeight:G3}, loss trend {o.LossTrendWeight:G3}, patience {o.Patience}, smoothing {o.Smoothing:G3}, trend span {o.TrendSpan:G3})");
 
     /// <summary>The targets of the issue, met or missed by how much.</summary>
     private static string Targets(RuleScore f, IReadOnlyList<RuleScore> baselines)
