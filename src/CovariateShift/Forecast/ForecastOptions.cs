@@ -23,8 +23,8 @@ public sealed record ForecastOptions
     /// <summary>Records before the lowest levels (the baselines) start to be tracked; the score is 0 until then. At least 1. Default 5.</summary>
     public int WarmupRecords { get; init; } = 5;
 
-    /// <summary>Weight of the largest per-layer growth of ln RMS activation (per nat). Finite, &gt;= 0. Default 0.25.</summary>
-    public double ActivationWeight { get; init; } = 0.25;
+    /// <summary>Weight of the largest per-layer growth of ln RMS activation (per nat). Finite, &gt;= 0. Default 0.1.</summary>
+    public double ActivationWeight { get; init; } = 0.1;
 
     /// <summary>Weight of the largest per-layer growth of ln gradient norm (per nat). Finite, &gt;= 0. Default 0.25.</summary>
     public double GradientWeight { get; init; } = 0.25;
@@ -35,8 +35,8 @@ public sealed record ForecastOptions
     /// <summary>Span (in records) of the slow moving averages the trends are measured against. Greater than <see cref="Smoothing"/>. Default 20.</summary>
     public double TrendSpan { get; init; } = 20;
 
-    /// <summary>Weight of the largest per-layer trend of ln RMS activation (per nat). Finite, &gt;= 0. Default 0.</summary>
-    public double ActivationTrendWeight { get; init; }
+    /// <summary>Weight of the largest per-layer trend of ln RMS activation (per nat). Finite, &gt;= 0. Default 0.5.</summary>
+    public double ActivationTrendWeight { get; init; } = 0.5;
 
     /// <summary>Weight of the largest per-layer trend of ln gradient norm (per nat). Finite, &gt;= 0. Default 0.</summary>
     public double GradientTrendWeight { get; init; }
