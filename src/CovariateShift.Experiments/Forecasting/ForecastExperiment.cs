@@ -130,7 +130,7 @@ internal static class ForecastExperiment
 
     /// <summary>
     /// Each failing run's loss (log10) against the steps to its failure (0 = the failure step), one colour per grid point,
-    /// with the forecaster's first warning marked on its curve (a dot; left of 0 is a warning in time).
+    /// the last 100 steps before it, with the forecaster's first warning marked on its curve (a dot; left of -10 is a warning in time).
     /// </summary>
     private static void Figure(List<RunTrace> runs, ForecasterRule rule, string path)
     {
@@ -143,7 +143,7 @@ internal static class ForecastExperiment
             if (t.FailureStep is not { } f) continue;
             string point = PointName(t);
             var color = palette.GetColor(points.IndexOf(point) % 10);
-            var losses = t.Losses.Where(l => double.IsFinite(l.Loss) && l.Loss > 0 && l.Step <= f + 10).ToList();
+            var losses = t.Losses.Where(l => double.IsFinite(l.Loss) && l.Loss > 0 && l.Step >= f - 100 && l.Step <= f + 3).ToList();
             var line = plt.Add.Scatter(losses.Select(l => (double)(l.Step - f)).ToArray(), losses.Select(l => Math.Log10(l.Loss)).ToArray());
             line.Color = color.WithAlpha(0.6);
             line.MarkerSize = 0;
@@ -164,7 +164,8 @@ internal static class ForecastExperiment
         var lead = plt.Add.VerticalLine(-ForecastEvaluation.MinLead);
         lead.Color = Colors.Gray;
         lead.LinePattern = LinePattern.Dotted;
-        plt.ShowLegend();
+        plt.Axes.SetLimits(-100, 5, -1.3, 1.5);
+        plt.ShowLegend(Alignment.UpperLeft);
         plt.Title("Held-out failing runs: loss vs steps to failure (dashed: failure, dotted: 10 steps before), forecaster warning (dot)");
         plt.XLabel("steps relative to the failure step");
         plt.YLabel("log10 training loss");
