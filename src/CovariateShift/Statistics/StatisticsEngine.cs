@@ -89,14 +89,19 @@ internal sealed class StatisticsEngine : IStatisticsEngine
     {
         var shape = shapeOf.shape;
         int units = shape.Length >= 2 ? (int)shape[1] : 1;
-        long block = shape.Length >= 3 ? shape[2..].Aggregate(1L, (a, b) => a * b) : 0;
-        var summary = new ActivationSummary();
-        CpuKernel.Summarize(data, units, (int)block, channelStatistics: shape.Length == 4,
-            (float)_options.NearZeroThreshold, layer.Descriptor.Saturation, summary);
+        long block = 0;
+        if (shape.Length >= 3)
+        {
+            block = 1;
+            for (int d = 2; d < shape.Length; d++) block *= shape[d];
+        }
+        // The sample array becomes the summary's (immutable) sample as it is when every sampled value is finite.
         var sample = BuffersOf(layer).SampleFor(data.Length, _options.SampleSize, _options.Seed);
-        var values = new float[sample.Positions.Length];
+        var values = GC.AllocateUninitializedArray<float>(sample.Positions.Length);
         int count = sample.Gather(data, values);
-        return summary.Freeze(ImmutableArray.Create(values, 0, count));
+        var finite = count == values.Length ? ImmutableCollectionsMarshal.AsImmutableArray(values) : ImmutableArray.Create(values, 0, count);
+        return CpuKernel.Summarize(data, units, (int)block, channelStatistics: shape.Length == 4,
+            (float)_options.NearZeroThreshold, layer.Descriptor.Saturation, finite);
     }
 
     /// <summary>

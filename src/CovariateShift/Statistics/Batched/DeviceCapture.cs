@@ -135,7 +135,7 @@ internal sealed class DeviceCapture : IDisposable
     /// <summary>
     /// Merges a layer's chunks: per chunk (n_k finite values, mean m_k = pivot + S1/n_k, M2_k = S2 - S1^2/n_k with
     /// S1 = C * mean, S2 = C * (var + mean^2) about the chunk's pivot), then Chan et al.'s pairwise merge into units and
-    /// units into the layer, all in double.
+    /// units into the layer, all in double (<see cref="Moments.Merge"/>).
     /// </summary>
     private LayerSummary Summarize(ActivationLayout.Slot slot, int chunkLength, int m, ReadOnlySpan<float> chunks,
         ReadOnlySpan<float> sampled)
@@ -151,15 +151,15 @@ internal sealed class DeviceCapture : IDisposable
         var max = chunks.Slice(8 * m, m);
         var sat = Saturation ? chunks.Slice(9 * m, m) : default;
 
-        var s = new ActivationSummary { Count = slot.Count, Units = slot.Units };
         int perUnit = slot.ChunksPerUnit(chunkLength);
-        long finite = 0, nanCount = 0, infCount = 0, nearCount = 0, saturated = 0, dead = 0, used = 0;
-        double layerMean = 0, layerM2 = 0, sqMean = 0, varMean = 0;
+        long nanCount = 0, infCount = 0, nearCount = 0, saturated = 0, dead = 0, used = 0;
+        double sqMean = 0, varMean = 0;
+        var layer = Moments.Empty;
         float lo = float.PositiveInfinity, hi = float.NegativeInfinity;
         for (int u = 0; u < slot.Units; u++)
         {
-            long un = 0, unitNear = 0;
-            double um = 0, um2 = 0;
+            var unit = Moments.Empty;
+            long unitNear = 0;
             for (int c = 0; c < perUnit; c++)
             {
                 int k = slot.FirstChunk + u * perUnit + c;
@@ -177,47 +177,39 @@ internal sealed class DeviceCapture : IDisposable
                 double sk = scale[k], mk = mean[k] * sk;
                 double s1 = chunkLength * mk;
                 double s2 = chunkLength * (variance[k] * sk * sk + mk * mk);
-                double km = pivot[k] + s1 / kf;
-                double km2 = Math.Max(0.0, s2 - s1 * s1 / kf);
-                Merge(ref un, ref um, ref um2, kf, km, km2);
+                unit = Moments.Merge(unit, Moments.FromMean(kf, pivot[k] + s1 / kf, Math.Max(0.0, s2 - s1 * s1 / kf)));
             }
             nearCount += unitNear;
             if (slot.UnitLength - unitNear == 0) dead++;
-            if (un == 0) continue;
+            if (unit.Count == 0) continue;
             used++;
-            sqMean += um * um;
-            varMean += um2 / un;
-            Merge(ref finite, ref layerMean, ref layerM2, un, um, um2);
+            sqMean += unit.Mean * unit.Mean;
+            varMean += unit.M2 / unit.Count;
+            layer = Moments.Merge(layer, unit);
         }
-        s.FiniteCount = finite;
-        s.Pivot = finite > 0 ? layerMean : 0;
-        s.PivotedSum = 0;
-        s.PivotedSumSquares = layerM2;
-        s.Min = finite > 0 ? lo : double.NaN;
-        s.Max = finite > 0 ? hi : double.NaN;
-        s.NearZero = nearCount;
-        s.Saturated = saturated;
-        s.Nan = nanCount;
-        s.Inf = infCount;
-        s.DeadUnits = dead;
-        s.ChannelSquaredMean = slot.FourD ? (used > 0 ? sqMean / used : double.NaN) : null;
-        s.ChannelVariance = slot.FourD ? (used > 0 ? varMean / used : double.NaN) : null;
         var values = ImmutableArray.CreateBuilder<float>(sampled.Length);
         foreach (var v in sampled)
         {
             if (float.IsFinite(v)) values.Add(v);
         }
-        return s.Freeze(values.DrainToImmutable());
-    }
-
-    /// <summary>Chan et al.: merges (nb, mb, m2b) into (na, ma, m2a).</summary>
-    private static void Merge(ref long na, ref double ma, ref double m2a, long nb, double mb, double m2b)
-    {
-        long n = na + nb;
-        double delta = mb - ma;
-        ma += delta * nb / n;
-        m2a += m2b + delta * delta * ((double)na * nb / n);
-        na = n;
+        return new LayerSummary
+        {
+            Count = slot.Count,
+            FiniteCount = layer.Count,
+            Mean = layer.Mean,
+            Variance = layer.Variance,
+            Min = layer.Count > 0 ? lo : double.NaN,
+            Max = layer.Count > 0 ? hi : double.NaN,
+            NearZero = nearCount,
+            Units = slot.Units,
+            DeadUnits = dead,
+            Saturated = saturated,
+            Nan = nanCount,
+            Inf = infCount,
+            ChannelSquaredMean = slot.FourD ? (used > 0 ? sqMean / used : double.NaN) : null,
+            ChannelVariance = slot.FourD ? (used > 0 ? varMean / used : double.NaN) : null,
+            Sample = values.DrainToImmutable(),
+        };
     }
 
     public void Dispose()
