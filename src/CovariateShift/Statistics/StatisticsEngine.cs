@@ -123,14 +123,13 @@ internal sealed class StatisticsEngine : IStatisticsEngine
                 using var g = p.grad;
                 if (g is null) continue;
                 capture ??= new GradientCapture();
-                capture.Elements += p.numel();
+                capture.AddParameter(p.numel());
                 if (UseCpuKernel(p) && UseCpuKernel(g) && p.is_contiguous() && g.is_contiguous())
                 {
                     var w = MemoryMarshal.Cast<byte, float>(p.bytes);
                     var buffer = BuffersOf(layer).SnapshotBuffer(capture.HostSnapshots.Count, w.Length);
                     capture.HostSnapshots.Add((p, buffer));
-                    capture.GradSquares += CpuNorms.SumSquares(MemoryMarshal.Cast<byte, float>(g.bytes));
-                    capture.WeightSquares += CpuNorms.SumSquaresAndCopy(w, buffer);
+                    capture.AddHost(CpuNorms.SumSquares(MemoryMarshal.Cast<byte, float>(g.bytes)), CpuNorms.SumSquaresAndCopy(w, buffer));
                 }
                 else
                 {
@@ -198,7 +197,7 @@ internal sealed class StatisticsEngine : IStatisticsEngine
         try
         {
             foreach (var (index, summary) in _activations) activations[index] = summary;
-            foreach (var (_, g) in gradients) g.UpdateSquares = HostUpdateSquares(g);
+            foreach (var (_, g) in gradients) g.SetHostUpdate(HostUpdateSquares(g));
             device = _device.Launch();
         }
         catch
@@ -224,7 +223,7 @@ internal sealed class StatisticsEngine : IStatisticsEngine
             var sums = new GradientSums?[layerCount];
             foreach (var (index, g) in gradients)
             {
-                sums[index] = new GradientSums(g.GradSquares, g.WeightSquares, g.UpdateSquares, g.Elements);
+                sums[index] = g.ToSums();
                 g.Dispose();
             }
             return new StepCapture(step, loss, [.. activations], [.. sums]);
