@@ -8,6 +8,7 @@
 #   sudo scripts/clean-debian12.sh                 # fresh root under /var/tmp, removed at the end
 #   sudo scripts/clean-debian12.sh --keep DIR      # build the root in DIR (must not exist) and keep it
 #   sudo scripts/clean-debian12.sh --tests         # also run `scripts/test.sh --fast` inside (installs chromium there)
+#   sudo scripts/clean-debian12.sh --all-tests     # also run `scripts/test.sh` inside: every test, the README's second command
 #
 # COVSHIFT_DEMO_ARGS overrides the demo's arguments (default: the README's demo). COVSHIFT_DEBIAN_MIRROR overrides the
 # mirror (default: this machine's Debian mirror, else deb.debian.org).
@@ -26,8 +27,9 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --keep) [ $# -ge 2 ] || fail "--keep needs a directory"; keep="$2"; shift 2 ;;
     --tests) tests=1; shift ;;
-    -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) fail "unknown argument '$1'; expected --keep DIR, --tests or --help" ;;
+    --all-tests) tests=2; shift ;;
+    -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) fail "unknown argument '$1'; expected --keep DIR, --tests, --all-tests or --help" ;;
   esac
 done
 demo_args="${COVSHIFT_DEMO_ARGS:---model mlp --depth 8 --norm none batch --steps 400 --lr 0.05 --out runs/demo}"
@@ -38,7 +40,7 @@ demo_args="${COVSHIFT_DEMO_ARGS:---model mlp --depth 8 --norm none batch --steps
 # All mounts live in a private mount namespace: even if this script is killed they never outlive it.
 if [ -z "${COVSHIFT_IN_PRIVATE_NS:-}" ]; then
   command -v unshare >/dev/null 2>&1 || fail "unshare (util-linux) is missing."
-  args=(); [ -n "$keep" ] && args+=(--keep "$keep"); [ "$tests" = 1 ] && args+=(--tests)
+  args=(); [ -n "$keep" ] && args+=(--keep "$keep"); [ "$tests" = 1 ] && args+=(--tests); [ "$tests" = 2 ] && args+=(--all-tests)
   COVSHIFT_IN_PRIVATE_NS=1 exec unshare --mount --propagation private "$BASH" "${BASH_SOURCE[0]}" "${args[@]}"
 fi
 
@@ -121,7 +123,7 @@ inside() {
 }
 
 phase "inside: scripts/bootstrap.sh (COVSHIFT_SKIP_BROWSER=1 unless --tests: the demo needs no browser)"
-skip_browser=1; [ "$tests" = 1 ] && skip_browser=0
+skip_browser=1; [ "$tests" != 0 ] && skip_browser=0
 inside bash -c "cd /work/CovariateShift && COVSHIFT_SKIP_BROWSER=$skip_browser scripts/bootstrap.sh"
 
 phase "inside: scripts/covshift train $demo_args"
@@ -131,6 +133,9 @@ inside bash -c "cd /work/CovariateShift && scripts/covshift train $demo_args"
 if [ "$tests" = 1 ]; then
   phase "inside: scripts/test.sh --fast"
   inside bash -c "cd /work/CovariateShift && scripts/test.sh --fast"
+elif [ "$tests" = 2 ]; then
+  phase "inside: scripts/test.sh"
+  inside bash -c "cd /work/CovariateShift && scripts/test.sh"
 fi
 
 phase "after: what the set-up left on the clean root"

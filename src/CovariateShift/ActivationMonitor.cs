@@ -456,7 +456,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         Drain(wait: true);
-        return _builder.ExportState();
+        return _builder.ExportState() with { LastRecordStep = _lastRecordStep };
     }
 
     /// <summary>Restores what <see cref="ExportState"/> saved (layers matched by name; layers it does not know start afresh).</summary>
@@ -466,6 +466,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         ArgumentNullException.ThrowIfNull(state);
         ObjectDisposedException.ThrowIf(_disposed, this);
         _builder.ImportState(state);
+        if (state.LastRecordStep is { } last) _lastRecordStep = last;
     }
 
     /// <summary>Receives every record from now on (in-memory consumers). Dispose the returned handle to unsubscribe.</summary>

@@ -310,7 +310,7 @@ public sealed class ReliabilityTests : IDisposable
     [InlineData("lr-sweep", "--lrs 1e300", "--lrs must be in (0, 3.4E+38]; got 1e300.")]
     [InlineData("depth-sweep", "--depths 4 0", "--depths must be at least 1; got 0.")]
     [InlineData("batch-sweep", "--batch-sizes 8 100000", "Experiment run 'batch-batch100000': batch size 100000 is larger than the 200 training examples")]
-    [InlineData("lr-sweep", "--lrs 0.01 --depth 2 --width 8 --norms batch", "results.md' in the run directory is a symbolic link")]
+    [InlineData("lr-sweep", "--lrs 0.01 --depth 2 --width 8 --norms batch --overwrite", "results.md' in the run directory is a symbolic link")]
     public void Experiment_settings_are_checked_before_anything_is_written(string experiment, string flags, string expected)
     {
         var outDir = Path.Combine(_dir, "experiment");

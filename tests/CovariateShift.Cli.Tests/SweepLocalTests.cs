@@ -2,7 +2,10 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using CovariateShift.Cli.Sweeps;
+using CovariateShift.Nn.Normalization;
 using CovariateShift.Sinks;
+using CovariateShift.Training.Runtime;
+using CovariateShift.Training.Training;
 
 namespace CovariateShift.Cli.Tests;
 
@@ -32,7 +35,6 @@ public sealed class SweepLocalTests : IDisposable
     /// <summary>A spec: base options and the rest ("grid": ... or "points": ...).</summary>
     internal static string Spec(string baseJson, string rest) => "{\"base\": " + baseJson + ", " + rest + "}";
 
-    private static JsonElement Json(string path) => JsonDocument.Parse(File.ReadAllText(path)).RootElement;
 
     /// <summary>Mean JS divergence over the hidden activations' records with a shift, read straight from the JSON lines.</summary>
     internal static double MeanJs(string metricsPath) => File.ReadAllLines(metricsPath).Select(l => JsonDocument.Parse(l).RootElement)
@@ -98,27 +100,27 @@ public sealed class SweepLocalTests : IDisposable
         foreach (var (id, i) in ids.Select((id, i) => (id, i)))
         {
             var run = Path.Combine(outDir, "runs", id);
-            var config = Json(Path.Combine(run, "config.json"));
+            var config = RunConfig.Load(run);   // the run directory's own reader
             var norm = id.Split(',')[0].Split('=')[1];
             var lr = double.Parse(id.Split(',')[1].Split('=')[1], CultureInfo.InvariantCulture);
-            Assert.Equal(norm, config.GetProperty("model").GetProperty("norm").GetString());
-            Assert.Equal(lr, config.GetProperty("optimizer").GetProperty("learningRate").GetDouble());
-            Assert.Equal(16, config.GetProperty("model").GetProperty("width").GetInt32());
-            var summary = Json(Path.Combine(run, "summary.json"));
+            Assert.Equal(norm, config.Model.Norm.ToCliName());
+            Assert.Equal(lr, config.Optimizer.LearningRate);
+            Assert.Equal(16, config.Model.Width);
+            var summary = TrainResult.Read(Path.Combine(run, "summary.json"));
             var row = rows[i];
             Assert.Equal("finished", row["status"]);
             Assert.Equal(norm, row["norm"]);
             Assert.Equal(id.Split(',')[1].Split('=')[1], row["lr"]);
             Assert.Equal("20", row["steps"]);
-            Assert.Equal(summary.GetProperty("testAccuracy").GetDouble(), double.Parse(row["final_test_accuracy"], CultureInfo.InvariantCulture));
-            Assert.Equal(summary.GetProperty("bestTestAccuracy").GetDouble(), double.Parse(row["best_test_accuracy"], CultureInfo.InvariantCulture));
-            Assert.Equal(summary.GetProperty("finalTrainLoss").GetDouble(), double.Parse(row["final_train_loss"], CultureInfo.InvariantCulture));
+            Assert.Equal(summary.TestAccuracy!.Value, double.Parse(row["final_test_accuracy"], CultureInfo.InvariantCulture));
+            Assert.Equal(summary.BestTestAccuracy!.Value, double.Parse(row["best_test_accuracy"], CultureInfo.InvariantCulture));
+            Assert.Equal(summary.FinalTrainLoss, double.Parse(row["final_train_loss"], CultureInfo.InvariantCulture));
             Assert.Equal("false", row["diverged"]);
             Assert.Equal(MeanJs(Path.Combine(run, "metrics.jsonl")), double.Parse(row["mean_js_bits"], CultureInfo.InvariantCulture), 12);
             Assert.Equal("2", row["hidden_layers"]);
             Assert.True(double.Parse(row["wall_time_s"], CultureInfo.InvariantCulture) > 0);
             Assert.Equal(jsonl[i].MeanJensenShannon, double.Parse(row["mean_js_bits"], CultureInfo.InvariantCulture));
-            Assert.Equal(jsonl[i].FinalTestAccuracy, summary.GetProperty("testAccuracy").GetDouble());
+            Assert.Equal(jsonl[i].FinalTestAccuracy, summary.TestAccuracy);
         }
         var report = File.ReadAllText(Path.Combine(outDir, "report.html"));
         foreach (var id in ids) Assert.Contains(id, report);
@@ -130,10 +132,10 @@ public sealed class SweepLocalTests : IDisposable
         Assert.True(code == 0, error);
         foreach (var id in ids)
         {
-            var summary = Json(Path.Combine(outDir, "runs", id, "summary.json"));
+            var summary = TrainResult.Read(Path.Combine(outDir, "runs", id, "summary.json"));
             var line = output.Split('\n').Single(l => l.Contains($" {id} ", StringComparison.Ordinal));
             Assert.Contains("finished", line);
-            Assert.Contains(summary.GetProperty("testAccuracy").GetDouble().ToString("F4", CultureInfo.InvariantCulture), line);
+            Assert.Contains(summary.TestAccuracy!.Value.ToString("F4", CultureInfo.InvariantCulture), line);
             Assert.Contains("20/20", line);
         }
         Assert.Contains("4 points: 4 finished, 0 diverged, 0 failed, 0 interrupted, 0 running, 0 pending", output);
@@ -244,16 +246,17 @@ public sealed class SweepLocalTests : IDisposable
         Assert.True(process.ExitCode == 130, $"exit {process.ExitCode}: {Log()}");
         var state = PointState.Load(Path.Combine(outDir, "points", "lr=0.05"))!;
         Assert.Equal(PointStatus.Interrupted, state.Status);
-        Assert.False(File.Exists(Path.Combine(run, "summary.json")));
+        Assert.True(TrainResult.Read(Path.Combine(run, "summary.json")).Interrupted);   // how far it got; not an ended run
         var saved = CovariateShift.Training.Runtime.RunCheckpoint.Load(checkpoint).State;
         Assert.False(saved.Finished);
         Assert.InRange(saved.Step, 125, 2999);
 
         var (code, output, error) = SweepSpecTests.Run("sweep", spec, "--out", outDir);
         Assert.True(code == 0, error + output);
-        var summary = Json(Path.Combine(run, "summary.json"));
-        Assert.Equal(3000, summary.GetProperty("steps").GetInt32());
-        Assert.Equal(saved.Step, summary.GetProperty("startStep").GetInt64());   // continued from the checkpoint, not retrained
+        var summary = TrainResult.Read(Path.Combine(run, "summary.json"));
+        Assert.Equal(3000, summary.Steps);
+        Assert.False(summary.Interrupted);
+        Assert.Equal(saved.Step, summary.StartStep);   // continued from the checkpoint, not retrained
         Assert.Contains("(resume)", File.ReadAllText(Path.Combine(outDir, "points", "lr=0.05", "output.log")));
         state = PointState.Load(Path.Combine(outDir, "points", "lr=0.05"))!;
         Assert.Equal(PointStatus.Finished, state.Status);

@@ -190,7 +190,8 @@ public sealed class ShimElfTests : IDisposable
     public void ShouldWeaken_LibStdCxxWithoutTheVersion_SaysYes()
     {
         // A copy of the machine's libstdc++ whose GLIBCXX_3.4.32 name is renamed: what GCC 12's libstdc++ looks like
-        // to the check (it defines everything up to 3.4.30).
+        // to the check (it defines everything up to 3.4.30). On a machine with GCC 12's libstdc++ (a clean Debian 12)
+        // there is nothing to rename: the copy is the real case.
         var bytes = File.ReadAllBytes(ShimElf.FindLibStdCxx(null)!);
         var name = Encoding.ASCII.GetBytes(ShimElf.Version + "\0");
         var renamed = 0;
@@ -203,7 +204,8 @@ public sealed class ShimElfTests : IDisposable
         var copy = Path.Combine(_dir, "libstdc++.so.6");
         File.WriteAllBytes(copy, bytes);
 
-        Assert.True(renamed > 0, "the machine's libstdc++ names no GLIBCXX_3.4.32 to rename");
+        Assert.True(renamed > 0 || !ShimElf.DefinesVersion(File.ReadAllBytes(ShimElf.FindLibStdCxx(null)!), ShimElf.Version),
+            "the machine's libstdc++ defines GLIBCXX_3.4.32 but the name was not found to rename");
         Assert.False(ShimElf.DefinesVersion(bytes, ShimElf.Version));
         Assert.True(ShimElf.ShouldWeaken("auto", isLinux: true, copy, out var reason));
         Assert.Contains("does not define", reason, StringComparison.Ordinal);

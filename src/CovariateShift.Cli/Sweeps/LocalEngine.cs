@@ -79,7 +79,7 @@ public static class LocalEngine
         return state.Status switch
         {
             PointStatus.Finished or PointStatus.Diverged when s is not null => string.Create(CultureInfo.InvariantCulture,
-                $"{SweepResults.StatusName(state.Status)}{(s.Diverged ? $" at step {s.DivergedAtStep}" : "")} in {time}, test accuracy {s.TestAccuracy:F4} (best {s.BestTestAccuracy:F4}), train loss {s.FinalTrainLoss:F4}"),
+                $"{SweepResults.StatusName(state.Status)}{(s.Diverged ? $" at step {s.DivergedAtStep}" : "")}{(s.StoppedOnForecast ? $" (stopped by the forecaster after step {s.Steps}, warning at step {s.FirstForecastStep})" : "")} in {time}, test accuracy {s.TestAccuracy:F4} (best {s.BestTestAccuracy:F4}), train loss {s.FinalTrainLoss:F4}"),
             PointStatus.Interrupted => $"interrupted after {time} (checkpoint saved; rerun the sweep to resume)",
             _ => $"{SweepResults.StatusName(state.Status)} after {time}: {state.Error}",
         };

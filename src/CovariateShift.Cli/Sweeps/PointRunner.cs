@@ -68,7 +68,7 @@ public static class PointRunner
         var summary = RunSummary.TryLoad(runDir);
         var status = code switch
         {
-            0 or TrainCommand.DivergedExitCode when summary is not null => summary.Diverged ? PointStatus.Diverged : PointStatus.Finished,
+            0 or TrainCommand.DivergedExitCode or TrainCommand.ForecastStopExitCode when summary is not null => summary.Diverged ? PointStatus.Diverged : PointStatus.Finished,
             TrainCommand.InterruptedExitCode => PointStatus.Interrupted,
             _ => PointStatus.Failed,
         };

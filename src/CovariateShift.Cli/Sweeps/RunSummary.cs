@@ -1,12 +1,12 @@
-using System.Globalization;
-using System.Text.Json;
 using CovariateShift.Cli.Commands;
+using CovariateShift.Training.Training;
 
 namespace CovariateShift.Cli.Sweeps;
 
 /// <summary>
-/// What the sweep reads from a run directory's summary.json (written by <c>covshift train</c> when a run ends):
-/// steps, accuracies, loss, divergence and wall time. Accepts the camelCase names and their snake_case forms.
+/// What the sweep reads from a run directory's summary.json (written by <c>covshift train</c> when a run ends, read
+/// through the trainer's own reader, <see cref="TrainResult.Read"/>): steps, accuracies, loss, divergence, the
+/// forecaster's stop and wall time.
 /// </summary>
 /// <param name="Steps">Steps completed.</param>
 /// <param name="RequestedSteps">Steps the run was set to take.</param>
@@ -20,56 +20,34 @@ public sealed record RunSummary(long Steps, long RequestedSteps, double FinalTra
     /// <summary>Whether the run diverged.</summary>
     public bool Diverged => DivergedAtStep is not null;
 
-    /// <summary>Reads summary.json of <paramref name="runDirectory"/>; null when it is missing or unreadable (a run that did not end).</summary>
+    /// <summary>Whether <c>--on-forecast stop</c> ended the run at the forecaster's first warning (a result: the run is done).</summary>
+    public bool StoppedOnForecast { get; init; }
+
+    /// <summary>The step of the forecaster's first warning, or null.</summary>
+    public long? FirstForecastStep { get; init; }
+
+    /// <summary>
+    /// Reads summary.json of <paramref name="runDirectory"/>; null when it is missing or unreadable, or when it is the
+    /// summary of an interrupted run (Ctrl+C / SIGTERM writes one too; such a run has not ended and resumes).
+    /// </summary>
     public static RunSummary? TryLoad(string runDirectory)
     {
         var path = Path.Combine(runDirectory, TrainCommand.SummaryFileName);
         if (!File.Exists(path)) return null;
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllText(path));
-            var r = doc.RootElement;
-            if (r.ValueKind != JsonValueKind.Object) return null;
-            return new RunSummary(
-                (long)(Number(r, "steps") ?? 0),
-                (long)(Number(r, "requestedSteps") ?? 0),
-                Number(r, "finalTrainLoss") ?? double.NaN,
-                Number(r, "testAccuracy"),
-                Number(r, "bestTestAccuracy"),
-                Number(r, "divergedAtStep") is { } d ? (long)d : null,
-                Seconds(r, "wallTime"));
+            var r = TrainResult.Read(path);
+            if (r.Interrupted) return null;
+            return new RunSummary(r.Steps, r.RequestedSteps, r.FinalTrainLoss, r.TestAccuracy, r.BestTestAccuracy, r.DivergedAtStep,
+                r.WallTime > TimeSpan.Zero ? r.WallTime.TotalSeconds : null)
+            {
+                StoppedOnForecast = r.StoppedOnForecast,
+                FirstForecastStep = r.FirstForecastStep,
+            };
         }
-        catch (Exception e) when (e is JsonException or IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException)
         {
             return null;
         }
-    }
-
-    private static JsonElement? Find(JsonElement obj, string camel)
-    {
-        if (obj.TryGetProperty(camel, out var v)) return v;
-        var snake = string.Concat(camel.Select(c => char.IsUpper(c) ? "_" + char.ToLowerInvariant(c) : c.ToString()));
-        return obj.TryGetProperty(snake, out v) ? v : null;
-    }
-
-    private static double? Number(JsonElement obj, string name) => Find(obj, name) is { } v
-        ? v.ValueKind switch
-        {
-            JsonValueKind.Number => v.GetDouble(),
-            JsonValueKind.String when double.TryParse(v.GetString(), NumberStyles.Float, CultureInfo.InvariantCulture, out var d) => d,
-            JsonValueKind.String => v.GetString() switch { "NaN" => double.NaN, "Infinity" => double.PositiveInfinity, "-Infinity" => double.NegativeInfinity, _ => null },
-            _ => null,
-        }
-        : null;
-
-    /// <summary>A TimeSpan ("00:00:04.12") or a number of seconds (also under a "_s"/"Seconds" name).</summary>
-    private static double? Seconds(JsonElement obj, string name)
-    {
-        if (Find(obj, name) is { } v)
-        {
-            if (v.ValueKind == JsonValueKind.String && TimeSpan.TryParse(v.GetString(), CultureInfo.InvariantCulture, out var t)) return t.TotalSeconds;
-            if (v.ValueKind == JsonValueKind.Number) return v.GetDouble();
-        }
-        return Number(obj, name + "Seconds") ?? Number(obj, name + "S");
     }
 }

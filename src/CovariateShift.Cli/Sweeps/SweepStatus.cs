@@ -35,7 +35,8 @@ public static class SweepStatus
             PointReport report;
             if (summary is not null)
             {
-                report = new PointReport(p, summary.Diverged ? PointStatus.Diverged : PointStatus.Finished, summary, state, summary.Diverged ? string.Create(CultureInfo.InvariantCulture, $"diverged at step {summary.DivergedAtStep}") : null);
+                report = new PointReport(p, summary.Diverged ? PointStatus.Diverged : PointStatus.Finished, summary, state, summary.Diverged ? string.Create(CultureInfo.InvariantCulture, $"diverged at step {summary.DivergedAtStep}")
+                    : summary.StoppedOnForecast ? string.Create(CultureInfo.InvariantCulture, $"stopped by the forecaster after step {summary.Steps} (warning at step {summary.FirstForecastStep})") : null);
             }
             else if (state is null)
             {

@@ -102,6 +102,9 @@ public sealed record TrainResult(
                 StartStep = Get(e, "startStep") is { ValueKind: JsonValueKind.Number } st ? st.GetInt64() : 0,
                 Interrupted = Get(e, "interrupted") is { ValueKind: JsonValueKind.True },
                 BestTestAccuracy = Optional("bestTestAccuracy"),
+                FirstForecastStep = Get(e, "firstForecastStep") is { ValueKind: JsonValueKind.Number } ff ? ff.GetInt64() : null,
+                StoppedOnForecast = Get(e, "stoppedOnForecast") is { ValueKind: JsonValueKind.True },
+                FailureStep = Get(e, "failureStep") is { ValueKind: JsonValueKind.Number } fs ? fs.GetInt64() : null,
             };
         }
         catch (Exception ex) when (ex is JsonException or InvalidOperationException or FormatException or IOException)

@@ -11,6 +11,10 @@ public sealed record MonitorState(int Version, IReadOnlyList<LayerState> Layers)
 {
     /// <summary>The version this library writes and reads.</summary>
     public const int CurrentVersion = 1;
+
+    /// <summary>The step of the latest record (what the next record's <see cref="StepRecord.StepsSincePrevious"/> counts
+    /// from), or null before the first record. Null in states saved before it was kept.</summary>
+    public long? LastRecordStep { get; init; }
 }
 
 /// <summary>One layer's part of a <see cref="MonitorState"/>.</summary>
