@@ -1,5 +1,7 @@
 using System.Text.Json;
+using System.Text;
 using CovariateShift.Cli.Commands;
+using CovariateShift.Experiments.Forecasting;
 using CovariateShift.Forecast;
 using CovariateShift.Training.Training;
 
@@ -35,6 +37,34 @@ public sealed class ForecastCommandTests : IDisposable
         Assert.Equal(2, code);
         Assert.Contains("--on-forecast must be warn or stop; got 'panic'", error, StringComparison.Ordinal);
         Assert.False(Directory.Exists(Path.Combine(_dir, "bad")));
+    }
+
+    [Fact]
+    public void A_grid_file_that_is_not_a_grid_is_a_user_mistake_naming_the_file()
+    {
+        var bad = Path.Combine(_dir, "grid.json");
+        File.WriteAllText(bad, """{"steps": 10, "points": []}""");
+        var (code, error) = Run("experiment", "forecast", "--grid", bad, "--out", Path.Combine(_dir, "exp"));
+        Assert.Equal(2, code);
+        Assert.Contains($"'{bad}' is not a forecast grid: expected points, tuning_seeds and held_out_seeds, with no seed in both", error, StringComparison.Ordinal);
+        Assert.False(Directory.Exists(Path.Combine(_dir, "exp", "adam-w0.05-s0")));
+    }
+
+    [Fact]
+    public void A_grid_reads_back_from_a_stream_as_written()
+    {
+        var grid = new ForecastGrid
+        {
+            Steps = 40, RecordEvery = 1, TuningSeeds = [4], HeldOutSeeds = [5, 6],
+            Points = [new ForecastGridPoint("p", 2, 16, "none", "adam", 0.05, 10, "he")],
+        };
+        using var stream = new MemoryStream(Encoding.UTF8.GetBytes(grid.ToJson()));
+        var back = ForecastGrid.Read(stream, "memory");
+        Assert.Equal(grid.ToJson(), back.ToJson());
+        Assert.Equal(["p-s4", "p-s5", "p-s6"], back.Runs().Select(r => r.Run));
+        using var unknown = new MemoryStream(Encoding.UTF8.GetBytes("""{"stepz": 3}"""));
+        var e = Assert.Throws<InvalidDataException>(() => ForecastGrid.Read(unknown, "the test grid"));
+        Assert.StartsWith("the test grid is not a forecast grid: ", e.Message, StringComparison.Ordinal);
     }
 
     private static JsonElement Property(JsonElement root, string camel, string snake) => root.TryGetProperty(camel, out var v) ? v : root.GetProperty(snake);

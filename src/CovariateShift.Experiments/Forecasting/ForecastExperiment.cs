@@ -23,10 +23,10 @@ internal static class ForecastExperiment
     /// <summary>Classes of Fashion-MNIST / MNIST.</summary>
     private const int Classes = 10;
 
-    /// <summary>File name of the tuned options in the output directory (the shipped copy is models/forecast.json).</summary>
+    /// <summary>File name of the tuned options in the output directory (the ForecastOptions defaults are these values, copied by hand).</summary>
     public const string TunedFileName = "forecast.json";
 
-    /// <summary>The snake_case JSON form of forecaster options (models/forecast.json).</summary>
+    /// <summary>The snake_case JSON form of forecaster options (forecast.json).</summary>
     public static readonly JsonSerializerOptions OptionsJson = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true };
 
     /// <summary>The grid shipped with the assembly (models/grids/forecast-grid.json).</summary>
