@@ -60,6 +60,50 @@ internal static class Runs
         return records;
     }
 
+    /// <summary>
+    /// A real monitored run that diverges: a 3-layer MLP without normalization whose SGD learning rate grows by
+    /// <paramref name="growth"/> per step, recorded every step with the divergence forecaster on. Writes metrics.jsonl,
+    /// log.clef (the CLI's <see cref="Cli.Commands.ClefFileSink"/> behind the monitor's Serilog sink) and, unless
+    /// <paramref name="forecastFile"/> is false, forecast.jsonl through <see cref="Forecast.ForecastFile.Line"/> (as the
+    /// trainer writes it). Stops at the first non-finite loss. Returns the records (the independent truth).
+    /// </summary>
+    public static List<Records.StepRecord> Diverging(string dir, bool forecastFile = true, int steps = 120, double lr = 0.02, double growth = 1.08)
+    {
+        torch.manual_seed(1);
+        using var model = nn.Sequential(("fc1", nn.Linear(8, 32)), ("act1", nn.ReLU()), ("fc2", nn.Linear(32, 32)), ("act2", nn.ReLU()), ("fc3", nn.Linear(32, 3)));
+        using var opt = optim.SGD(model.parameters(), lr, 0.9);
+        var records = new List<Records.StepRecord>();
+        using var clef = new Cli.Commands.ClefFileSink(System.IO.Path.Combine(dir, "log.clef"));
+        using var log = new Serilog.LoggerConfiguration().MinimumLevel.Information().WriteTo.Sink(clef).CreateLogger();
+        using var forecasts = forecastFile ? File.Create(System.IO.Path.Combine(dir, Forecast.ForecastFile.FileName)) : null;
+        using (var monitor = ActivationMonitor.Attach(model, new MonitorOptions
+        {
+            RecordEvery = 1, JsonLinesPath = System.IO.Path.Combine(dir, "metrics.jsonl"), Logger = log, Forecast = new Forecast.ForecastOptions(),
+        }))
+        {
+            for (int s = 0; s < steps; s++)
+            {
+                using var scope = NewDisposeScope();
+                foreach (var g in opt.ParamGroups) g.LearningRate = lr * Math.Pow(growth, s);
+                var x = randn(32, 8) * 2 + 0.5;
+                var y = (x[.., 0] > 0).to_type(ScalarType.Int64) + (x[.., 1] > 0).to_type(ScalarType.Int64);
+                opt.zero_grad();
+                var loss = nn.functional.cross_entropy(model.call(x), y);
+                loss.backward();
+                monitor.RecordGradients();
+                opt.step();
+                if (monitor.Step(loss) is not { } r) continue;
+                records.Add(r);
+                foreach (var a in r.Anomalies)
+                {
+                    if (a.Forecast is { } f) forecasts?.Write(Forecast.ForecastFile.Line(f with { Step = a.Step }));
+                }
+                if (r.Loss is { } l && !double.IsFinite(l)) break;
+            }
+        }
+        return records;
+    }
+
     /// <summary>Writes a synthetic metrics.jsonl in the monitor's format: <paramref name="layers"/> x <paramref name="steps"/>.</summary>
     public static void Synthetic(string dir, int layers, int steps, int seed, int bins = 64)
     {
