@@ -22,7 +22,7 @@ public sealed record RunWarning(string Layer, string Kind, long FirstStep, int C
 /// <param name="Test">Test loss and accuracy (training.jsonl, else summary.json's evaluations).</param>
 /// <param name="Warnings">Monitor warnings by layer and kind: the anomalies of log.clef, and the forecaster's
 /// DivergenceAhead warnings (from forecast.jsonl when the run has one, else from log.clef).</param>
-/// <param name="Facts">Key facts of the run (config.json / model.json / summary.json), flattened to "key: value" pairs.</param>
+/// <param name="Facts">Key facts of the run (config.json / model.json / summary.json / finetune.json), flattened to "key: value" pairs.</param>
 /// <param name="Notes">What was missing or skipped, in words.</param>
 public sealed record RunData(
     string Name,

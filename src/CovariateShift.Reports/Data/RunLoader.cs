@@ -8,7 +8,7 @@ namespace CovariateShift.Reports.Data;
 
 /// <summary>
 /// Loads run directories for the report: metrics.jsonl (the monitor), training.jsonl or summary.json (curves),
-/// config.json / model.json / summary.json (facts), log.clef (warnings), forecast.jsonl (the divergence forecaster's
+/// config.json / model.json / summary.json / finetune.json (facts), log.clef (warnings), forecast.jsonl (the divergence forecaster's
 /// warnings, through <see cref="ForecastFile.Read"/>), ics.jsonl (the gradient-ICS probe). Every file
 /// is optional; what is missing, empty, half-written or unreadable is skipped and said in <see cref="RunData.Notes"/>.
 /// </summary>
@@ -16,7 +16,7 @@ public static class RunLoader
 {
     /// <summary>File names read in a run directory.</summary>
     public const string MetricsFile = "metrics.jsonl", TrainingFile = "training.jsonl", ConfigFile = "config.json",
-        ModelFile = "model.json", SummaryFile = "summary.json", LogFile = "log.clef", IcsFile = "ics.jsonl";
+        ModelFile = "model.json", SummaryFile = "summary.json", LogFile = "log.clef", IcsFile = "ics.jsonl", FineTuneFile = "finetune.json";
 
     /// <summary>
     /// Loads every directory in <paramref name="directories"/> (in order, names made unique).
@@ -279,7 +279,7 @@ public static class RunLoader
     private static List<KeyValuePair<string, string>> ReadFacts(string dir, List<string> notes)
     {
         var facts = new List<KeyValuePair<string, string>>();
-        foreach (var file in new[] { ConfigFile, ModelFile, SummaryFile })
+        foreach (var file in new[] { ConfigFile, ModelFile, SummaryFile, FineTuneFile })
         {
             var path = Path.Combine(dir, file);
             if (!File.Exists(path)) continue;
@@ -287,7 +287,7 @@ public static class RunLoader
             try
             {
                 using var doc = JsonDocument.Parse(File.ReadAllText(path));
-                Flatten(doc.RootElement, file == SummaryFile ? "result" : "", facts, depth: 0);
+                Flatten(doc.RootElement, file switch { SummaryFile => "result", FineTuneFile => "finetune", _ => "" }, facts, depth: 0);
             }
             catch (Exception e) when (e is JsonException or IOException)
             {
