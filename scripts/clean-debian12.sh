@@ -40,7 +40,7 @@ demo_args="${COVSHIFT_DEMO_ARGS:---model mlp --depth 8 --norm none batch --steps
 # All mounts live in a private mount namespace: even if this script is killed they never outlive it.
 if [ -z "${COVSHIFT_IN_PRIVATE_NS:-}" ]; then
   command -v unshare >/dev/null 2>&1 || fail "unshare (util-linux) is missing."
-  args=(); [ -n "$keep" ] && args+=(--keep "$keep"); [ "$tests" = 1 ] && args+=(--tests)
+  args=(); [ -n "$keep" ] && args+=(--keep "$keep"); [ "$tests" = 1 ] && args+=(--tests); [ "$tests" = 2 ] && args+=(--all-tests)
   COVSHIFT_IN_PRIVATE_NS=1 exec unshare --mount --propagation private "$BASH" "${BASH_SOURCE[0]}" "${args[@]}"
 fi
 

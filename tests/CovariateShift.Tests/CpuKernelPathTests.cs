@@ -71,9 +71,7 @@ public sealed class CpuKernelPathTests
         int units = shape.Length >= 2 ? shape[1] : 1;
         int block = shape.Length >= 3 ? shape[2..].Aggregate(1, (a, b) => a * b) : 0;
         var saturation = bounded ? SaturationBounds.ForLayerType("Tanh") : null;
-        var summary = new ActivationSummary();
-
-        CpuKernel.Summarize(data, units, block, channelStatistics: shape.Length == 4, NearZero, saturation, summary);
+        var summary = CpuKernel.Summarize(data, units, block, channelStatistics: shape.Length == 4, NearZero, saturation);
 
         var all = data.Select(v => (double)v).ToArray();
         var finite = Reference.Finite(all);
@@ -141,7 +139,7 @@ public sealed class CpuKernelPathTests
     {
         var rng = new Random(11);
         var values = Enumerable.Range(0, 500).Select(i => 1e3 * (i % 7) + rng.NextDouble()).ToArray();
-        var total = CpuKernel.Moments.Empty;
+        var total = Moments.Empty;
         int start = 0;
         while (start < values.Length)
         {
@@ -149,16 +147,16 @@ public sealed class CpuKernelPathTests
             var part = values.AsSpan(start, length).ToArray();
             // Parts about their own first value, and every third part about the same pivot as the previous one.
             double pivot = start % 3 == 0 ? part[0] : total.Pivot;
-            total = CpuKernel.Moments.Merge(total,
-                new CpuKernel.Moments(part.Length, pivot, part.Sum(v => v - pivot), part.Sum(v => (v - pivot) * (v - pivot))));
+            total = Moments.Merge(total,
+                new Moments(part.Length, pivot, part.Sum(v => v - pivot), part.Sum(v => (v - pivot) * (v - pivot))));
             start += length;
         }
         double mean = Reference.Mean(values), m2 = values.Sum(v => (v - mean) * (v - mean));
         Assert.Equal(values.Length, total.Count);
         AssertClose(mean, total.Mean, 1e-12 * Math.Abs(mean), "mean");
         AssertClose(m2, total.M2, 1e-9 * m2, "M2");
-        Assert.Equal(total, CpuKernel.Moments.Merge(total, CpuKernel.Moments.Empty));
-        Assert.Equal(total, CpuKernel.Moments.Merge(CpuKernel.Moments.Empty, total));
+        Assert.Equal(total, Moments.Merge(total, Moments.Empty));
+        Assert.Equal(total, Moments.Merge(Moments.Empty, total));
     }
 
     /// <summary>

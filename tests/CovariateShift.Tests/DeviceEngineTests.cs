@@ -242,6 +242,40 @@ public sealed class DeviceEngineTests(ITestOutputHelper output)
         }
     }
 
+    /// <summary>A model whose own forward code overwrites a layer's output in place (no module: <c>x.relu_()</c>).</summary>
+    private sealed class InPlaceInForward : nn.Module<Tensor, Tensor>
+    {
+        private readonly nn.Module<Tensor, Tensor> _lin = nn.Linear(6, 8);
+        private readonly nn.Module<Tensor, Tensor> _head = nn.Linear(8, 3);
+
+        public InPlaceInForward() : base(nameof(InPlaceInForward)) => RegisterComponents();
+
+        public override Tensor forward(Tensor input) => _head.call(_lin.call(input).relu_());
+    }
+
+    [Fact]
+    public void An_in_place_operation_in_the_models_own_forward_is_seen_by_the_device_engine_as_documented()
+    {
+        // The documented limit (README, GPU section): the device engine keeps a handle to each output until Step(), and an
+        // in-place tensor operation in the model's own forward code (not a module, so no pre-hook sees it) changes what
+        // that handle holds. The CPU kernel reads the output inside the hook, before the operation.
+        using var scope = NewDisposeScope();
+        torch.manual_seed(5);
+        var model = new InPlaceInForward();
+        var x = randn(32, 6);
+        using var cpu = ActivationMonitor.Attach(model, new MonitorOptions { SampleSize = 64 });
+        using var device = ActivationMonitor.Attach(model, new MonitorOptions { SampleSize = 64, Engine = StatisticsEngineKind.Device });
+        using var expected = model.named_children().Single(c => c.name == "_lin").module is nn.Module<Tensor, Tensor> lin ? lin.forward(x) : throw new InvalidOperationException();
+        model.call(x);
+        var a = cpu.Step()!.Layers.Single(l => l.Layer == "_lin").Statistics!;
+        var b = device.Step()!.Layers.Single(l => l.Layer == "_lin").Statistics!;
+        double min = expected.min().item<float>();
+        Assert.True(min < 0, $"the linear layer's own output has negative values (min {min})");
+        Assert.Equal(min, a.Min, 6);                                   // CPU kernel: the layer's own output
+        Assert.Equal(0, b.Min);                                        // device engine: the values after relu_()
+        Assert.Equal(expected.relu().mean().item<float>(), b.Mean, 5);
+    }
+
     private sealed class Observer(Action<StepRecord> next) : IObserver<StepRecord>
     {
         public void OnCompleted() { }

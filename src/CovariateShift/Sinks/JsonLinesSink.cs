@@ -30,31 +30,63 @@ public sealed class JsonLinesSink : IStepSink
     public const int DefaultHistogramEvery = 10;
 
     /// <summary>Creates (or truncates; with <paramref name="append"/> continues) the file at <paramref name="path"/>, its
-    /// directory when missing, and holds it exclusively until disposed.</summary>
+    /// directory when missing, and holds it exclusively until disposed. The one way a metrics file is opened:
+    /// <see cref="StepSinks.JsonLines"/> and <see cref="MonitorOptions.JsonLinesPath"/> call it.</summary>
     /// <param name="path">The metrics file.</param>
     /// <param name="histogramEvery">Write histogram counts every this many recorded steps (the first included); other
     /// lines carry <c>"histogram": null</c>. Default <see cref="DefaultHistogramEvery"/>.</param>
     /// <param name="append">Keep the file's lines and append after them (a resumed run); default false: truncate.</param>
     /// <exception cref="IOException">The file cannot be created, or another writer holds it; the message names the path.</exception>
     public JsonLinesSink(string path, int histogramEvery = DefaultHistogramEvery, bool append = false)
+        : this(Open(Validated(path, histogramEvery), append), System.IO.Path.GetFullPath(path), histogramEvery, registered: true)
+    {
+    }
+
+    /// <summary>Writes to <paramref name="stream"/> (tests: a stream that fails like a full disk). The sink owns it.</summary>
+    internal JsonLinesSink(Stream stream, string path, int histogramEvery = DefaultHistogramEvery)
+        : this(stream, path, ValidInterval(histogramEvery), registered: false)
+    {
+    }
+
+    private JsonLinesSink(Stream stream, string path, int histogramEvery, bool registered)
+    {
+        _stream = stream;
+        Path = path;
+        _histogramEvery = histogramEvery;
+        _registered = registered;
+        _committed = stream.CanSeek ? stream.Position : 0;
+    }
+
+    private static int ValidInterval(int histogramEvery)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(histogramEvery, 1);
+        return histogramEvery;
+    }
+
+    /// <summary>Both arguments checked before anything is opened.</summary>
+    private static string Validated(string path, int histogramEvery)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
-        ArgumentOutOfRangeException.ThrowIfLessThan(histogramEvery, 1);
-        Path = System.IO.Path.GetFullPath(path);
-        _histogramEvery = histogramEvery;
+        ValidInterval(histogramEvery);
+        return path;
+    }
+
+    /// <summary>Registers the full path in this process, opens and locks the file, truncates it or seeks to its end.</summary>
+    private static FileStream Open(string path, bool append)
+    {
+        var full = System.IO.Path.GetFullPath(path);
         lock (OpenPaths)
         {
-            if (!OpenPaths.Add(Path))
-                throw new IOException($"The metrics file '{Path}' is already being written by another monitor in this process; give each monitor its own JsonLinesPath.");
-            _registered = true;
+            if (!OpenPaths.Add(full))
+                throw new IOException($"The metrics file '{full}' is already being written by another monitor in this process; give each monitor its own JsonLinesPath.");
         }
         FileStream? stream = null;
         try
         {
-            var dir = System.IO.Path.GetDirectoryName(Path);
+            var dir = System.IO.Path.GetDirectoryName(full);
             if (!string.IsNullOrEmpty(dir)) Directory.CreateDirectory(dir);
             // No FileStream buffer: each step is one write of whole lines. Readers may open the file while it is written.
-            stream = new FileStream(Path, FileMode.OpenOrCreate, FileAccess.Write, FileShare.Read, bufferSize: 0);
+            stream = new FileStream(full, FileMode.OpenOrCreate, FileAccess.Write, FileShare.Read, bufferSize: 0);
             // A write lock on the whole file (a POSIX record lock on Unix: other processes' writers are refused, readers
             // are not affected), taken before truncating so that a refused writer does not empty the file.
             try
@@ -63,24 +95,18 @@ public sealed class JsonLinesSink : IStepSink
             }
             catch (IOException e)
             {
-                throw new LockedException($"The metrics file '{Path}' is already being written by another process; give each monitor its own JsonLinesPath.", e);
+                throw new LockedException($"The metrics file '{full}' is already being written by another process; give each monitor its own JsonLinesPath.", e);
             }
             if (append) stream.Seek(0, SeekOrigin.End);
             else stream.SetLength(0);
-            _committed = stream.Position;
-            _stream = stream;
+            return stream;
         }
-        catch (LockedException e)
+        catch (Exception e) when (e is LockedException or IOException or UnauthorizedAccessException)
         {
             stream?.Dispose();
-            Release();
-            throw new IOException(e.Message, e.InnerException);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            stream?.Dispose();
-            Release();
-            throw new IOException($"Cannot write the metrics file '{Path}': {e.Message} Expected a writable file path.", e);
+            lock (OpenPaths) OpenPaths.Remove(full);
+            if (e is LockedException) throw new IOException(e.Message, e.InnerException);
+            throw new IOException($"Cannot write the metrics file '{full}': {e.Message} Expected a writable file path.", e);
         }
     }
 
@@ -91,15 +117,6 @@ public sealed class JsonLinesSink : IStepSink
         if (!_registered) return;
         _registered = false;
         lock (OpenPaths) OpenPaths.Remove(Path);
-    }
-
-    /// <summary>Writes to <paramref name="stream"/> (tests: a stream that fails like a full disk). The sink owns it.</summary>
-    internal JsonLinesSink(Stream stream, string path, int histogramEvery = DefaultHistogramEvery)
-    {
-        _stream = stream;
-        Path = path;
-        _histogramEvery = histogramEvery;
-        _committed = stream.Length;
     }
 
     /// <summary>Full path of the file.</summary>

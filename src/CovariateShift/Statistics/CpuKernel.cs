@@ -1,12 +1,14 @@
+using System.Collections.Immutable;
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using CovariateShift.Capture;
 
 namespace CovariateShift.Statistics;
 
 /// <summary>
 /// One vectorized pass over a contiguous float32 buffer (a CPU tensor's own memory, no copy) that computes every
-/// exact reduction of <see cref="ActivationSummary"/>, with one reduction path for every layout.
+/// exact reduction of a <see cref="LayerSummary"/>, with one reduction path for every layout.
 /// <para>The buffer is cut into <em>segments</em>, each belonging to a <em>group</em>: for a flat layout ([N] or
 /// [N, features]) the whole buffer is one segment of one group; for a blocked layout ([N, C, ...]) every block of
 /// <c>blockLength</c> elements (one sample's map of one channel) is a segment of its channel's group. Every segment is
@@ -38,14 +40,13 @@ internal static class CpuKernel
     /// and channel, e.g. H*W); each channel's moments are then taken about its own first finite value and the channels
     /// merged (Chan et al.), so a channel whose spread is tiny next to its offset keeps its variance. Otherwise the buffer
     /// is rows of <paramref name="units"/> features (or one unit when <paramref name="units"/> is 1). Brock et al.'s
-    /// channel statistics are filled when <paramref name="channelStatistics"/> is set (4-D outputs).
+    /// channel statistics are filled when <paramref name="channelStatistics"/> is set (4-D outputs). The summary carries
+    /// <paramref name="sample"/> (the finite sampled values; none when default).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip tier-0 JIT (recorded steps can be rare)
-    public static void Summarize(ReadOnlySpan<float> data, int units, int blockLength, bool channelStatistics, float nearZero,
-        SaturationBounds? saturation, ActivationSummary result)
+    public static LayerSummary Summarize(ReadOnlySpan<float> data, int units, int blockLength, bool channelStatistics, float nearZero,
+        SaturationBounds? saturation, ImmutableArray<float> sample = default)
     {
-        result.Count = data.Length;
-        result.Units = units;
         bool blocked = blockLength > 0;
         int segmentLength = blocked ? blockLength : data.Length;
         int segments = segmentLength > 0 ? data.Length / segmentLength : 0;
@@ -77,57 +78,27 @@ internal static class CpuKernel
             variances += m.M2 / m.Count;
             used++;
         }
-        result.Shift = total.Pivot;
-        result.ShiftedSum = total.Sum;
-        result.ShiftedSumSquares = total.Squares;
-        if (blocked)
-            result.DeadUnits = dead;
-        else
-            result.DeadUnits = units > 1 ? DeadFeatures(data, units, nearZero) : (near == data.Length && data.Length > 0 ? 1 : 0);
+        long deadUnits = blocked ? dead
+            : units > 1 ? DeadFeatures(data, units, nearZero) : (near == data.Length && data.Length > 0 ? 1 : 0);
         bool channels = blocked && channelStatistics;
-        result.ChannelSquaredMean = channels ? (used > 0 ? squaredMeans / used : double.NaN) : null;
-        result.ChannelVariance = channels ? (used > 0 ? variances / used : double.NaN) : null;
-
-        result.FiniteCount = total.Count;
-        result.Min = total.Count > 0 ? whole.Min : double.NaN;
-        result.Max = total.Count > 0 ? whole.Max : double.NaN;
-        result.NearZero = near;
-        result.Saturated = whole.Saturated;
-        result.Nan = whole.Nan;
-        result.Inf = nonFinite - whole.Nan;
-    }
-
-    /// <summary>
-    /// Moments of a set of finite values about a pivot: <see cref="Count"/>, <see cref="Sum"/> = sum of (x - pivot) and
-    /// <see cref="Squares"/> = sum of (x - pivot)^2, the form <see cref="ActivationSummary"/> keeps.
-    /// </summary>
-    internal readonly record struct Moments(long Count, double Pivot, double Sum, double Squares)
-    {
-        /// <summary>No values.</summary>
-        public static Moments Empty => default;
-
-        /// <summary>The mean; NaN without values.</summary>
-        public double Mean => Count > 0 ? Pivot + Sum / Count : double.NaN;
-
-        /// <summary>Sum of squared deviations from the mean.</summary>
-        public double M2 => Count > 0 ? Math.Max(0.0, Squares - Sum * (Sum / Count)) : 0.0;
-
-        /// <summary>
-        /// Chan et al.'s merge of two sets' moments: n = n_a + n_b, mean = mean_a + delta n_b / n,
-        /// M2 = M2_a + M2_b + delta^2 n_a n_b / n with delta = mean_b - mean_a. Moments about the same pivot simply add
-        /// (the same merge written about their common pivot).
-        /// </summary>
-        public static Moments Merge(Moments a, Moments b)
+        return new LayerSummary
         {
-            if (b.Count == 0) return a;
-            if (a.Count == 0) return b;
-            long n = a.Count + b.Count;
-            if (a.Pivot.Equals(b.Pivot)) return new Moments(n, a.Pivot, a.Sum + b.Sum, a.Squares + b.Squares);
-            double meanA = a.Mean, delta = b.Mean - meanA;
-            double mean = meanA + delta * ((double)b.Count / n);
-            double m2 = a.M2 + b.M2 + delta * delta * ((double)a.Count * b.Count / n);
-            return new Moments(n, mean, 0.0, m2);
-        }
+            Count = data.Length,
+            FiniteCount = total.Count,
+            Mean = total.Mean,
+            Variance = total.Variance,
+            Min = total.Count > 0 ? whole.Min : double.NaN,
+            Max = total.Count > 0 ? whole.Max : double.NaN,
+            NearZero = near,
+            Units = units,
+            DeadUnits = deadUnits,
+            Saturated = whole.Saturated,
+            Nan = whole.Nan,
+            Inf = nonFinite - whole.Nan,
+            ChannelSquaredMean = channels ? (used > 0 ? squaredMeans / used : double.NaN) : null,
+            ChannelVariance = channels ? (used > 0 ? variances / used : double.NaN) : null,
+            Sample = sample.IsDefault ? [] : sample,
+        };
     }
 
     /// <summary>

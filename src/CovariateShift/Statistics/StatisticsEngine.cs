@@ -89,14 +89,19 @@ internal sealed class StatisticsEngine : IStatisticsEngine
     {
         var shape = shapeOf.shape;
         int units = shape.Length >= 2 ? (int)shape[1] : 1;
-        long block = shape.Length >= 3 ? shape[2..].Aggregate(1L, (a, b) => a * b) : 0;
-        var summary = new ActivationSummary();
-        CpuKernel.Summarize(data, units, (int)block, channelStatistics: shape.Length == 4,
-            (float)_options.NearZeroThreshold, layer.Descriptor.Saturation, summary);
+        long block = 0;
+        if (shape.Length >= 3)
+        {
+            block = 1;
+            for (int d = 2; d < shape.Length; d++) block *= shape[d];
+        }
+        // The sample array becomes the summary's (immutable) sample as it is when every sampled value is finite.
         var sample = BuffersOf(layer).SampleFor(data.Length, _options.SampleSize, _options.Seed);
-        var values = new float[sample.Positions.Length];
+        var values = GC.AllocateUninitializedArray<float>(sample.Positions.Length);
         int count = sample.Gather(data, values);
-        return summary.Freeze(ImmutableArray.Create(values, 0, count));
+        var finite = count == values.Length ? ImmutableCollectionsMarshal.AsImmutableArray(values) : ImmutableArray.Create(values, 0, count);
+        return CpuKernel.Summarize(data, units, (int)block, channelStatistics: shape.Length == 4,
+            (float)_options.NearZeroThreshold, layer.Descriptor.Saturation, finite);
     }
 
     /// <summary>
@@ -118,14 +123,13 @@ internal sealed class StatisticsEngine : IStatisticsEngine
                 using var g = p.grad;
                 if (g is null) continue;
                 capture ??= new GradientCapture();
-                capture.Elements += p.numel();
+                capture.AddParameter(p.numel());
                 if (UseCpuKernel(p) && UseCpuKernel(g) && p.is_contiguous() && g.is_contiguous())
                 {
                     var w = MemoryMarshal.Cast<byte, float>(p.bytes);
                     var buffer = BuffersOf(layer).SnapshotBuffer(capture.HostSnapshots.Count, w.Length);
                     capture.HostSnapshots.Add((p, buffer));
-                    capture.GradSquares += CpuNorms.SumSquares(MemoryMarshal.Cast<byte, float>(g.bytes));
-                    capture.WeightSquares += CpuNorms.SumSquaresAndCopy(w, buffer);
+                    capture.AddHost(CpuNorms.SumSquares(MemoryMarshal.Cast<byte, float>(g.bytes)), CpuNorms.SumSquaresAndCopy(w, buffer));
                 }
                 else
                 {
@@ -193,7 +197,7 @@ internal sealed class StatisticsEngine : IStatisticsEngine
         try
         {
             foreach (var (index, summary) in _activations) activations[index] = summary;
-            foreach (var (_, g) in gradients) g.UpdateSquares = HostUpdateSquares(g);
+            foreach (var (_, g) in gradients) g.SetHostUpdate(HostUpdateSquares(g));
             device = _device.Launch();
         }
         catch
@@ -219,7 +223,7 @@ internal sealed class StatisticsEngine : IStatisticsEngine
             var sums = new GradientSums?[layerCount];
             foreach (var (index, g) in gradients)
             {
-                sums[index] = new GradientSums(g.GradSquares, g.WeightSquares, g.UpdateSquares, g.Elements);
+                sums[index] = g.ToSums();
                 g.Dispose();
             }
             return new StepCapture(step, loss, [.. activations], [.. sums]);

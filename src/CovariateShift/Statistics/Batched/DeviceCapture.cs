@@ -1,4 +1,3 @@
-using System.Collections.Immutable;
 using System.Runtime.InteropServices;
 using CovariateShift.Capture;
 using TorchSharp;
@@ -20,44 +19,37 @@ internal sealed class DeviceCapture : IDisposable
     private readonly Action<Tensor>? _release;
     private Tensor? _host;
     private readonly int _length;
-    private readonly bool _async;
 
-    public DeviceCapture(Tensor host, int length, bool asynchronous, Action<Tensor>? release, ActivationLayout? layout,
-        IReadOnlyList<int> firedSlots, bool saturation, GradientLayout? gradients, IReadOnlyList<GradientCapture?> gradientCaptures, bool hasUpdate, bool hasLoss)
+    /// <param name="host">The pack in host memory (pinned on CUDA, where the arrival flag follows it).</param>
+    /// <param name="length">Values of the pack.</param>
+    /// <param name="release">Where the host tensor goes when done (the engine's pinned pool): an asynchronous copy; null:
+    /// the pack is already host memory (CPU) and is disposed.</param>
+    /// <param name="activations">The activation part (first in the pack), or null.</param>
+    /// <param name="gradients">The gradient part (after it), or null.</param>
+    /// <param name="hasLoss">Whether the loss is the pack's last value.</param>
+    public DeviceCapture(Tensor host, int length, Action<Tensor>? release, ActivationPart? activations, GradientPart? gradients, bool hasLoss)
     {
         _host = host;
         _length = length;
-        _async = asynchronous;
         _release = release;
-        Layout = layout;
-        FiredSlots = firedSlots;
-        Saturation = saturation;
+        Activations = activations;
         Gradients = gradients;
-        GradientCaptures = gradientCaptures;
-        HasUpdate = hasUpdate;
         HasLoss = hasLoss;
     }
 
     /// <summary>Whether the pack is copied asynchronously (CUDA) rather than already in host memory.</summary>
-    public bool Asynchronous => _async;
+    public bool Asynchronous => _release is not null;
 
-    public ActivationLayout? Layout { get; }
-    public IReadOnlyList<int> FiredSlots { get; }
-    public bool Saturation { get; }
-    public GradientLayout? Gradients { get; }
-    public IReadOnlyList<GradientCapture?> GradientCaptures { get; }
-    public bool HasUpdate { get; }
+    public ActivationPart? Activations { get; }
+    public GradientPart? Gradients { get; }
     public bool HasLoss { get; }
-
-    /// <summary>Per-chunk values of the activation part (order of the pack).</summary>
-    public int ChunkFields => Saturation ? 10 : 9;
 
     /// <summary>Whether the pack has arrived in host memory (never blocks).</summary>
     public bool IsReady
     {
         get
         {
-            if (!_async || _host is null) return true;
+            if (!Asynchronous || _host is null) return true;
             var flag = MemoryMarshal.Cast<byte, float>(_host.bytes)[_length..];
             bool ready = Volatile.Read(ref flag[0]) != 0f;
             if (ready) Interlocked.MemoryBarrier();
@@ -83,141 +75,27 @@ internal sealed class DeviceCapture : IDisposable
     }
 
     /// <summary>
-    /// Turns the arrived pack into per-layer summaries (indexed by layer index) and fills the gradient captures; returns
-    /// the loss when the pack carries it.
+    /// Turns the arrived pack into per-layer summaries (indexed by layer index) and adds the gradient parts to their
+    /// captures; returns the loss when the pack carries it.
     /// </summary>
     public double? Complete(LayerSummary?[] summaries)
     {
         Wait();
         var host = MemoryMarshal.Cast<byte, float>(_host!.bytes)[.._length];
         int offset = 0;
-        if (Layout is { } layout)
+        if (Activations is { } a)
         {
-            int m = layout.Chunks;
-            var chunks = host[..(ChunkFields * m)];
-            var samples = host.Slice(ChunkFields * m, layout.TotalSamples);
-            foreach (int i in FiredSlots)
-            {
-                var slot = layout.Slots[i];
-                summaries[slot.Layer.Index] = Summarize(slot, layout.ChunkLength, m, chunks, samples.Slice(slot.SampleOffset, slot.SampleCount));
-            }
-            offset = ChunkFields * m + layout.TotalSamples;
+            a.Read(host[offset..], summaries);
+            offset += a.Length;
         }
         if (Gradients is { } g)
         {
-            int mg = g.Chunks;
-            var grad = host.Slice(offset, mg);
-            var weight = host.Slice(offset + mg, mg);
-            var update = host.Slice(offset + 2 * mg, mg);
-            for (int i = 0; i < g.Segments.Count; i++)
-            {
-                var seg = g.Segments[i];
-                var capture = GradientCaptures[i];
-                if (capture is null) continue;
-                double gs = 0, ws = 0, us = 0;
-                for (int k = seg.FirstChunk; k < seg.FirstChunk + seg.ChunkCount; k++)
-                {
-                    gs += grad[k];
-                    ws += weight[k];
-                    us += update[k];
-                }
-                capture.GradSquares += gs;
-                capture.WeightSquares += ws;
-                capture.UpdateSquares = HasUpdate ? (capture.UpdateSquares ?? 0) + us : double.NaN;
-            }
-            offset += 3 * mg;
+            g.Read(host[offset..]);
+            offset += g.Length;
         }
         double? loss = HasLoss ? host[offset] : null;
         Dispose();
         return loss;
-    }
-
-    /// <summary>
-    /// Merges a layer's chunks: per chunk (n_k finite values, mean m_k = pivot + S1/n_k, M2_k = S2 - S1^2/n_k with
-    /// S1 = C * mean, S2 = C * (var + mean^2) about the chunk's pivot), then Chan et al.'s pairwise merge into units and
-    /// units into the layer, all in double.
-    /// </summary>
-    private LayerSummary Summarize(ActivationLayout.Slot slot, int chunkLength, int m, ReadOnlySpan<float> chunks,
-        ReadOnlySpan<float> sampled)
-    {
-        var pivot = chunks[..m];
-        var mean = chunks.Slice(m, m);
-        var variance = chunks.Slice(2 * m, m);
-        var scale = chunks.Slice(3 * m, m);
-        var nan = chunks.Slice(4 * m, m);
-        var inf = chunks.Slice(5 * m, m);
-        var near = chunks.Slice(6 * m, m);
-        var min = chunks.Slice(7 * m, m);
-        var max = chunks.Slice(8 * m, m);
-        var sat = Saturation ? chunks.Slice(9 * m, m) : default;
-
-        var s = new ActivationSummary { Count = slot.Count, Units = slot.Units };
-        int perUnit = slot.ChunksPerUnit(chunkLength);
-        long finite = 0, nanCount = 0, infCount = 0, nearCount = 0, saturated = 0, dead = 0, used = 0;
-        double layerMean = 0, layerM2 = 0, sqMean = 0, varMean = 0;
-        float lo = float.PositiveInfinity, hi = float.NegativeInfinity;
-        for (int u = 0; u < slot.Units; u++)
-        {
-            long un = 0, unitNear = 0;
-            double um = 0, um2 = 0;
-            for (int c = 0; c < perUnit; c++)
-            {
-                int k = slot.FirstChunk + u * perUnit + c;
-                long real = Math.Min(chunkLength, slot.UnitLength - (long)c * chunkLength);
-                long pads = chunkLength - real;
-                long kn = (long)nan[k] - pads, ki = (long)inf[k];
-                long kf = real - kn - ki;
-                nanCount += kn;
-                infCount += ki;
-                unitNear += (long)near[k];
-                if (Saturation) saturated += (long)sat[k];
-                if (kf <= 0) continue;
-                lo = Math.Min(lo, min[k]);
-                hi = Math.Max(hi, max[k]);
-                double sk = scale[k], mk = mean[k] * sk;
-                double s1 = chunkLength * mk;
-                double s2 = chunkLength * (variance[k] * sk * sk + mk * mk);
-                double km = pivot[k] + s1 / kf;
-                double km2 = Math.Max(0.0, s2 - s1 * s1 / kf);
-                Merge(ref un, ref um, ref um2, kf, km, km2);
-            }
-            nearCount += unitNear;
-            if (slot.UnitLength - unitNear == 0) dead++;
-            if (un == 0) continue;
-            used++;
-            sqMean += um * um;
-            varMean += um2 / un;
-            Merge(ref finite, ref layerMean, ref layerM2, un, um, um2);
-        }
-        s.FiniteCount = finite;
-        s.Pivot = finite > 0 ? layerMean : 0;
-        s.PivotedSum = 0;
-        s.PivotedSumSquares = layerM2;
-        s.Min = finite > 0 ? lo : double.NaN;
-        s.Max = finite > 0 ? hi : double.NaN;
-        s.NearZero = nearCount;
-        s.Saturated = saturated;
-        s.Nan = nanCount;
-        s.Inf = infCount;
-        s.DeadUnits = dead;
-        s.ChannelSquaredMean = slot.FourD ? (used > 0 ? sqMean / used : double.NaN) : null;
-        s.ChannelVariance = slot.FourD ? (used > 0 ? varMean / used : double.NaN) : null;
-        var values = ImmutableArray.CreateBuilder<float>(sampled.Length);
-        foreach (var v in sampled)
-        {
-            if (float.IsFinite(v)) values.Add(v);
-        }
-        return s.Freeze(values.DrainToImmutable());
-    }
-
-    /// <summary>Chan et al.: merges (nb, mb, m2b) into (na, ma, m2a).</summary>
-    private static void Merge(ref long na, ref double ma, ref double m2a, long nb, double mb, double m2b)
-    {
-        long n = na + nb;
-        double delta = mb - ma;
-        ma += delta * nb / n;
-        m2a += m2b + delta * delta * ((double)na * nb / n);
-        na = n;
     }
 
     public void Dispose()
