@@ -45,6 +45,14 @@ public sealed class ReportContractTests
         Assert.Equal(rows, page.GetProperty("warnings").EnumerateArray().Where(w => w.GetProperty("kind").GetString() == "DivergenceAhead")
             .Select(w => $"{w.GetProperty("layer").GetString()} first {w.GetProperty("firstStep").GetInt64()} x{w.GetProperty("count").GetInt32()}").Order());
 
+        // A run killed while writing a line: the whole lines are read, the torn one is skipped and said.
+        var forecastPath = Path.Combine(dir, ForecastFile.FileName);
+        var first = File.ReadAllLines(forecastPath)[0];
+        File.AppendAllText(forecastPath, first[..(first.Length / 2)]);
+        var torn = RunLoader.Load(dir, "torn");
+        Assert.Equal(run.Forecasts.Select(f => f.Step), torn.Forecasts.Select(f => f.Step));
+        Assert.Contains(torn.Notes, n => n == $"{ForecastFile.FileName}: the last line is incomplete; it was skipped.");
+
         // A run without forecast.jsonl (a user's own loop with only the Serilog sink): the same rows from log.clef.
         var logOnly = tmp.Sub("log-only");
         File.Copy(Path.Combine(dir, "log.clef"), Path.Combine(logOnly, "log.clef"));
