@@ -37,24 +37,47 @@ public sealed class ForecastCommandTests : IDisposable
         Assert.False(Directory.Exists(Path.Combine(_dir, "bad")));
     }
 
+    private static JsonElement Property(JsonElement root, string camel, string snake) => root.TryGetProperty(camel, out var v) ? v : root.GetProperty(snake);
+
     [Fact]
     [Trait("Category", "Slow")]
-    public void On_forecast_stop_saves_the_checkpoint_and_exits_with_its_own_code()
+    public void On_forecast_stop_saves_the_checkpoint_and_exits_with_its_own_code_and_resume_goes_on_forecasting()
     {
-        // The forecast grid's late-diverging setting: 8x64 MLP without normalization, warm-up over 150 steps to lr 0.3.
+        // A grid point that learns and then fails late (the forecast grid's adam-w0.05, seed 2): 4x128 MLP without
+        // normalization, Adam warmed up over 150 steps to lr 0.05.
         var run = Path.Combine(_dir, "stop");
-        var (code, error) = Run("train", "--depth", "8", "--width", "64", "--lr", "0.3", "--warmup-steps", "150", "--steps", "200", "--train-limit", "2000",
-            "--test-limit", "200", "--record-every", "5", "--seed", "2", "--on-forecast", "stop", "--out", run);
+        var (code, error) = Run("train", "--depth", "4", "--width", "128", "--optimizer", "adam", "--lr", "0.05", "--warmup-steps", "150", "--steps", "180",
+            "--train-limit", "2000", "--test-limit", "200", "--record-every", "2", "--seed", "2", "--allow-divergence", "--on-forecast", "stop", "--out", run);
         Assert.True(code == 4, // the documented exit code of --on-forecast stop
             $"exit {code}: {error}");
         Assert.Contains("Stopped: the forecaster predicted divergence at step", error, StringComparison.Ordinal);
         Assert.True(File.Exists(Path.Combine(run, TrainerOptions.CheckpointsDirectoryName, TrainerOptions.LastCheckpointName)));
         var warnings = ForecastFile.Read(Path.Combine(run, ForecastFile.FileName));
         var first = Assert.Single(warnings);
-        using var summary = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "summary.json")));
-        var root = summary.RootElement;
-        Assert.Equal(first.Step, (root.TryGetProperty("firstForecastStep", out var s) ? s : root.GetProperty("first_forecast_step")).GetInt64());
-        Assert.True((root.TryGetProperty("stoppedOnForecast", out var b) ? b : root.GetProperty("stopped_on_forecast")).GetBoolean());
-        Assert.Equal(first.Step + 1, (root.TryGetProperty("steps", out var n) ? n : root.GetProperty("steps")).GetInt32());
+        using (var summary = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "summary.json"))))
+        {
+            var root = summary.RootElement;
+            Assert.Equal(first.Step, Property(root, "firstForecastStep", "first_forecast_step").GetInt64());
+            Assert.True(Property(root, "stoppedOnForecast", "stopped_on_forecast").GetBoolean());
+            Assert.Equal(first.Step + 1, Property(root, "steps", "steps").GetInt32());
+        }
+
+        // --resume: config.json has no forecast setting, but the run's forecast.jsonl says it was forecasting. It goes on
+        // forecasting with warnings only: it trains to the end (no second stop), keeps the first warning, and the summary
+        // has the first warning step (it is null for a run without the forecaster).
+        (code, error) = Run("train", "--resume", run);
+        Assert.True(code == 0, $"exit {code}: {error}");
+        var after = ForecastFile.Read(Path.Combine(run, ForecastFile.FileName));
+        Assert.NotEmpty(after);
+        Assert.Equal(first, after[0] with { Signals = first.Signals }, EqualityComparer<DivergenceForecast>.Default);
+        Assert.Equal(first.Signals, after[0].Signals);
+        using (var summary = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "summary.json"))))
+        {
+            var root = summary.RootElement;
+            Assert.Equal(180, Property(root, "steps", "steps").GetInt32());
+            Assert.Equal(first.Step, Property(root, "firstForecastStep", "first_forecast_step").GetInt64());
+            Assert.False(Property(root, "stoppedOnForecast", "stopped_on_forecast").GetBoolean());
+            Assert.Equal(JsonValueKind.Number, Property(root, "failureStep", "failure_step").ValueKind);   // the doomed run failed after all
+        }
     }
 }

@@ -14,7 +14,11 @@ public sealed class ForecastTests
     private static readonly ForecastOptions Rule = new()
     {
         Smoothing = 4, WarmupRecords = 5, ActivationWeight = 0.25, GradientWeight = 0.25, LossWeight = 0.5, Patience = 3, ClearAfter = 50, Horizon = 40,
+        ActivationTrendWeight = 0, GradientTrendWeight = 0, LossTrendWeight = 0, TrendSpan = 20,
     };
+
+    /// <summary>Only the loss trend counts (span 4 against span 20).</summary>
+    private static readonly ForecastOptions TrendRule = Rule with { ActivationWeight = 0, GradientWeight = 0, LossWeight = 0, LossTrendWeight = 1 };
 
     private static LayerStatistics Stats(double mean, double std) => new()
     {
@@ -60,6 +64,35 @@ public sealed class ForecastTests
         Assert.Single(warning.Signals);   // nothing else moved
     }
 
+    [Theory]
+    [InlineData(0.15, true)]
+    [InlineData(0.1, false)]
+    public void A_steady_rise_has_a_trend_of_its_rate_times_the_lag_between_the_averages(double rate, bool warns)
+    {
+        // ln loss rises by `rate` per record from record 30. Both moving averages lag a steady rise r by (span - 1) / 2 x r,
+        // so the fast one (span 4) settles r (20 - 4) / 2 = 8 r above the slow one (span 20): 1.2 for r = 0.15 (warns),
+        // 0.8 for r = 0.1 (never reaches 1, however long it rises).
+        var f = new DivergenceForecaster(TrendRule);
+        DivergenceForecast? warning = null;
+        double last = 0;
+        for (int t = 0; t < 400 && warning is null; t++)
+        {
+            warning = f.Observe(Record(t, 1, loss: 0.5 * Math.Exp(rate * Math.Max(0, t - 30))));
+            last = f.Score;
+        }
+        if (!warns)
+        {
+            Assert.Null(warning);
+            Assert.Equal(8 * rate, last, 6);   // the settled trend
+            return;
+        }
+        Assert.NotNull(warning);
+        var top = Assert.Single(warning.Signals);
+        Assert.Equal((ForecastSignal.LossLayer, ForecastSignal.LossTrend), (top.Layer, top.Statistic));
+        Assert.InRange(top.Growth, 1, 8 * rate);
+        Assert.Equal(top.Growth, top.Contribution, 12);
+    }
+
     [Fact]
     public void A_single_noisy_spike_does_not_warn()
     {
@@ -78,10 +111,13 @@ public sealed class ForecastTests
         Assert.Equal(0, f.Warnings);
     }
 
-    [Fact]
-    public void A_stable_noisy_run_never_warns_over_10000_records()
+    public static TheoryData<string> Rules => ["fixed", "defaults"];
+
+    [Theory]
+    [MemberData(nameof(Rules))]
+    public void A_stable_noisy_run_never_warns_over_10000_records(string rule)
     {
-        var f = new DivergenceForecaster(Rule);
+        var f = new DivergenceForecaster(rule == "fixed" ? Rule : new ForecastOptions());
         var rng = new Random(11);
         double max = 0;
         for (int t = 0; t < 10_000; t++)
@@ -146,6 +182,8 @@ public sealed class ForecastTests
     [InlineData("Patience", 0)]
     [InlineData("ActivationWeight", -1)]
     [InlineData("Horizon", 0)]
+    [InlineData("TrendSpan", 4)]
+    [InlineData("LossTrendWeight", double.NaN)]
     public void Invalid_options_are_refused_at_attach_naming_the_value(string name, double value)
     {
         var options = name switch
@@ -153,6 +191,8 @@ public sealed class ForecastTests
             "Smoothing" => new ForecastOptions { Smoothing = value },
             "Patience" => new ForecastOptions { Patience = (int)value },
             "ActivationWeight" => new ForecastOptions { ActivationWeight = value },
+            "TrendSpan" => new ForecastOptions { Smoothing = value, TrendSpan = value },
+            "LossTrendWeight" => new ForecastOptions { LossTrendWeight = value },
             _ => new ForecastOptions { Horizon = (int)value },
         };
         using var model = nn.Sequential(("fc", nn.Linear(4, 2)));

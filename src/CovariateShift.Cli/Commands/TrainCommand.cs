@@ -183,6 +183,10 @@ internal static class TrainCommand
             {
                 setLog(Path.Combine(runDirs[r], LogFileName));
                 var options = config.ToTrainerOptions();
+                // A run started with --forecast has forecast.jsonl (created even without warnings): it goes on forecasting,
+                // with warnings only (a run stopped by --on-forecast stop is resumed to go on past its warning).
+                if (File.Exists(Path.Combine(runDirs[r], CovariateShift.Forecast.ForecastFile.FileName)))
+                    options = options with { Monitor = (options.Monitor ?? new MonitorOptions()) with { Forecast = new CovariateShift.Forecast.ForecastOptions() } };
                 var result = TrainOne(runDirs[r], config, config.Model, options, device, train, test, resume: true, config.Model.Architecture, parse.GetValue(set.LogLayers), cancel.Token);
                 runs.Add((config.Model, result));
                 if (result.Interrupted) return Interrupted(runDirs[r]);

@@ -132,7 +132,7 @@ public sealed class TrainOptionSet
     public Option<bool> Forecast { get; } = new("--forecast") { Description = "Run the divergence forecaster: a warning (log.clef, console) and a line in forecast.jsonl when the run is predicted to diverge; the first warning step goes into summary.json." };
 
     /// <summary>--on-forecast.</summary>
-    public Option<string?> OnForecast { get; } = new("--on-forecast") { Description = $"What a forecast warning does: warn (log it and go on) or stop (save checkpoints/last and exit {TrainCommand.ForecastStopExitCode}). Implies --forecast. Default: warn." };
+    public Option<string?> OnForecast { get; } = new("--on-forecast") { Description = $"What a forecast warning does: warn (log it and go on) or stop (save checkpoints/last and exit {TrainCommand.ForecastStopExitCode}). Implies --forecast. Default: warn. --resume of a forecasting run goes on forecasting, with warnings only." };
 
     /// <summary>Every option, in help order.</summary>
     public IReadOnlyList<Option> All =>

@@ -98,21 +98,94 @@ public static class ForecastEvaluation
     public static LossSpikeRule TuneLossSpike(IReadOnlyList<RunTrace> tuning) =>
         Best(SpikeFactors.Select(k => new LossSpikeRule(k)), tuning);
 
-    /// <summary>The forecaster options (weights and patience from a small grid around <paramref name="start"/>) that score best on <paramref name="tuning"/>.</summary>
+    /// <summary>The weights tried for each of the forecaster's six weights.</summary>
+    public static IReadOnlyList<double> ForecasterWeights { get; } = [0, 0.1, 0.15, 0.25, 0.35, 0.5, 0.75, 1, 1.5];
+
+    private static readonly int[] Patiences = [1, 2, 3, 5];
+    private static readonly double[] Smoothings = [2, 4, 8];
+    private static readonly double[] TrendSpans = [10, 20, 40];
+
+    /// <summary>
+    /// The forecaster options that score best on <paramref name="tuning"/>: a coordinate search from each of
+    /// <see cref="TuningStarts"/> (<paramref name="start"/>, then each statistic alone at weight 0.5, then all six at 0.25), the
+    /// best result of all kept. A coordinate search tries every value of one parameter at a time (the six weights from
+    /// <see cref="ForecasterWeights"/>, patience 1, 2, 3, 5, smoothing 2, 4, 8, trend span 10, 20, 40), keeps the best, and
+    /// repeats until a pass changes nothing (at most 4 passes). Deterministic: the same runs give the same options.
+    /// </summary>
     public static ForecastOptions TuneForecaster(IReadOnlyList<RunTrace> tuning, ForecastOptions? start = null)
     {
-        var s = start ?? new ForecastOptions();
-        double[] weights = [0, 0.1, 0.15, 0.2, 0.25, 0.35, 0.5];
-        double[] lossWeights = [0, 0.25, 0.5, 0.75, 1, 1.5];
-        int[] patience = [2, 3, 5];
-        var candidates =
-            from a in weights
-            from g in weights
-            from l in lossWeights
-            from p in patience
-            where a + g + l > 0
-            select new ForecasterRule(s with { ActivationWeight = a, GradientWeight = g, LossWeight = l, Patience = p });
-        return Best(candidates, tuning).Options;
+        ArgumentNullException.ThrowIfNull(tuning);
+        ForecastOptions? best = null;
+        RuleScore? bestScore = null;
+        foreach (var s in TuningStarts(start ?? new ForecastOptions()))
+        {
+            var (options, score) = CoordinateSearch(tuning, s);
+            if (bestScore is null || Better(score, bestScore))
+            {
+                best = options;
+                bestScore = score;
+            }
+        }
+        return best!;
+    }
+
+    /// <summary>The starting points of <see cref="TuneForecaster"/>: <paramref name="start"/>, each of the six statistics
+    /// alone (weight 0.5, the others 0), and all six at 0.25.</summary>
+    public static IEnumerable<ForecastOptions> TuningStarts(ForecastOptions start)
+    {
+        ArgumentNullException.ThrowIfNull(start);
+        yield return start;
+        var zero = start with { ActivationWeight = 0, GradientWeight = 0, LossWeight = 0, ActivationTrendWeight = 0, GradientTrendWeight = 0, LossTrendWeight = 0 };
+        yield return zero with { ActivationWeight = 0.5 };
+        yield return zero with { GradientWeight = 0.5 };
+        yield return zero with { LossWeight = 0.5 };
+        yield return zero with { ActivationTrendWeight = 0.5 };
+        yield return zero with { GradientTrendWeight = 0.5 };
+        yield return zero with { LossTrendWeight = 0.5 };
+        yield return zero with { ActivationWeight = 0.25, GradientWeight = 0.25, LossWeight = 0.25, ActivationTrendWeight = 0.25, GradientTrendWeight = 0.25, LossTrendWeight = 0.25 };
+    }
+
+    private static (ForecastOptions Options, RuleScore Score) CoordinateSearch(IReadOnlyList<RunTrace> tuning, ForecastOptions start)
+    {
+        var best = start;
+        var bestScore = Score(new ForecasterRule(best), tuning);
+        var moves = new List<Func<ForecastOptions, IEnumerable<ForecastOptions>>>
+        {
+            o => ForecasterWeights.Select(w => o with { ActivationWeight = w }),
+            o => ForecasterWeights.Select(w => o with { GradientWeight = w }),
+            o => ForecasterWeights.Select(w => o with { LossWeight = w }),
+            o => ForecasterWeights.Select(w => o with { ActivationTrendWeight = w }),
+            o => ForecasterWeights.Select(w => o with { GradientTrendWeight = w }),
+            o => ForecasterWeights.Select(w => o with { LossTrendWeight = w }),
+            o => Patiences.Select(p => o with { Patience = p }),
+            o => Smoothings.Where(m => m < o.TrendSpan).Select(m => o with { Smoothing = m }),
+            o => TrendSpans.Where(t => t > o.Smoothing).Select(t => o with { TrendSpan = t }),
+        };
+        for (int pass = 0; pass < 4; pass++)
+        {
+            bool changed = false;
+            foreach (var move in moves)
+            {
+                foreach (var candidate in move(best))
+                {
+                    if (candidate.ActivationWeight + candidate.GradientWeight + candidate.LossWeight
+                        + candidate.ActivationTrendWeight + candidate.GradientTrendWeight + candidate.LossTrendWeight <= 0)
+                    {
+                        continue;
+                    }
+
+                    var score = Score(new ForecasterRule(candidate), tuning);
+                    if (Better(score, bestScore))
+                    {
+                        best = candidate;
+                        bestScore = score;
+                        changed = true;
+                    }
+                }
+            }
+            if (!changed) break;
+        }
+        return (best, bestScore);
     }
 
     private static T Best<T>(IEnumerable<T> rules, IReadOnlyList<RunTrace> runs) where T : IWarningRule

@@ -34,16 +34,7 @@ internal static class ForecastExperiment
     {
         using var stream = typeof(ForecastExperiment).Assembly.GetManifestResourceStream("CovariateShift.Experiments.forecast-grid.json")
             ?? throw new InvalidOperationException("The forecast grid resource is missing from the assembly.");
-        var path = Path.Combine(Path.GetTempPath(), $"covshift-forecast-grid-{Environment.ProcessId}.json");
-        try
-        {
-            using (var file = File.Create(path)) stream.CopyTo(file);
-            return ForecastGrid.Load(path);
-        }
-        finally
-        {
-            File.Delete(path);
-        }
+        return ForecastGrid.Read(stream, "the built-in forecast grid");
     }
 
     public static (string, List<string>, ReportOptions, List<string>) Run(ExperimentSettings s)
@@ -92,7 +83,7 @@ internal static class ForecastExperiment
     }
 
     private static string Describe(ForecastOptions o) => string.Create(CultureInfo.InvariantCulture,
-        $"(activation {o.ActivationWeight:G3}, gradient {o.GradientWeight:G3}, loss {o.LossWeight:G3}, patience {o.Patience}, smoothing {o.Smoothing:G3})");
+        $"(activation {o.ActivationWeight:G3}, gradient {o.GradientWeight:G3}, loss {o.LossWeight:G3}, activation trend {o.ActivationTrendWeight:G3}, gradient trend {o.GradientTrendWeight:G3}, loss trend {o.LossTrendWeight:G3}, patience {o.Patience}, smoothing {o.Smoothing:G3}, trend span {o.TrendSpan:G3})");
 
     /// <summary>The targets of the issue, met or missed by how much.</summary>
     private static string Targets(RuleScore f, IReadOnlyList<RuleScore> baselines)
@@ -137,38 +128,49 @@ internal static class ForecastExperiment
         return dirs;
     }
 
-    /// <summary>Each failing run's loss (log10) with its failure step and the forecaster's first warning marked.</summary>
+    /// <summary>
+    /// Each failing run's loss (log10) against the steps to its failure (0 = the failure step), one colour per grid point,
+    /// the last 100 steps before it, with the forecaster's first warning marked on its curve (a dot; left of -10 is a warning in time).
+    /// </summary>
     private static void Figure(List<RunTrace> runs, ForecasterRule rule, string path)
     {
         var plt = new Plot();
         var palette = new ScottPlot.Palettes.Category10();
-        for (int i = 0; i < runs.Count; i++)
+        var points = runs.Select(PointName).Distinct().ToList();
+        var named = new HashSet<string>();
+        foreach (var t in runs)
         {
-            var t = runs[i];
-            var color = palette.GetColor(i);
-            var points = t.Losses.Where(l => double.IsFinite(l.Loss) && l.Loss > 0).ToList();
-            var line = plt.Add.Scatter(points.Select(l => (double)l.Step).ToArray(), points.Select(l => Math.Log10(l.Loss)).ToArray());
-            line.Color = color;
+            if (t.FailureStep is not { } f) continue;
+            string point = PointName(t);
+            var color = palette.GetColor(points.IndexOf(point) % 10);
+            var losses = t.Losses.Where(l => double.IsFinite(l.Loss) && l.Loss > 0 && l.Step >= f - 100 && l.Step <= f + 3).ToList();
+            var line = plt.Add.Scatter(losses.Select(l => (double)(l.Step - f)).ToArray(), losses.Select(l => Math.Log10(l.Loss)).ToArray());
+            line.Color = color.WithAlpha(0.6);
             line.MarkerSize = 0;
-            line.LegendText = t.Name;
-            if (rule.FirstWarning(t) is { } warned)
+            line.LineWidth = 1;
+            if (named.Add(point)) line.LegendText = point;
+            if (rule.FirstWarning(t) is { } warned && losses.Count > 0)
             {
-                var warn = plt.Add.VerticalLine(warned);
-                warn.Color = color;
-                warn.LinePattern = LinePattern.Dashed;
-            }
-            if (t.FailureStep is { } f)
-            {
-                var fail = plt.Add.Marker(f, points.Count > 0 ? Math.Log10(points[^1].Loss) : 0);
-                fail.Color = color;
-                fail.Shape = MarkerShape.Cross;
-                fail.Size = 12;
+                var at = losses.MinBy(l => Math.Abs(l.Step - warned));
+                var dot = plt.Add.Marker(warned - f, Math.Log10(at.Loss));
+                dot.Color = color;
+                dot.Shape = MarkerShape.FilledCircle;
+                dot.Size = 7;
             }
         }
-        plt.ShowLegend();
-        plt.Title("Held-out failing runs: training loss, forecaster warning (dashed), failure (x)");
-        plt.XLabel("training step");
+        var zero = plt.Add.VerticalLine(0);
+        zero.Color = Colors.Black;
+        zero.LinePattern = LinePattern.Dashed;
+        var lead = plt.Add.VerticalLine(-ForecastEvaluation.MinLead);
+        lead.Color = Colors.Gray;
+        lead.LinePattern = LinePattern.Dotted;
+        plt.Axes.SetLimits(-100, 5, -1.3, 1.5);
+        plt.ShowLegend(Alignment.UpperLeft);
+        plt.Title("Held-out failing runs: loss vs steps to failure (dashed: failure, dotted: 10 steps before), forecaster warning (dot)");
+        plt.XLabel("steps relative to the failure step");
         plt.YLabel("log10 training loss");
-        plt.SavePng(path, 1000, 500);
+        plt.SavePng(path, 1100, 550);
     }
+
+    private static string PointName(RunTrace t) => t.Name[..t.Name.LastIndexOf("-s", StringComparison.Ordinal)];
 }

@@ -66,16 +66,26 @@ public sealed record ForecastGrid
     /// <exception cref="InvalidDataException">Not a grid (the message names the file and the problem).</exception>
     public static ForecastGrid Load(string path)
     {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        using var stream = File.OpenRead(path);
+        return Read(stream, $"'{path}'");
+    }
+
+    /// <summary>Reads a grid from <paramref name="stream"/> (UTF-8 JSON); <paramref name="source"/> names it in errors.</summary>
+    /// <exception cref="InvalidDataException">Not a grid (the message names the source and the problem).</exception>
+    public static ForecastGrid Read(Stream stream, string source)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
         try
         {
-            var grid = JsonSerializer.Deserialize<ForecastGrid>(File.ReadAllText(path), Json) ?? throw new InvalidDataException("empty");
+            var grid = JsonSerializer.Deserialize<ForecastGrid>(stream, Json) ?? throw new InvalidDataException("empty");
             if (grid.Points.Count == 0 || grid.TuningSeeds.Count == 0 || grid.HeldOutSeeds.Count == 0 || grid.TuningSeeds.Intersect(grid.HeldOutSeeds).Any())
                 throw new InvalidDataException("expected points, tuning_seeds and held_out_seeds, with no seed in both");
             return grid;
         }
         catch (Exception e) when (e is JsonException or InvalidDataException or NotSupportedException)
         {
-            throw new InvalidDataException($"'{path}' is not a forecast grid: {e.Message}", e);
+            throw new InvalidDataException($"{source} is not a forecast grid: {e.Message}", e);
         }
     }
 

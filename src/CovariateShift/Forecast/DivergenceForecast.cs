@@ -14,8 +14,10 @@ public sealed record DivergenceForecast(long Step, int Horizon, double Score, IR
 /// <summary>One signal behind a <see cref="DivergenceForecast"/>.</summary>
 /// <param name="Layer">The layer, or <see cref="ForecastSignal.LossLayer"/> for the loss.</param>
 /// <param name="Statistic">Which statistic: <see cref="ForecastSignal.ActivationRms"/>, <see cref="ForecastSignal.GradientNorm"/>,
-/// <see cref="ForecastSignal.Loss"/> or <see cref="ForecastSignal.NonFinite"/>.</param>
-/// <param name="Growth">How far its smoothed logarithm rose above its lowest level, in nats (e^Growth is the factor; +Infinity when non-finite).</param>
+/// <see cref="ForecastSignal.Loss"/>, their trends (<see cref="ForecastSignal.ActivationRmsTrend"/>, <see cref="ForecastSignal.GradientNormTrend"/>,
+/// <see cref="ForecastSignal.LossTrend"/>) or <see cref="ForecastSignal.NonFinite"/>.</param>
+/// <param name="Growth">In nats (e^Growth is the factor; +Infinity when non-finite): for a level statistic how far its smoothed logarithm rose
+/// above its lowest level, for a trend how far the fast moving average of the logarithm is above the slow one.</param>
 /// <param name="Contribution">Its share of the score (weight x growth).</param>
 public sealed record ForecastSignal(string Layer, string Statistic, double Growth, double Contribution)
 {
@@ -30,6 +32,15 @@ public sealed record ForecastSignal(string Layer, string Statistic, double Growt
 
     /// <summary>ln of the training loss.</summary>
     public const string Loss = "loss";
+
+    /// <summary>Trend of ln RMS of a layer's output: its fast moving average above its slow one.</summary>
+    public const string ActivationRmsTrend = "activation_rms_trend";
+
+    /// <summary>Trend of ln of a layer's gradient norm: its fast moving average above its slow one.</summary>
+    public const string GradientNormTrend = "grad_norm_trend";
+
+    /// <summary>Trend of ln of the training loss: its fast moving average above its slow one.</summary>
+    public const string LossTrend = "loss_trend";
 
     /// <summary>A NaN or infinite value (loss, activation or gradient).</summary>
     public const string NonFinite = "non_finite";

@@ -14,6 +14,7 @@ public sealed class DivergenceForecaster
 {
     private readonly ForecastOptions _options;
     private readonly double _alpha;
+    private readonly double _slowAlpha;
     private Signal[] _activations = [];
     private Signal[] _gradients = [];
     private string[] _names = [];
@@ -29,6 +30,7 @@ public sealed class DivergenceForecaster
         _options = options ?? new ForecastOptions();
         _options.Validate();
         _alpha = 2 / (_options.Smoothing + 1);
+        _slowAlpha = 2 / (_options.TrendSpan + 1);
     }
 
     /// <summary>The options in use.</summary>
@@ -54,24 +56,44 @@ public sealed class DivergenceForecaster
         if (_activations.Length != layers.Count) Resize(layers);
         bool tracking = ++_records > _options.WarmupRecords;
         bool nonFinite = record.Loss is { } l && !double.IsFinite(l);
-        double maxActivation = 0, maxGradient = 0;
+        double maxActivation = 0, maxGradient = 0, activationTrend = 0, gradientTrend = 0;
         for (int i = 0; i < layers.Count; i++)
         {
             var r = layers[i];
             if (r.Statistics is { } s)
             {
-                if (s.HasNonFinite) nonFinite = true;
-                else maxActivation = Math.Max(maxActivation, _activations[i].Update(Math.Log(Math.Max(Math.Sqrt(s.Mean * s.Mean + s.Variance), 1e-30)), _alpha, tracking));
+                if (s.HasNonFinite)
+                {
+                    nonFinite = true;
+                }
+                else
+                {
+                    ref var a = ref _activations[i];
+                    a.Update(Math.Log(Math.Max(Math.Sqrt(s.Mean * s.Mean + s.Variance), 1e-30)), _alpha, _slowAlpha, tracking);
+                    maxActivation = Math.Max(maxActivation, a.Growth);
+                    activationTrend = Math.Max(activationTrend, a.Trend);
+                }
             }
             if (r.Gradients is { } g)
             {
-                if (g.IsNonFinite) nonFinite = true;
-                else if (g.GradNorm > 0) maxGradient = Math.Max(maxGradient, _gradients[i].Update(Math.Log(g.GradNorm), _alpha, tracking));
+                if (g.IsNonFinite)
+                {
+                    nonFinite = true;
+                }
+                else if (g.GradNorm > 0)
+                {
+                    ref var d = ref _gradients[i];
+                    d.Update(Math.Log(g.GradNorm), _alpha, _slowAlpha, tracking);
+                    maxGradient = Math.Max(maxGradient, d.Growth);
+                    gradientTrend = Math.Max(gradientTrend, d.Trend);
+                }
             }
         }
-        double lossGrowth = record.Loss is { } loss && double.IsFinite(loss) && loss > 0 ? _loss.Update(Math.Log(loss), _alpha, tracking) : _loss.Growth;
+        if (record.Loss is { } loss && double.IsFinite(loss) && loss > 0) _loss.Update(Math.Log(loss), _alpha, _slowAlpha, tracking);
+        var o = _options;
         Score = nonFinite ? double.PositiveInfinity
-            : _options.ActivationWeight * maxActivation + _options.GradientWeight * maxGradient + _options.LossWeight * lossGrowth;
+            : o.ActivationWeight * maxActivation + o.GradientWeight * maxGradient + o.LossWeight * _loss.Growth
+              + o.ActivationTrendWeight * activationTrend + o.GradientTrendWeight * gradientTrend + o.LossTrendWeight * _loss.Trend;
 
         if (Score >= 1)
         {
@@ -99,19 +121,25 @@ public sealed class DivergenceForecaster
     /// <summary>The top contributions (at most three layers per statistic, and the loss), largest first.</summary>
     private List<ForecastSignal> Signals()
     {
+        var o = _options;
         var signals = new List<ForecastSignal>();
-        Add(_activations, ForecastSignal.ActivationRms, _options.ActivationWeight);
-        Add(_gradients, ForecastSignal.GradientNorm, _options.GradientWeight);
-        if (_loss.Growth * _options.LossWeight > 0)
-            signals.Add(new ForecastSignal(ForecastSignal.LossLayer, ForecastSignal.Loss, _loss.Growth, _loss.Growth * _options.LossWeight));
+        Add(_activations, ForecastSignal.ActivationRms, o.ActivationWeight, trend: false);
+        Add(_gradients, ForecastSignal.GradientNorm, o.GradientWeight, trend: false);
+        Add(_activations, ForecastSignal.ActivationRmsTrend, o.ActivationTrendWeight, trend: true);
+        Add(_gradients, ForecastSignal.GradientNormTrend, o.GradientTrendWeight, trend: true);
+        if (_loss.Growth * o.LossWeight > 0)
+            signals.Add(new ForecastSignal(ForecastSignal.LossLayer, ForecastSignal.Loss, _loss.Growth, _loss.Growth * o.LossWeight));
+        if (_loss.Trend * o.LossTrendWeight > 0)
+            signals.Add(new ForecastSignal(ForecastSignal.LossLayer, ForecastSignal.LossTrend, _loss.Trend, _loss.Trend * o.LossTrendWeight));
         signals.Sort((a, b) => b.Contribution.CompareTo(a.Contribution));
         return signals;
 
-        void Add(Signal[] values, string statistic, double weight)
+        void Add(Signal[] values, string statistic, double weight, bool trend)
         {
             if (weight <= 0) return;
-            foreach (int i in Enumerable.Range(0, values.Length).Where(i => values[i].Growth > 0).OrderByDescending(i => values[i].Growth).Take(3))
-                signals.Add(new ForecastSignal(_names[i], statistic, values[i].Growth, values[i].Growth * weight));
+            double Of(int i) => trend ? values[i].Trend : values[i].Growth;
+            foreach (int i in Enumerable.Range(0, values.Length).Where(i => Of(i) > 0).OrderByDescending(Of).Take(3))
+                signals.Add(new ForecastSignal(_names[i], statistic, Of(i), Of(i) * weight));
         }
     }
 
@@ -128,10 +156,11 @@ public sealed class DivergenceForecaster
         return signals;
     }
 
-    /// <summary>One smoothed logarithm and the lowest level it has reached.</summary>
+    /// <summary>One smoothed logarithm (fast and slow moving averages) and the lowest level the fast one has reached.</summary>
     private struct Signal
     {
         private double _average;
+        private double _slow;
         private double _lowest;
         private bool _started;
         private bool _tracking;
@@ -139,16 +168,19 @@ public sealed class DivergenceForecaster
         /// <summary>The smoothed value above the lowest level (0 before tracking started).</summary>
         public readonly double Growth => _tracking ? Math.Max(0, _average - _lowest) : 0;
 
-        public double Update(double value, double alpha, bool track)
+        /// <summary>The fast average above the slow one (0 before tracking started): the recent rise, a slope times the lag between them.</summary>
+        public readonly double Trend => _tracking ? Math.Max(0, _average - _slow) : 0;
+
+        public void Update(double value, double alpha, double slowAlpha, bool track)
         {
             _average = _started ? _average + alpha * (value - _average) : value;
+            _slow = _started ? _slow + slowAlpha * (value - _slow) : value;
             _started = true;
             if (track)
             {
                 _lowest = _tracking ? Math.Min(_lowest, _average) : _average;
                 _tracking = true;
             }
-            return Growth;
         }
     }
 }
