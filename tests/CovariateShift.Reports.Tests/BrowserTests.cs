@@ -52,10 +52,13 @@ public sealed partial class BrowserTests
         using var tmp = new TempDirectory();
         var none = tmp.Sub("none");
         var bn = tmp.Sub("batch");
+        var diverging = tmp.Sub("diverging");
         Runs.Train(none, batchNorm: false);
         Runs.Train(bn, batchNorm: true);
+        var warned = Runs.Diverging(diverging).SelectMany(r => r.Anomalies).Count(a => a.Forecast is not null);
+        Assert.True(warned > 0, "the diverging run should carry forecast warnings");
         var html = Path.Combine(tmp.Path, "report.html");
-        ReportWriter.Write([none, bn], html, figures: false);
+        ReportWriter.Write([none, bn, diverging], html, figures: false);
         var url = new Uri(html).AbsoluteUri;
 
         var (dom, stderr) = RunChromium(Path.Combine(tmp.Path, "profile1"), "--dump-dom", url + "#selftest");
@@ -63,7 +66,11 @@ public sealed partial class BrowserTests
         Assert.Equal("1", Attr(body, "data-ready"));
         Assert.Equal("0", Attr(body, "data-errors"));
         Assert.DoesNotMatch(new Regex(@"CONSOLE.*(Uncaught|Error)", RegexOptions.IgnoreCase), stderr);
-        Assert.Equal("2", Attr(body, "data-heatmap-panels"));
+        Assert.Equal("3", Attr(body, "data-heatmap-panels"));
+        // The forecaster's warnings are marked on the training-loss chart, and the overhead chart is drawn.
+        Assert.Equal(warned.ToString(System.Globalization.CultureInfo.InvariantCulture), Attr(body, "data-forecast-markers"));
+        Assert.Matches(new Regex("<canvas[^>]*data-markers=\"" + warned + "\""), dom);
+        Assert.Matches(new Regex("<div id=\"overhead\"[^>]*>\\s*<div class=\"chart\">"), dom);
         Assert.True(int.Parse(Attr(body, "data-heatmap-painted"), System.Globalization.CultureInfo.InvariantCulture) > 1000, "heatmap has almost no painted pixels");
         Assert.Equal("done", Attr(body, "data-selftest"));
         Assert.Equal("std", Attr(body, "data-selftest-before-stat"));

@@ -1,5 +1,6 @@
-using System.Text.Json;
+using System.Text.Json.Nodes;
 using CovariateShift.Reports.Data;
+using TorchSharp;
 
 namespace CovariateShift.Reports.Tests;
 
@@ -56,47 +57,102 @@ public sealed class RunLoaderTests
         Assert.Contains(run.Notes, n => n.Contains("metrics.jsonl: 2 line(s) could not be read", StringComparison.Ordinal));
     }
 
-    /// <summary>A run directory written before the log's property names were shared (the anomaly kind as
-    /// <c>AnomalyKind</c>, one warning per layer) still loads; today's files are read from real runs in
-    /// <c>RunContractTests</c> (CLI tests).</summary>
-    [Fact]
-    public void Training_config_and_warnings_of_an_older_run_directory_are_read()
+    /// <summary>A real trainer run on Gaussian data (20 steps, the loss logged every 5, evaluated every 10) into <paramref name="dir"/>, with its summary.json.</summary>
+    private static Training.Training.TrainResult TrainerRun(string dir)
     {
-        using var tmp = new TempDirectory();
-        var dir = tmp.Sub("run");
-        File.WriteAllText(Path.Combine(dir, "training.jsonl"),
-            "{\"step\":1,\"epoch\":0.1,\"split\":\"train\",\"loss\":2.5,\"lr\":0.1,\"examples_per_s\":1000}\n" +
-            "{\"step\":2,\"epoch\":0.2,\"split\":\"train\",\"loss\":2.25,\"lr\":0.1,\"examples_per_s\":1000}\n" +
-            "{\"step\":2,\"epoch\":0.2,\"split\":\"test\",\"loss\":2.0,\"accuracy\":0.375}\n");
-        File.WriteAllText(Path.Combine(dir, "config.json"), "{\"model\":{\"architecture\":\"mlp\",\"depth\":3},\"seed\":7,\"optimizer\":\"sgd\"}");
-        File.WriteAllText(Path.Combine(dir, "log.clef"),
-            "{\"@t\":\"2026-11-27T00:00:00Z\",\"@l\":\"Warning\",\"Layer\":\"fc1\",\"AnomalyKind\":\"Saturated\",\"Value\":0.7,\"Step\":20,\"Hint\":\"h1\"}\n" +
-            "{\"@t\":\"2026-11-27T00:00:01Z\",\"@l\":\"Warning\",\"Layer\":\"fc1\",\"AnomalyKind\":\"Saturated\",\"Value\":0.8,\"Step\":10,\"Hint\":\"h1\"}\n" +
-            "{\"@t\":\"2026-11-27T00:00:02Z\",\"@mt\":\"Step {Step}\",\"Step\":30}\n");
-        var run = RunLoader.Load(dir, "run");
-        Assert.Null(run.Metrics);
-        Assert.Equal([2.5, 2.25], run.Train.Select(p => p.Loss));
-        var t = Assert.Single(run.Test);
-        Assert.Equal((2L, 2.0, 0.375), (t.Step, t.Loss, t.Accuracy!.Value));
-        var w = Assert.Single(run.Warnings);
-        Assert.Equal(("fc1", "Saturated", 10L, 2, "h1"), (w.Layer, w.Kind, w.FirstStep, w.Count, w.Hint));
-        Assert.Contains(new KeyValuePair<string, string>("model.depth", "3"), run.Facts);
-        Assert.Contains(new KeyValuePair<string, string>("seed", "7"), run.Facts);
-        Assert.Contains(run.Notes, n => n.Contains("no metrics.jsonl", StringComparison.Ordinal));
+        using var train = Training.Data.Datasets.Gaussian(Training.Data.Datasets.GaussianFeatures, Training.Data.Datasets.GaussianClasses, 320, seed: 3, "g/train", 0);
+        using var test = Training.Data.Datasets.Gaussian(Training.Data.Datasets.GaussianFeatures, Training.Data.Datasets.GaussianClasses, 100, seed: 3, "g/test", 1);
+        torch.manual_seed(3);
+        using var model = Nn.Models.ModelZoo.Create(new Nn.Models.ModelSpec
+        {
+            Architecture = "mlp", InputShape = [Training.Data.Datasets.GaussianFeatures], Classes = Training.Data.Datasets.GaussianClasses, Depth = 2, Width = 16,
+        });
+        var result = new Training.Training.Trainer(new Training.Training.TrainerOptions
+        {
+            Steps = 20, BatchSize = 32, LearningRate = 0.05, Seed = 3, RecordEvery = 5, LogEvery = 5, EvaluateEvery = 10, OutputDirectory = dir,
+        }).Train(model, train, test);
+        // summary.json as `covshift train` writes it (the trainer's result through its one writer).
+        File.WriteAllText(Path.Combine(dir, RunLoader.SummaryFile), result.ToJson() + "\n");
+        return result;
     }
 
     [Fact]
-    public void Summary_json_evaluations_are_the_test_curve_without_training_jsonl()
+    public void Training_log_and_summary_a_real_trainer_wrote_are_the_curves()
     {
         using var tmp = new TempDirectory();
         var dir = tmp.Sub("run");
-        File.WriteAllText(Path.Combine(dir, "summary.json"), JsonSerializer.Serialize(new
-        {
-            steps = 100,
-            evaluations = new[] { new { step = 50, accuracy = 0.5, loss = 1.5, examples = 10 }, new { step = 100, accuracy = 0.75, loss = 1.0, examples = 10 } },
-        }));
+        var result = TrainerRun(dir);
         var run = RunLoader.Load(dir, "run");
-        Assert.Equal([(50L, 0.5), (100L, 0.75)], run.Test.Select(p => (p.Step, p.Accuracy!.Value)));
+        // training.jsonl: the mean loss since the previous line at every 5th step done (the trainer's own per-step losses).
+        Assert.Equal([5L, 10, 15, 20], run.Train.Select(p => p.Step));
+        for (int i = 0; i < run.Train.Count; i++) Assert.Equal(result.Losses.Skip(5 * i).Take(5).Average(), run.Train[i].Loss, 12);
+        Assert.Equal(result.Evaluations.Select(e => ((long)e.Step, e.Loss, e.Accuracy)), run.Test.Select(p => (p.Step, p.Loss, p.Accuracy!.Value)));
+        Assert.Contains(new KeyValuePair<string, string>("result.steps", "20"), run.Facts);
+
+        // Without training.jsonl the test curve is summary.json's evaluations, the training curve the recorded steps' losses.
+        File.Delete(Path.Combine(dir, RunLoader.TrainingFile));
+        var fromSummary = RunLoader.Load(dir, "run");
+        Assert.Equal(result.Evaluations.Select(e => ((long)e.Step, e.Loss, e.Accuracy)), fromSummary.Test.Select(p => (p.Step, p.Loss, p.Accuracy!.Value)));
+        Assert.Equal(fromSummary.Metrics!.Steps, fromSummary.Train.Select(p => p.Step));
+        Assert.Equal([0L, 5, 10, 15], fromSummary.Train.Select(p => p.Step));
+        Assert.Equal(Enumerable.Range(0, 4).Select(i => result.Losses[5 * i]), fromSummary.Train.Select(p => p.Loss));
+    }
+
+    /// <summary>
+    /// Run directories of earlier versions still load: training.jsonl without its <c>version</c> field, and log.clef with
+    /// one warning per layer and the kind under its former name (<c>AnomalyKind</c>). Both are made from files our code
+    /// wrote now (a trainer run, a diverging monitored run), so the old files differ from today's only in those points.
+    /// </summary>
+    [Fact]
+    public void Training_log_and_warnings_of_an_older_run_directory_read_as_todays()
+    {
+        using var tmp = new TempDirectory();
+        var dir = tmp.Sub("run");
+        TrainerRun(dir);
+        Runs.Diverging(dir, forecastFile: false);   // log.clef with anomaly warnings (metrics.jsonl replaced)
+        var today = RunLoader.Load(dir, "run");
+        Assert.Contains(today.Warnings, w => w.Kind != "DivergenceAhead");
+
+        var old = tmp.Sub("old");
+        File.WriteAllLines(Path.Combine(old, RunLoader.TrainingFile), File.ReadAllLines(Path.Combine(dir, RunLoader.TrainingFile)).Select(l =>
+        {
+            var o = JsonNode.Parse(l)!.AsObject();
+            Assert.True(o.Remove("version"), l);
+            return o.ToJsonString();
+        }));
+        var legacy = new List<string>();
+        foreach (var line in File.ReadAllLines(Path.Combine(dir, RunLoader.LogFile)))
+        {
+            var o = JsonNode.Parse(line)!.AsObject();
+            if (o[Sinks.LogProperties.Kind] is not { } kind)
+            {
+                legacy.Add(line);
+                continue;
+            }
+            if (o[Sinks.LogProperties.Layers] is not JsonArray layers)
+            {
+                o.Remove(Sinks.LogProperties.Kind);
+                o[Sinks.LogProperties.LegacyKind] = kind.GetValue<string>();
+                legacy.Add(o.ToJsonString());
+                continue;
+            }
+            foreach (var layer in layers)
+            {
+                var perLayer = JsonNode.Parse(line)!.AsObject();
+                perLayer.Remove(Sinks.LogProperties.Layers);
+                perLayer.Remove(Sinks.LogProperties.Kind);
+                perLayer[Sinks.LogProperties.LegacyKind] = kind.GetValue<string>();
+                perLayer[Sinks.LogProperties.Layer] = layer!.GetValue<string>();
+                legacy.Add(perLayer.ToJsonString());
+            }
+        }
+        File.WriteAllLines(Path.Combine(old, RunLoader.LogFile), legacy);
+        Assert.DoesNotContain("\"Kind\"", File.ReadAllText(Path.Combine(old, RunLoader.LogFile)), StringComparison.Ordinal);
+
+        var run = RunLoader.Load(old, "old");
+        Assert.Equal(today.Train, run.Train);
+        Assert.Equal(today.Test, run.Test);
+        Assert.Equal(today.Warnings, run.Warnings);
     }
 
     [Fact]

@@ -60,15 +60,64 @@ internal static class Runs
         return records;
     }
 
-    /// <summary>Writes a synthetic metrics.jsonl in the monitor's format: <paramref name="layers"/> x <paramref name="steps"/>.</summary>
+    /// <summary>
+    /// A real monitored run that diverges: a 3-layer MLP without normalization whose SGD learning rate grows by
+    /// <paramref name="growth"/> per step, recorded every step with the divergence forecaster on. Writes metrics.jsonl,
+    /// log.clef (the CLI's <see cref="Cli.Commands.ClefFileSink"/> behind the monitor's Serilog sink) and, unless
+    /// <paramref name="forecastFile"/> is false, forecast.jsonl through <see cref="Forecast.ForecastFile.Line"/> (as the
+    /// trainer writes it). Stops at the first non-finite loss. Returns the records (the independent truth).
+    /// </summary>
+    public static List<Records.StepRecord> Diverging(string dir, bool forecastFile = true, int steps = 120, double lr = 0.02, double growth = 1.08)
+    {
+        torch.manual_seed(1);
+        using var model = nn.Sequential(("fc1", nn.Linear(8, 32)), ("act1", nn.ReLU()), ("fc2", nn.Linear(32, 32)), ("act2", nn.ReLU()), ("fc3", nn.Linear(32, 3)));
+        using var opt = optim.SGD(model.parameters(), lr, 0.9);
+        var records = new List<Records.StepRecord>();
+        using var clef = new Cli.Commands.ClefFileSink(System.IO.Path.Combine(dir, "log.clef"));
+        using var log = new Serilog.LoggerConfiguration().MinimumLevel.Information().WriteTo.Sink(clef).CreateLogger();
+        using var forecasts = forecastFile ? File.Create(System.IO.Path.Combine(dir, Forecast.ForecastFile.FileName)) : null;
+        using (var monitor = ActivationMonitor.Attach(model, new MonitorOptions
+        {
+            RecordEvery = 1, JsonLinesPath = System.IO.Path.Combine(dir, "metrics.jsonl"), Logger = log, Forecast = new Forecast.ForecastOptions(),
+        }))
+        {
+            for (int s = 0; s < steps; s++)
+            {
+                using var scope = NewDisposeScope();
+                foreach (var g in opt.ParamGroups) g.LearningRate = lr * Math.Pow(growth, s);
+                var x = randn(32, 8) * 2 + 0.5;
+                var y = (x[.., 0] > 0).to_type(ScalarType.Int64) + (x[.., 1] > 0).to_type(ScalarType.Int64);
+                opt.zero_grad();
+                var loss = nn.functional.cross_entropy(model.call(x), y);
+                loss.backward();
+                monitor.RecordGradients();
+                opt.step();
+                if (monitor.Step(loss) is not { } r) continue;
+                records.Add(r);
+                foreach (var a in r.Anomalies)
+                {
+                    if (a.Forecast is { } f) forecasts?.Write(Forecast.ForecastFile.Line(f with { Step = a.Step }));
+                }
+                if (r.Loss is { } l && !double.IsFinite(l)) break;
+            }
+        }
+        return records;
+    }
+
+    /// <summary>
+    /// Writes a metrics.jsonl of <paramref name="layers"/> x <paramref name="steps"/> synthetic records (Gaussian-shaped
+    /// histograms on every line, drifting means) through the monitor's own writer, <see cref="Sinks.JsonLinesSink"/>:
+    /// the file has exactly the format a monitor writes, only the numbers are made up (a real run of this size would
+    /// take hours).
+    /// </summary>
     public static void Synthetic(string dir, int layers, int steps, int seed, int bins = 64)
     {
         var rng = new Random(seed);
-        using var w = new StreamWriter(System.IO.Path.Combine(dir, "metrics.jsonl"), false, new UTF8Encoding(false), 1 << 20);
-        var sb = new StringBuilder(2048);
-        var counts = new int[bins + 2];
+        using var sink = new Sinks.JsonLinesSink(System.IO.Path.Combine(dir, "metrics.jsonl"), histogramEvery: 1);
+        var counts = new long[bins + 2];
         for (int s = 0; s < steps; s++)
         {
+            var records = new List<Records.LayerRecord>(layers);
             for (int l = 0; l < layers; l++)
             {
                 double mean = 0.1 * l + 0.001 * s * (seed + 1), std = 1 + 0.05 * l + rng.NextDouble() * 0.01;
@@ -76,18 +125,17 @@ internal static class Runs
                 for (int b = 0; b < counts.Length; b++)
                 {
                     double lo = b == 0 ? double.NegativeInfinity : -5 + (b - 1) * 10.0 / bins, hi = b == bins + 1 ? double.PositiveInfinity : -5 + b * 10.0 / bins;
-                    counts[b] = (int)Math.Round(2048 * (Phi((hi - mean) / std) - Phi((lo - mean) / std)));
+                    counts[b] = (long)Math.Round(2048 * (Phi((hi - mean) / std) - Phi((lo - mean) / std)));
                 }
-                sb.Clear();
-                sb.Append(CultureInfo.InvariantCulture, $"{{\"step\":{s * 10},\"layer\":\"layers.{l}.act\",\"type\":\"ReLU\",\"called\":true,\"loss\":{2.3 - s * 1e-4:R},\"count\":32768,");
-                sb.Append(CultureInfo.InvariantCulture, $"\"mean\":{mean:R},\"std\":{std:R},\"min\":{mean - 4 * std:R},\"max\":{mean + 4 * std:R},\"p15\":{mean - std:R},\"p50\":{mean:R},\"p85\":{mean + std:R},");
-                sb.Append(CultureInfo.InvariantCulture, $"\"near_zero\":0.04,\"dead_units\":0,\"saturated\":null,\"nan\":0,\"inf\":0,\"channel_sq_mean\":null,\"channel_var\":null,\"hist\":{{\"low\":-5,\"high\":5,\"counts\":[");
-                for (int i = 0; i < counts.Length; i++) sb.Append(i == 0 ? "" : ",").Append(counts[i]);
-                sb.Append("]},");
-                sb.Append(s == 0 ? "\"shift\":null," : string.Create(CultureInfo.InvariantCulture, $"\"shift\":{{\"mean_drift\":{0.001 * (seed + 1):R},\"variance_ratio\":{1 + rng.NextDouble() * 0.01:R},\"kl\":{0.03 + rng.NextDouble() * 0.01:R},\"js\":0.011,\"w1\":0.02}},"));
-                sb.Append(CultureInfo.InvariantCulture, $"\"ref_shift\":null,\"grad\":{{\"norm\":{0.1 / (l + 1):R},\"weight_norm\":3.2,\"ratio\":0.03,\"update_norm\":0.001,\"update_ratio\":0.0003}}}}\n");
-                w.Write(sb);
+                var statistics = new Records.LayerStatistics
+                {
+                    Count = 32768, Mean = mean, Std = std, Min = mean - 4 * std, Max = mean + 4 * std, P15 = mean - std, P50 = mean, P85 = mean + std,
+                    NearZeroFraction = 0.04, DeadUnitFraction = 0, Histogram = new Records.Histogram(-5, 5, [.. counts]),
+                };
+                var shift = s == 0 ? null : new Records.ShiftMetrics(0.001 * (seed + 1), 1 + rng.NextDouble() * 0.01, 0.03 + rng.NextDouble() * 0.01, 0.011, 0.02);
+                records.Add(new Records.LayerRecord(s * 10L, $"layers.{l}.act", "ReLU", statistics, shift, null, new Records.GradientStatistics(0.1 / (l + 1), 3.2, 0.03 / (l + 1), 0.001, 1000)));
             }
+            sink.Write(new Records.StepRecord(s * 10L, 2.3 - s * 1e-4, records, []) { StepsSincePrevious = s == 0 ? null : 10 });
         }
     }
 

@@ -100,6 +100,10 @@ internal static class BenchCommand
                     $"| {r.Model} | {every} | {(r.Gradients ? "yes" : "no")} | {r.PlainMs:F2} | {r.MonitoredMs:F2} | {r.Ratio:F3} | {r.RatioQ1:F3}-{r.RatioQ3:F3} | {r.Notch:F3} | {r.SelfTimedShare:P2} ({r.SelfTimedShareQ1:P2}-{r.SelfTimedShareQ3:P2}) | {r.SelfTimedRatio:F3} | {r.Pairs} x {r.StepsPerBlock} |"));
             }
 
+            var outside = results.Where(r => !r.SelfTimedWithinIqr).ToList();
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"self-timed ratio within the A/B ratio's IQR: {results.Count - outside.Count} of {results.Count} rows{(outside.Count == 0 ? "" : " (outside: " + string.Join(", ", outside.Select(r => $"{r.Model} every {r.RecordEvery}{(r.Gradients ? " +gradients" : "")}{(r.OverheadBudget is { } ob ? $" budget {ob}" : "")}")) + ")")}"));
+
             if (parse.GetValue(json))
             {
                 var payload = new
@@ -123,6 +127,7 @@ internal static class BenchCommand
                         self_timed_share_q1 = Math.Round(r.SelfTimedShareQ1, 5),
                         self_timed_share_q3 = Math.Round(r.SelfTimedShareQ3, 5),
                         self_timed_ratio = Math.Round(r.SelfTimedRatio, 4),
+                        self_timed_within_iqr = r.SelfTimedWithinIqr,
                         overhead_budget = r.OverheadBudget,
                         final_record_every = r.FinalRecordEvery,
                     }),

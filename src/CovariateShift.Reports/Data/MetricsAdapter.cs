@@ -46,10 +46,17 @@ public static class MetricsAdapter
         var counts = new int[]?[layers.Count][];
         var ranges = new (double Low, double High)?[layers.Count];
         var loss = Filled(steps.Count);
+        var monitorMs = Filled(steps.Count);
+        var stepMs = Filled(steps.Count);
+        var window = new long[steps.Count];
+        Array.Fill(window, 1L);
         foreach (var step in contents.Steps)
         {
             int s = stepIndex[step.Step];
             if (step.Loss is { } l) loss[s] = l;
+            if (step.MonitorMs is { } mm) monitorMs[s] = mm;
+            if (step.StepMs is { } sm) stepMs[s] = sm;
+            if (step.StepsSincePrevious is { } n and > 0) window[s] = n;
             foreach (var r in step.Layers)
             {
                 int li = index[r.Layer];
@@ -69,7 +76,7 @@ public static class MetricsAdapter
         }
         var histograms = Enumerable.Range(0, layers.Count)
             .Select(l => ranges[l] is { } r ? new LayerHistograms(r.Low, r.High, counts[l]!) : null).ToArray();
-        return new RunMetrics(steps, layers, matrices, histograms, loss);
+        return new RunMetrics(steps, layers, matrices, histograms, loss) { MonitorMs = monitorMs, StepMs = stepMs, Window = window };
     }
 
     private static double[] Filled(int n)

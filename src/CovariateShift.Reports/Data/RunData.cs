@@ -20,8 +20,9 @@ public sealed record RunWarning(string Layer, string Kind, long FirstStep, int C
 /// <param name="Metrics">The monitor's metrics; null when the directory has none that could be read.</param>
 /// <param name="Train">Training-loss curve (training.jsonl, else the loss of each recorded step in metrics.jsonl).</param>
 /// <param name="Test">Test loss and accuracy (training.jsonl, else summary.json's evaluations).</param>
-/// <param name="Warnings">Monitor warnings (from log.clef), by layer and kind.</param>
-/// <param name="Facts">Key facts of the run (config.json / model.json / summary.json), flattened to "key: value" pairs.</param>
+/// <param name="Warnings">Monitor warnings by layer and kind: the anomalies of log.clef, and the forecaster's
+/// DivergenceAhead warnings (from forecast.jsonl when the run has one, else from log.clef).</param>
+/// <param name="Facts">Key facts of the run (config.json / model.json / summary.json / finetune.json), flattened to "key: value" pairs.</param>
 /// <param name="Notes">What was missing or skipped, in words.</param>
 public sealed record RunData(
     string Name,
@@ -31,4 +32,9 @@ public sealed record RunData(
     IReadOnlyList<CurvePoint> Test,
     IReadOnlyList<RunWarning> Warnings,
     IReadOnlyList<KeyValuePair<string, string>> Facts,
-    IReadOnlyList<string> Notes);
+    IReadOnlyList<string> Notes)
+{
+    /// <summary>The divergence forecaster's warnings (forecast.jsonl, read with <see cref="CovariateShift.Forecast.ForecastFile.Read"/>),
+    /// in step order; empty when the run has none or ran without the forecaster.</summary>
+    public IReadOnlyList<CovariateShift.Forecast.DivergenceForecast> Forecasts { get; init; } = [];
+}

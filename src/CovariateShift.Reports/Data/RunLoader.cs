@@ -1,19 +1,22 @@
 using System.Globalization;
 using System.Text.Json;
+using CovariateShift.Forecast;
+using CovariateShift.Records;
 using CovariateShift.Sinks;
 
 namespace CovariateShift.Reports.Data;
 
 /// <summary>
 /// Loads run directories for the report: metrics.jsonl (the monitor), training.jsonl or summary.json (curves),
-/// config.json / model.json / summary.json (facts), log.clef (warnings), ics.jsonl (the gradient-ICS probe). Every file
+/// config.json / model.json / summary.json / finetune.json (facts), log.clef (warnings), forecast.jsonl (the divergence forecaster's
+/// warnings, through <see cref="ForecastFile.Read"/>), ics.jsonl (the gradient-ICS probe). Every file
 /// is optional; what is missing, empty, half-written or unreadable is skipped and said in <see cref="RunData.Notes"/>.
 /// </summary>
 public static class RunLoader
 {
     /// <summary>File names read in a run directory.</summary>
     public const string MetricsFile = "metrics.jsonl", TrainingFile = "training.jsonl", ConfigFile = "config.json",
-        ModelFile = "model.json", SummaryFile = "summary.json", LogFile = "log.clef", IcsFile = "ics.jsonl";
+        ModelFile = "model.json", SummaryFile = "summary.json", LogFile = "log.clef", IcsFile = "ics.jsonl", FineTuneFile = "finetune.json";
 
     /// <summary>
     /// Loads every directory in <paramref name="directories"/> (in order, names made unique).
@@ -65,9 +68,13 @@ public static class RunLoader
         if (metrics is not null) metrics = MergeIcs(directory, metrics, notes);
 
         var (train, test) = ReadTraining(directory, metrics, notes);
-        var warnings = ReadWarnings(directory, notes);
+        var forecasts = ReadForecasts(directory, notes);
+        // forecast.jsonl holds every forecast warning with its horizon, score and signals; log.clef's DivergenceAhead
+        // events are the same warnings, so they are read only when the run has no forecast.jsonl (a user's own loop).
+        var warnings = ReadWarnings(directory, notes, forecasts is null ? null : nameof(AnomalyKind.DivergenceAhead));
+        if (forecasts is not null) warnings = [.. warnings.Concat(ForecastWarnings(forecasts)).OrderBy(w => w.FirstStep).ThenBy(w => w.Layer, StringComparer.Ordinal)];
         var facts = ReadFacts(directory, notes);
-        return new RunData(name, directory, metrics, train, test, warnings, facts, notes);
+        return new RunData(name, directory, metrics, train, test, warnings, facts, notes) { Forecasts = forecasts ?? [] };
     }
 
     private static List<string> UniqueNames(IReadOnlyList<string> dirs)
@@ -186,7 +193,35 @@ public static class RunLoader
         return (train, test);
     }
 
-    private static List<RunWarning> ReadWarnings(string dir, List<string> notes)
+    /// <summary>forecast.jsonl's warnings in step order, or null when the run has no forecast.jsonl.</summary>
+    private static List<DivergenceForecast>? ReadForecasts(string dir, List<string> notes)
+    {
+        var path = Path.Combine(dir, ForecastFile.FileName);
+        if (!File.Exists(path)) return null;
+        try
+        {
+            var forecasts = ForecastFile.Read(path).OrderBy(f => f.Step).ToList();
+            // The reader skips what is not a forecast line; say how many there were.
+            var text = File.ReadAllText(path);
+            int end = text.LastIndexOf('\n');
+            int lines = (end < 0 ? "" : text[..end]).Split('\n').Count(l => !string.IsNullOrWhiteSpace(l));
+            if (lines > forecasts.Count) notes.Add($"{ForecastFile.FileName}: {lines - forecasts.Count} line(s) are not forecast lines of a known version; skipped.");
+            if (!string.IsNullOrWhiteSpace(text[(end + 1)..])) notes.Add($"{ForecastFile.FileName}: the last line is incomplete; it was skipped.");
+            return forecasts;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            notes.Add($"{ForecastFile.FileName} could not be read: {e.Message}");
+            return null;
+        }
+    }
+
+    /// <summary>The forecast warnings as rows of the warnings table: per layer of the top signal, the first step and how many.</summary>
+    private static IEnumerable<RunWarning> ForecastWarnings(List<DivergenceForecast> forecasts) =>
+        forecasts.GroupBy(f => f.Layer, StringComparer.Ordinal)
+            .Select(g => new RunWarning(g.Key, nameof(AnomalyKind.DivergenceAhead), g.Min(f => f.Step), g.Count(), ForecastAnomaly.From(g.MinBy(f => f.Step)!).Hint));
+
+    private static List<RunWarning> ReadWarnings(string dir, List<string> notes, string? skipKind)
     {
         var path = Path.Combine(dir, LogFile);
         var result = new Dictionary<(string, string), RunWarning>();
@@ -203,6 +238,7 @@ public static class RunLoader
                 // ones the kind under its former name).
                 if (!e.TryGetProperty(LogProperties.Kind, out var kindE) && !e.TryGetProperty(LogProperties.LegacyKind, out kindE)) continue;
                 var kind = kindE.ToString();
+                if (kind == skipKind) continue;
                 long step = e.TryGetProperty(LogProperties.Step, out var s) && s.ValueKind == JsonValueKind.Number ? s.GetInt64() : -1;
                 var hint = e.TryGetProperty(LogProperties.Hint, out var h) ? h.ToString().Trim() : "";
                 long repeats = e.TryGetProperty(LogProperties.Repeats, out var r) && r.ValueKind == JsonValueKind.Number ? r.GetInt64() : 0;
@@ -243,7 +279,7 @@ public static class RunLoader
     private static List<KeyValuePair<string, string>> ReadFacts(string dir, List<string> notes)
     {
         var facts = new List<KeyValuePair<string, string>>();
-        foreach (var file in new[] { ConfigFile, ModelFile, SummaryFile })
+        foreach (var file in new[] { ConfigFile, ModelFile, SummaryFile, FineTuneFile })
         {
             var path = Path.Combine(dir, file);
             if (!File.Exists(path)) continue;
@@ -251,7 +287,7 @@ public static class RunLoader
             try
             {
                 using var doc = JsonDocument.Parse(File.ReadAllText(path));
-                Flatten(doc.RootElement, file == SummaryFile ? "result" : "", facts, depth: 0);
+                Flatten(doc.RootElement, file switch { SummaryFile => "result", FineTuneFile => "finetune", _ => "" }, facts, depth: 0);
             }
             catch (Exception e) when (e is JsonException or IOException)
             {

@@ -33,6 +33,38 @@ public sealed record RunMetrics(
     IReadOnlyList<LayerHistograms?> Histograms,
     IReadOnlyList<double> Loss)
 {
+    /// <summary>The monitor's own time per training step at each recorded step (metrics.jsonl's <c>monitor_ms</c>, an
+    /// average over the steps since the previous record; NaN where the file has none: written before the monitor timed itself).</summary>
+    public IReadOnlyList<double> MonitorMs { get; init; } = [];
+
+    /// <summary>Wall time per training step at each recorded step (<c>step_ms</c>, the same window as <see cref="MonitorMs"/>; NaN where absent).</summary>
+    public IReadOnlyList<double> StepMs { get; init; } = [];
+
+    /// <summary>Steps each record's timing window spans (<c>steps_since_previous</c>; 1 for the first record and where absent).</summary>
+    public IReadOnlyList<long> Window { get; init; } = [];
+
+    /// <summary>The monitor's share of the step time at recorded step index <paramref name="step"/>: MonitorMs / StepMs, NaN when not measured.</summary>
+    public double OverheadShare(int step) =>
+        step < MonitorMs.Count && step < StepMs.Count && StepMs[step] > 0 && double.IsFinite(MonitorMs[step]) ? MonitorMs[step] / StepMs[step] : double.NaN;
+
+    /// <summary>
+    /// The monitor's share of the training time over the whole run: the sum of <c>monitor_ms</c> x window over the sum of
+    /// <c>step_ms</c> x window, over the records that carry both (each record's values are per-step averages over its
+    /// window). Null when no record carries them.
+    /// </summary>
+    public double? TotalOverheadShare()
+    {
+        double monitor = 0, step = 0;
+        for (int i = 0; i < Math.Min(MonitorMs.Count, StepMs.Count); i++)
+        {
+            if (!double.IsFinite(MonitorMs[i]) || !(StepMs[i] > 0)) continue;
+            long n = i < Window.Count ? Window[i] : 1;
+            monitor += MonitorMs[i] * n;
+            step += StepMs[i] * n;
+        }
+        return step > 0 ? monitor / step : null;
+    }
+
     /// <summary>Values of <paramref name="statistic"/> for layer index <paramref name="layer"/> (one per step).</summary>
     public double[] Series(string statistic, int layer) => Values[statistic][layer];
 

@@ -68,6 +68,9 @@ public static class HtmlReport
 <div id="evolution" class="row"></div>
 <h2>Loss and accuracy</h2>
 <div id="curves" class="row"></div>
+<h2>Monitor overhead</h2>
+<p class="note">The monitor's own time on the training thread as a share of the step time, per recorded step (metrics.jsonl's monitor_ms / step_ms, each an average over the steps since the previous record); the legend gives each run's share over the whole run.</p>
+<div id="overhead" class="row"></div>
 <h2>Gradients of the chosen layer</h2>
 <div id="gradients" class="row"></div>
 <h2>Monitor warnings</h2>
@@ -200,6 +203,19 @@ public static class HtmlReport
             w.WriteEndArray();
         }
         w.WriteEndArray();
+        w.WriteStartArray("forecasts");
+        foreach (var f in r.Forecasts)
+        {
+            w.WriteStartObject();
+            w.WriteNumber("step", f.Step);
+            w.WriteNumber("horizon", f.Horizon);
+            Number(w, "score", f.Score);
+            w.WriteString("layer", f.Layer);
+            w.WriteString("statistic", f.Signals.Count > 0 ? f.Signals[0].Statistic : "");
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+        WriteOverhead(w, m, cols);
         w.WriteStartArray("warnings");
         foreach (var x in r.Warnings)
         {
@@ -223,6 +239,29 @@ public static class HtmlReport
         w.WriteEndArray();
         w.WriteStartArray("notes");
         foreach (var n in r.Notes) w.WriteStringValue(n);
+        w.WriteEndArray();
+        w.WriteEndObject();
+    }
+
+    /// <summary>The monitor's share of the step time: the run's total and one point per shown recorded step (null where not measured).</summary>
+    private static void WriteOverhead(Utf8JsonWriter w, RunMetrics? m, int[] cols)
+    {
+        w.WriteStartObject("overhead");
+        if (m?.TotalOverheadShare() is { } total) w.WriteNumber("share", total);
+        else w.WriteNull("share");
+        w.WriteStartArray("points");
+        if (m is not null)
+        {
+            foreach (var c in cols)
+            {
+                var share = m.OverheadShare(c);
+                if (!double.IsFinite(share)) continue;
+                w.WriteStartArray();
+                w.WriteNumberValue(m.Steps[c]);
+                w.WriteNumberValue(share);
+                w.WriteEndArray();
+            }
+        }
         w.WriteEndArray();
         w.WriteEndObject();
     }

@@ -297,6 +297,17 @@
       ctx.stroke(); ctx.lineWidth = 1;
       if (s.points.length < 40) { ctx.fillStyle = c; s.points.forEach(function (p) { if (isFinite(p[1])) { ctx.beginPath(); ctx.arc(X(p[0]), Y(p[1]), 2.5, 0, 7); ctx.fill(); } }); }
     });
+    // Vertical markers (forecast warnings): a dashed line at the step and a label at the top.
+    var drawn = 0;
+    (opts.markers || []).forEach(function (mk) {
+      if (!isFinite(mk.x) || mk.x < x0 || mk.x > x1) return;
+      var xx = X(mk.x); drawn++;
+      ctx.strokeStyle = mk.color; ctx.lineWidth = 1.5; ctx.setLineDash([5, 3]);
+      ctx.beginPath(); ctx.moveTo(xx, T); ctx.lineTo(xx, H - B); ctx.stroke(); ctx.setLineDash([]); ctx.lineWidth = 1;
+      ctx.fillStyle = mk.color; ctx.beginPath(); ctx.moveTo(xx - 5, T); ctx.lineTo(xx + 5, T); ctx.lineTo(xx, T + 8); ctx.closePath(); ctx.fill();
+      if (mk.label) { ctx.font = "10px sans-serif"; ctx.textAlign = xx > W - 120 ? "right" : "left"; ctx.textBaseline = "top"; ctx.fillText(mk.label, xx + (xx > W - 120 ? -7 : 7), T); }
+    });
+    if (opts.markers) cv.setAttribute("data-markers", String(drawn));
     var lg = el("div", { "class": "chart-legend" });
     series.forEach(function (s, i) {
       var item = el("span", null, s.name); item.style.borderLeft = "14px solid " + (s.color || RUN_COLORS[i % RUN_COLORS.length]); lg.appendChild(item);
@@ -381,9 +392,28 @@
     var tr = D.runs.map(function (r, i) { return { name: r.name, color: RUN_COLORS[i % RUN_COLORS.length], points: r.train.map(function (p) { return [p[0], num(p[1])]; }) }; });
     var tl = D.runs.map(function (r, i) { return { name: r.name, color: RUN_COLORS[i % RUN_COLORS.length], points: r.test.map(function (p) { return [p[0], num(p[1])]; }) }; });
     var ta = D.runs.map(function (r, i) { return { name: r.name, color: RUN_COLORS[i % RUN_COLORS.length], points: r.test.map(function (p) { return [p[0], num(p[2])]; }) }; });
-    lineChart(box, "training loss", tr, { logY: true });
+    var markers = [];
+    D.runs.forEach(function (r, i) {
+      (r.forecasts || []).forEach(function (f) {
+        markers.push({ x: f.step, color: RUN_COLORS[i % RUN_COLORS.length], label: "divergence ahead (" + (D.runs.length > 1 ? r.name + ", " : "") + "step " + f.step + ", within " + f.horizon + ")" });
+      });
+    });
+    lineChart(box, "training loss" + (markers.length ? " (dashed: the forecaster's divergence warnings)" : ""), tr, { logY: true, markers: markers });
+    document.body.setAttribute("data-forecast-markers", String(markers.length));
     lineChart(box, "test loss", tl, { logY: true });
     lineChart(box, "test accuracy", ta, {});
+  }
+  function drawOverhead() {
+    var box = $("overhead"); box.innerHTML = "";
+    var any = false;
+    var series = D.runs.map(function (r, i) {
+      var o = r.overhead || { share: null, points: [] };
+      if (o.points.length) any = true;
+      return { name: r.name + (o.share === null ? " (not measured)" : ": " + fmt(100 * o.share) + "% of the step time"), color: RUN_COLORS[i % RUN_COLORS.length],
+        points: o.points.map(function (p) { return [p[0], 100 * p[1]]; }) };
+    });
+    if (!any) { box.appendChild(el("p", { "class": "note" }, "no monitor timing in these runs (metrics.jsonl written before the monitor timed itself)")); return; }
+    lineChart(box, "monitor time / step time (%) per recorded step", series, { width: 760 });
   }
   function drawTables() {
     var w = $("warnings"); w.innerHTML = "";
@@ -451,6 +481,7 @@
   drawDepth();
   drawLayerCharts();
   drawCurves();
+  drawOverhead();
   drawTables();
   document.body.setAttribute("data-ready", "1");
 

@@ -29,6 +29,10 @@ public sealed record OverheadResult(
     /// own time were all it added).</summary>
     public double SelfTimedRatio => 1 / (1 - SelfTimedShare);
 
+    /// <summary>The bench's check of the self-timing: whether <see cref="SelfTimedRatio"/> lies within the A/B ratio's
+    /// interquartile range (<see cref="RatioQ1"/> to <see cref="RatioQ3"/>).</summary>
+    public bool SelfTimedWithinIqr => SelfTimedRatio >= RatioQ1 && SelfTimedRatio <= RatioQ3;
+
     /// <summary>The monitor's overhead budget in this configuration (null: a fixed interval).</summary>
     public double? OverheadBudget { get; init; }
 

@@ -137,30 +137,6 @@ internal sealed class ActivationBuffer(MonitorOptions options, Func<MonitoredLay
         return t.is_contiguous() ? ops.Handle(t.view(-1)) : ops.Launch(t.reshape(-1));
     }
 
-    private void ActivationParts(List<Tensor> parts, Tensor buffer)
-    {
-        var v = ops.Handle(buffer.view(_layout!.Chunks, _layout.ChunkLength));
-        var pivot = ops.Launch(ops.Handle(v.select(1, 0)).nan_to_num(0, 0, 0));
-        var d = ops.Launch(v.sub(ops.Handle(pivot.unsqueeze(1))));
-        ops.Launch(d.nan_to_num_(0, 0, 0));
-        // Scaled by the chunk's largest |x - p| so float32 squares cannot overflow (values beyond ~1.8e19 otherwise would).
-        var scale = ops.Launch(3, d.abs().amax([1L], keepdim: true).clamp_min_(_tiny));
-        ops.Launch(d.div_(scale));
-        var (variance, mean) = ops.Launch(d.var_mean(1, unbiased: false));
-        parts.Add(pivot);
-        parts.Add(mean);
-        parts.Add(variance);
-        parts.Add(ops.Handle(scale.view(-1)));
-        parts.Add(ops.Launch(2, v.isnan().sum(1, type: ScalarType.Float32)));
-        parts.Add(ops.Launch(2, v.isinf().sum(1, type: ScalarType.Float32)));
-        parts.Add(ops.Launch(3, v.abs().le(_nearZero).sum(1, type: ScalarType.Float32)));
-        parts.Add(ops.Launch(2, v.nan_to_num(float.PositiveInfinity, float.PositiveInfinity, float.PositiveInfinity).amin(1)));
-        parts.Add(ops.Launch(2, v.nan_to_num(float.NegativeInfinity, float.NegativeInfinity, float.NegativeInfinity).amax(1)));
-        if (_anySaturation)
-            parts.Add(ops.Launch(4, v.le(_saturationLow!).logical_or(v.ge(_saturationHigh!)).sum(1, type: ScalarType.Float32)));
-        parts.Add(ops.Launch(buffer.index_select(0, _samplePositions!)));
-    }
-
     /// <summary>Builds the layout for this step's captures when it differs from the current one (or they moved to another
     /// device): the slots, the gather index from the flat concatenation into the layout, the sample positions.</summary>
     private void EnsureLayout()
