@@ -199,6 +199,40 @@ public sealed class CpuKernelPathTests
         return x;
     }
 
+    [Theory]
+    [InlineData(128, 256)]   // the bench MLP's hidden layers: blocks of four feature vectors only
+    [InlineData(37, 83)]     // blocks of four vectors, two single vectors and three features past the last vector
+    [InlineData(5, 9)]       // one vector and one feature
+    [InlineData(4, 3)]       // narrower than a vector
+    public void Dead_features_match_a_direct_count_wherever_they_sit_in_the_row(int rows, int features)
+    {
+        var rng = new Random(rows * 1000 + features);
+        var data = new float[rows * features];
+        for (int i = 0; i < data.Length; i++) data[i] = (float)(rng.NextDouble() * 2 - 1);
+        // Dead: every row near zero (zeros, tiny values, -0, the threshold itself); not dead: one row is not.
+        var dead = new[] { 0, 1, features / 2, features - 1, features - 2 }.Where(f => f < features).Distinct().ToArray();
+        foreach (int f in dead)
+            for (int r = 0; r < rows; r++) data[r * features + f] = (r % 4) switch { 0 => 0f, 1 => -0f, 2 => NearZero, _ => -1e-5f };
+        int almost = features > 3 ? 2 : -1;   // near zero except for one row
+        if (almost >= 0 && !dead.Contains(almost))
+            for (int r = 0; r < rows; r++) data[r * features + almost] = r == rows - 1 ? 0.5f : 0f;
+        int withNan = features > 4 ? 3 : -1;   // near zero except for one NaN, which counts as not near zero
+        if (withNan >= 0 && !dead.Contains(withNan))
+            for (int r = 0; r < rows; r++) data[r * features + withNan] = r == rows / 2 ? float.NaN : 0f;
+
+        var summary = CpuKernel.Summarize(data, features, 0, channelStatistics: false, NearZero, null);
+
+        long expected = 0;
+        for (int f = 0; f < features; f++)
+        {
+            bool all = true;
+            for (int r = 0; r < rows; r++) all &= Math.Abs((double)data[r * features + f]) <= NearZero;
+            expected += all ? 1 : 0;
+        }
+        Assert.Equal(dead.Length, expected);   // the data are as meant
+        Assert.Equal(expected, summary.DeadUnits);
+    }
+
     /// <summary>The unit (feature or channel, dimension 1) of flat index i; 0 for a 1-D buffer.</summary>
     private static int UnitOf(int i, int[] shape)
     {

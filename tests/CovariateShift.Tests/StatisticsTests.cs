@@ -216,6 +216,34 @@ public sealed class StatisticsTests
         Assert.Equal(Reference.Percentile(asDoubles, 0.85), p[2], 12);
     }
 
+    private static readonly double[] PercentileLevels = [0.15, 0.5, 0.85];
+
+    [Theory]
+    [MemberData(nameof(SelectionCases))]
+    public void Rank_selection_of_one_to_many_rank_groups_matches_a_full_sort_bit_for_bit(string kind)
+    {
+        // One rank, the percentiles' three adjacent pairs, four spread ranks (the vectorized gather's limit) and
+        // five (the general gather): every path of the selection.
+        var values = SelectionData(kind);
+        var sorted = values.ToArray();
+        Array.Sort(sorted, (a, b) => a != b ? a.CompareTo(b) : BitConverter.SingleToInt32Bits(a).CompareTo(BitConverter.SingleToInt32Bits(b)));
+        int n = sorted.Length, last = n - 1;
+        int[][] sets =
+        [
+            [n / 2],
+            [.. PercentileLevels.SelectMany(q => new[] { (int)Math.Floor(last * q), Math.Min((int)Math.Floor(last * q) + 1, last) })],
+            [0, last / 3, 2 * last / 3, last],
+            [last, 0, last / 4, last / 2, 3 * last / 4],
+        ];
+        foreach (var ranks in sets)
+        {
+            var selected = new float[ranks.Length];
+            CovariateShift.Statistics.SampleStatistics.SelectRanks(values, ranks, selected);
+            for (int i = 0; i < ranks.Length; i++)
+                Assert.Equal(BitConverter.SingleToInt32Bits(sorted[ranks[i]]), BitConverter.SingleToInt32Bits(selected[i]));
+        }
+    }
+
     [Fact]
     public void Rank_selection_rejects_a_rank_outside_the_sample()
     {

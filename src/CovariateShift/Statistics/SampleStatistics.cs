@@ -1,3 +1,4 @@
+using System.Numerics;
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
@@ -45,9 +46,10 @@ internal static class SampleStatistics
     /// <summary>
     /// Writes to <paramref name="selected"/>[i] the value of rank <paramref name="ranks"/>[i] (0-based) in ascending order
     /// of <paramref name="values"/> (finite floats; -0 sorts just before +0). A most-significant-digit radix select on
-    /// order-preserving 32-bit keys (digits of 11, 8, 8 and 5 bits): count the keys per digit, keep only the buckets
-    /// that hold a wanted rank, repeat on the next digit. Its cost is a few passes over the values whatever their
-    /// distribution (no comparison branches to mispredict), far less than sorting them.
+    /// order-preserving 32-bit keys, all ranks in one descent: the keys are made once (vectorized), counted by their top
+    /// 11 bits (sign, exponent, 2 mantissa bits), and only the buckets that hold a wanted rank are gathered; a gathered
+    /// bucket is then either sorted, when it is small (<see cref="SortBelow"/> keys), or split again by the next 8 bits,
+    /// and so on. Its cost is a few passes over the values whatever their distribution, far less than sorting them.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip tier-0 JIT (recorded steps can be rare)
     [SkipLocalsInit]
@@ -77,57 +79,112 @@ internal static class SampleStatistics
             slot[j] = i;
         }
 
-        // First digit straight from the float bits: count, find the buckets that hold the ranks, then gather those
-        // buckets' keys in one branch-free pass (keys of other buckets go to a discarded cell).
-        var bits = MemoryMarshal.Cast<float, uint>(values);
-        const int TopBuckets = 1 << 11;
-        Span<int> counts = stackalloc int[TopBuckets];
-        counts.Clear();
-        foreach (var u in bits) counts[(int)(Key(u) >> 21)]++;
-
-        Span<byte> region = stackalloc byte[TopBuckets];   // 0: not wanted, r: region r (1-based)
-        region.Clear();
-        Span<int> regionStart = stackalloc int[t + 2];
-        Span<int> regionBelow = stackalloc int[t + 1];
-        Span<int> rankRegion = stackalloc int[t];
-        int regions = 0, below = 0, next = 0, offset = 1;   // scratch[0] is the discarded cell
-        for (int b = 0; b < TopBuckets && next < t; b++)
-        {
-            int c = counts[b];
-            if (c == 0 || sorted[next] >= below + c)
-            {
-                below += c;
-                continue;
-            }
-            regions++;
-            region[b] = (byte)regions;
-            regionStart[regions] = offset;
-            regionBelow[regions] = below;
-            offset += c;
-            while (next < t && sorted[next] < below + c) rankRegion[next++] = regions;
-            below += c;
-        }
-        regionStart[regions + 1] = offset;
-
-        int levels = DigitShifts.Length;
-        var rented = System.Buffers.ArrayPool<uint>.Shared.Rent(offset + (levels - 1) * n);
+        var rented = System.Buffers.ArrayPool<uint>.Shared.Rent(2 * n + 1);
         try
         {
-            var scratch = rented.AsSpan();
-            Span<int> cursor = stackalloc int[regions + 1];
-            cursor[0] = 0;
-            for (int r = 1; r <= regions; r++) cursor[r] = regionStart[r];
-            foreach (var u in bits)
+            var keys = rented.AsSpan(0, n);
+            MakeKeys(MemoryMarshal.Cast<float, uint>(values), keys);
+
+            // Top digit: two interleaved count arrays (a run of equal keys, e.g. ReLU's zeros, would otherwise wait on
+            // one counter), added up while the buckets that hold the ranks are found.
+            const int TopBuckets = 1 << 11;
+            Span<int> counts = stackalloc int[2 * TopBuckets];
+            counts.Clear();
+            ref int even = ref MemoryMarshal.GetReference(counts);
+            ref int odd = ref Unsafe.Add(ref even, TopBuckets);
+            ref uint key = ref MemoryMarshal.GetReference(keys);
+            int k2 = 0;
+            for (; k2 + 2 <= n; k2 += 2)
             {
-                uint k = Key(u);
-                int r = region[(int)(k >> 21)];
-                scratch[cursor[r]] = k;
-                cursor[r] += r == 0 ? 0 : 1;
+                Unsafe.Add(ref even, (int)(Unsafe.Add(ref key, k2) >> 21))++;
+                Unsafe.Add(ref odd, (int)(Unsafe.Add(ref key, k2 + 1) >> 21))++;
+            }
+            if (k2 < n) Unsafe.Add(ref even, (int)(Unsafe.Add(ref key, k2) >> 21))++;
+
+            Span<byte> region = stackalloc byte[TopBuckets];   // 0: not wanted, r: region r (1-based)
+            region.Clear();
+            Span<int> regionStart = stackalloc int[t + 2];
+            Span<int> regionBelow = stackalloc int[t + 1];
+            Span<int> rankRegion = stackalloc int[t];
+            int regions = 0, below = 0, next = 0, offset = 0;
+            const int Block = 8;
+            for (int b = 0; b < TopBuckets && next < t; b += Block)
+            {
+                // Whole blocks of buckets below the next wanted rank are skipped with one sum.
+                var block = Vector256.LoadUnsafe(ref even, (nuint)b) + Vector256.LoadUnsafe(ref odd, (nuint)b);
+                int sum = Vector256.Sum(block);
+                if (sorted[next] >= below + sum)
+                {
+                    below += sum;
+                    continue;
+                }
+                for (int e = 0; e < Block && next < t; e++)
+                {
+                    int c = block.GetElement(e);
+                    if (c == 0 || sorted[next] >= below + c)
+                    {
+                        below += c;
+                        continue;
+                    }
+                    regions++;
+                    region[b + e] = (byte)regions;
+                    regionStart[regions] = offset;
+                    regionBelow[regions] = below;
+                    offset += c;
+                    while (next < t && sorted[next] < below + c) rankRegion[next++] = regions;
+                    below += c;
+                }
+            }
+            regionStart[regions + 1] = offset;
+
+            // Gather each wanted bucket's keys into its region of byRegion, in one pass over the keys.
+            var byRegion = rented.AsSpan(n, n + 1);
+            ref uint to = ref MemoryMarshal.GetReference(byRegion);
+            int i0 = 0;
+            if (Vector256.IsHardwareAccelerated && regions <= 4)
+            {
+                // Eight keys at a time: their buckets compared with each of the (at most four) wanted buckets; the keys of
+                // a wanted bucket are written at its region's cursor (cursors in registers, nothing else is written).
+                Span<uint> ids = stackalloc uint[4];
+                ids.Fill(uint.MaxValue);   // no bucket: keys >> 21 are below 2048
+                for (int b = 0, r = 0; b < TopBuckets && r < regions; b++)
+                    if (region[b] != 0) ids[r++] = (uint)b;
+                var id0 = Vector256.Create(ids[0]);
+                var id1 = Vector256.Create(ids[1]);
+                var id2 = Vector256.Create(ids[2]);
+                var id3 = Vector256.Create(ids[3]);
+                int c0 = regionStart[1], c1 = regionStart[Math.Min(2, regions + 1)], c2 = regionStart[Math.Min(3, regions + 1)],
+                    c3 = regionStart[Math.Min(4, regions + 1)];
+                for (; i0 + 8 <= n; i0 += 8)
+                {
+                    var bucket = Vector256.ShiftRightLogical(Vector256.LoadUnsafe(ref key, (nuint)i0), 21);
+                    ref uint block = ref Unsafe.Add(ref key, i0);
+                    uint m0 = Vector256.Equals(bucket, id0).ExtractMostSignificantBits();
+                    uint m1 = Vector256.Equals(bucket, id1).ExtractMostSignificantBits();
+                    uint m2 = Vector256.Equals(bucket, id2).ExtractMostSignificantBits();
+                    uint m3 = Vector256.Equals(bucket, id3).ExtractMostSignificantBits();
+                    if ((m0 | m1 | m2 | m3) == 0) continue;
+                    for (; m0 != 0; m0 &= m0 - 1) Unsafe.Add(ref to, c0++) = Unsafe.Add(ref block, BitOperations.TrailingZeroCount(m0));
+                    for (; m1 != 0; m1 &= m1 - 1) Unsafe.Add(ref to, c1++) = Unsafe.Add(ref block, BitOperations.TrailingZeroCount(m1));
+                    for (; m2 != 0; m2 &= m2 - 1) Unsafe.Add(ref to, c2++) = Unsafe.Add(ref block, BitOperations.TrailingZeroCount(m2));
+                    for (; m3 != 0; m3 &= m3 - 1) Unsafe.Add(ref to, c3++) = Unsafe.Add(ref block, BitOperations.TrailingZeroCount(m3));
+                }
+                Span<int> at = stackalloc int[regions + 1];
+                at[0] = n;   // the discarded cell
+                for (int r = 1; r <= regions; r++) at[r] = r switch { 1 => c0, 2 => c1, 3 => c2, _ => c3 };
+                GatherScalar(keys[i0..], region, at, byRegion);
+            }
+            else
+            {
+                Span<int> at = stackalloc int[regions + 1];
+                at[0] = n;
+                for (int r = 1; r <= regions; r++) at[r] = regionStart[r];
+                GatherScalar(keys, region, at, byRegion);
             }
 
             Span<uint> found = stackalloc uint[t];
             Span<int> relative = stackalloc int[t];
-            var deeper = scratch[offset..];
+            var deeper = keys;   // the keys are no longer needed: room for the deeper levels
             for (int i = 0; i < t;)
             {
                 int r = rankRegion[i], j = i;
@@ -136,8 +193,7 @@ internal static class SampleStatistics
                     relative[j - i] = sorted[j] - regionBelow[r];
                     j++;
                 }
-                var keys = scratch[regionStart[r]..regionStart[r + 1]];
-                Select(keys, 1, relative[..(j - i)], found[i..j], deeper);
+                Select(byRegion[regionStart[r]..regionStart[r + 1]], 1, relative[..(j - i)], found[i..j], deeper);
                 i = j;
             }
             for (int i = 0; i < t; i++)
@@ -153,6 +209,43 @@ internal static class SampleStatistics
         }
     }
 
+    /// <summary>
+    /// Writes each key of <paramref name="keys"/> at the cursor of its bucket's region (<paramref name="at"/>[region],
+    /// advanced) in <paramref name="byRegion"/>; keys of other buckets (region 0) go to the discarded cell at[0].
+    /// </summary>
+    private static void GatherScalar(ReadOnlySpan<uint> keys, ReadOnlySpan<byte> region, Span<int> at, Span<uint> byRegion)
+    {
+        foreach (var k in keys)
+        {
+            int r = region[(int)(k >> 21)];
+            byRegion[at[r]] = k;
+            at[r] += r == 0 ? 0 : 1;
+        }
+    }
+
+    /// <summary>Buckets of at most this many keys are sorted rather than split by another digit.</summary>
+    private const int SortBelow = 48;
+
+    /// <summary>The order-preserving keys of <paramref name="bits"/> (see <see cref="Key"/>), a vector at a time.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static void MakeKeys(ReadOnlySpan<uint> bits, Span<uint> keys)
+    {
+        int i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            ref uint from = ref MemoryMarshal.GetReference(bits);
+            ref uint to = ref MemoryMarshal.GetReference(keys);
+            var sign = Vector256.Create(0x8000_0000u);
+            for (; i + Vector256<uint>.Count <= bits.Length; i += Vector256<uint>.Count)
+            {
+                var u = Vector256.LoadUnsafe(ref from, (nuint)i);
+                var flip = Vector256.ShiftRightArithmetic(u.AsInt32(), 31).AsUInt32() | sign;
+                (u ^ flip).StoreUnsafe(ref to, (nuint)i);
+            }
+        }
+        for (; i < bits.Length; i++) keys[i] = Key(bits[i]);
+    }
+
     /// <summary>Order-preserving key of a float's bits: all bits of negative numbers flipped, only the sign bit of others.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static uint Key(uint bits) => bits ^ ((uint)((int)bits >> 31) | 0x8000_0000u);
@@ -163,7 +256,8 @@ internal static class SampleStatistics
 
     /// <summary>
     /// One level past the first of <see cref="SelectRanks"/>: every key of <paramref name="keys"/> shares the digits above
-    /// <paramref name="level"/>; <paramref name="ranks"/> ascending, relative to <paramref name="keys"/>.
+    /// <paramref name="level"/>; <paramref name="ranks"/> ascending, relative to <paramref name="keys"/>. A small bucket is
+    /// sorted in place and the ranks read off.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     [SkipLocalsInit]
@@ -175,12 +269,19 @@ internal static class SampleStatistics
             found.Fill(keys[0]);
             return;
         }
+        if (keys.Length <= SortBelow)
+        {
+            keys.Sort();
+            for (int r = 0; r < ranks.Length; r++) found[r] = keys[ranks[r]];
+            return;
+        }
         int shift = DigitShifts[level];
         int buckets = 1 << DigitBits[level];
         uint mask = (uint)buckets - 1;
         Span<int> counts = stackalloc int[buckets];
         counts.Clear();
-        foreach (var k in keys) counts[(int)((k >> shift) & mask)]++;
+        ref int count = ref MemoryMarshal.GetReference(counts);
+        foreach (var k in keys) Unsafe.Add(ref count, (int)((k >> shift) & mask))++;
         Span<int> relative = stackalloc int[ranks.Length];
         int i = 0, below = 0;
         for (int b = 0; b < buckets && i < ranks.Length; b++)
@@ -206,9 +307,10 @@ internal static class SampleStatistics
                 // Branch-free gather: every key is written, only those of bucket b advance the cursor (c < keys.Length,
                 // so the write at [c] stays inside scratch).
                 int m = 0;
+                ref uint to = ref MemoryMarshal.GetReference(scratch);
                 foreach (var k in keys)
                 {
-                    scratch[m] = k;
+                    Unsafe.Add(ref to, m) = k;
                     m += ((k >> shift) & mask) == (uint)b ? 1 : 0;
                 }
                 Select(scratch[..c], level + 1, relative[..(j - i)], found[i..j], scratch[c..]);
