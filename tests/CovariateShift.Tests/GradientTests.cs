@@ -81,6 +81,13 @@ public sealed class GradientTests
         var copy = new float[length];
         Assert.InRange(CovariateShift.Statistics.CpuNorms.SumSquaresAndCopy(a, copy), squares - tolerance, squares + tolerance);
         Assert.Equal(a, copy);
+        // The fused pass over a gradient (b) and weights (a): each sum as the double reference, the weights copied.
+        double bSquares = b.Sum(v => (double)v * v);
+        var fusedCopy = new float[length];
+        var (gradSquares, weightSquares) = CovariateShift.Statistics.CpuNorms.SumSquaresOfBothAndCopy(b, a, fusedCopy);
+        Assert.InRange(gradSquares, bSquares - 1e-5 * Math.Max(1, bSquares), bSquares + 1e-5 * Math.Max(1, bSquares));
+        Assert.InRange(weightSquares, squares - tolerance, squares + tolerance);
+        Assert.Equal(a, fusedCopy);
         double dTolerance = 1e-5 * Math.Max(1, differences);
         Assert.InRange(CovariateShift.Statistics.CpuNorms.SumSquaredDifference(a, b), differences - dTolerance, differences + dTolerance);
     }

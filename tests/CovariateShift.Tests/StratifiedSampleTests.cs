@@ -14,6 +14,29 @@ public sealed class StratifiedSampleTests
     }
 
     [Theory]
+    [InlineData(13, 2048, 0)]        // every element, a length that leaves a tail past the gathers of eight
+    [InlineData(32768, 2048, 0)]
+    [InlineData(32768, 2048, 40)]    // non-finite values at some sampled positions
+    [InlineData(100_003, 2045, 7)]
+    public void Gather_keeps_the_finite_values_at_the_positions_in_order(int length, int size, int nonFinite)
+    {
+        var rng = new Random(length + nonFinite);
+        var data = Enumerable.Range(0, length).Select(_ => (float)(rng.NextDouble() * 2 - 1)).ToArray();
+        var sample = new StratifiedSample(length, size, 3);
+        var positions = sample.Positions;
+        for (int k = 0; k < nonFinite; k++)
+            data[positions[rng.Next(positions.Length)]] = (k % 3) switch { 0 => float.NaN, 1 => float.PositiveInfinity, _ => float.NegativeInfinity };
+        var expected = positions.Select(p => data[p]).Where(float.IsFinite).ToArray();
+
+        var destination = new float[positions.Length];
+        int count = sample.Gather(data, destination);
+
+        Assert.Equal(expected.Length, count);
+        Assert.Equal(expected, destination[..count]);
+        if (nonFinite > 0) Assert.True(count < positions.Length);
+    }
+
+    [Theory]
     [InlineData(10, 4)]
     [InlineData(32768, 2048)]
     [InlineData(100_003, 2048)]

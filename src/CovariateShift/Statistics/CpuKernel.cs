@@ -494,6 +494,64 @@ internal static class CpuNorms
         return Reduce(x, copy, x, copy: true, difference: false);
     }
 
+    /// <summary>
+    /// Sums of g_i^2 and of w_i^2, copying w into <paramref name="copy"/>, in one pass over both buffers: each sum is
+    /// accumulated exactly as <see cref="SumSquares"/> accumulates it (same chunks, same accumulators, same order), so
+    /// the results are bit for bit those of the separate calls.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip tier-0 JIT (recorded steps can be rare)
+    public static (double Gradient, double Weight) SumSquaresOfBothAndCopy(ReadOnlySpan<float> g, ReadOnlySpan<float> w, Span<float> copy)
+    {
+        if (g.Length != w.Length || copy.Length != w.Length)
+            throw new ArgumentException($"Buffers differ in length: {g.Length}, {w.Length} and {copy.Length}.");
+        var vg = MemoryMarshal.Cast<float, Vector<float>>(g);
+        var vw = MemoryMarshal.Cast<float, Vector<float>>(w);
+        var vt = MemoryMarshal.Cast<float, Vector<float>>(copy);
+        double gTotal = 0, wTotal = 0;
+        for (int start = 0; start < vw.Length; start += ChunkVectors)
+        {
+            Vector<float> g0 = default, g1 = default, g2 = default, g3 = default;
+            Vector<float> w0 = default, w1 = default, w2 = default, w3 = default;
+            int end = Math.Min(vw.Length, start + ChunkVectors);
+            int i = start;
+            for (; i + 4 <= end; i += 4)
+            {
+                Vector<float> x0 = vw[i], x1 = vw[i + 1], x2 = vw[i + 2], x3 = vw[i + 3];
+                vt[i] = x0;
+                vt[i + 1] = x1;
+                vt[i + 2] = x2;
+                vt[i + 3] = x3;
+                w0 += x0 * x0;
+                w1 += x1 * x1;
+                w2 += x2 * x2;
+                w3 += x3 * x3;
+                Vector<float> y0 = vg[i], y1 = vg[i + 1], y2 = vg[i + 2], y3 = vg[i + 3];
+                g0 += y0 * y0;
+                g1 += y1 * y1;
+                g2 += y2 * y2;
+                g3 += y3 * y3;
+            }
+            for (; i < end; i++)
+            {
+                var x = vw[i];
+                vt[i] = x;
+                w0 += x * x;
+                var y = vg[i];
+                g0 += y * y;
+            }
+            gTotal += Vector.Sum((g0 + g1) + (g2 + g3));
+            wTotal += Vector.Sum((w0 + w1) + (w2 + w3));
+        }
+        for (int i = vw.Length * Vector<float>.Count; i < w.Length; i++)
+        {
+            copy[i] = w[i];
+            double x = w[i], y = g[i];
+            wTotal += x * x;
+            gTotal += y * y;
+        }
+        return (gTotal, wTotal);
+    }
+
     /// <summary>Sum of (a_i - b_i)^2.</summary>
     public static double SumSquaredDifference(ReadOnlySpan<float> a, ReadOnlySpan<float> b)
     {

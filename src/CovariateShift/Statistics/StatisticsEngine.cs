@@ -106,8 +106,8 @@ internal sealed class StatisticsEngine : IStatisticsEngine
 
     /// <summary>
     /// Gradient and weight norms of every layer's own parameters, and a snapshot of the parameters for the update size.
-    /// CPU float32 parameters are read in place, in one pass over the gradient and one over the weights that also copies
-    /// them into the snapshot; others use device ops.
+    /// CPU float32 parameters are read in place, in one pass over the gradient and the weights together that also copies
+    /// the weights into the snapshot; others use device ops.
     /// </summary>
     public void CaptureGradients(IReadOnlyList<MonitoredLayer> layers)
     {
@@ -129,7 +129,8 @@ internal sealed class StatisticsEngine : IStatisticsEngine
                     var w = MemoryMarshal.Cast<byte, float>(p.bytes);
                     var buffer = BuffersOf(layer).SnapshotBuffer(capture.HostSnapshots.Count, w.Length);
                     capture.HostSnapshots.Add((p, buffer));
-                    capture.AddHost(CpuNorms.SumSquares(MemoryMarshal.Cast<byte, float>(g.bytes)), CpuNorms.SumSquaresAndCopy(w, buffer));
+                    var (gradSquares, weightSquares) = CpuNorms.SumSquaresOfBothAndCopy(MemoryMarshal.Cast<byte, float>(g.bytes), w, buffer);
+                    capture.AddHost(gradSquares, weightSquares);
                 }
                 else
                 {
