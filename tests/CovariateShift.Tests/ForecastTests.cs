@@ -10,15 +10,14 @@ namespace CovariateShift.Tests;
 /// <summary>The divergence forecaster on synthetic record sequences with a known answer, and inside the monitor.</summary>
 public sealed class ForecastTests
 {
-    /// <summary>Fixed weights (not the tuned defaults) so that the expected steps follow from the formula.</summary>
-    private static readonly ForecastOptions Rule = new()
+    /// <summary>A hand-made model (not the shipped one) so that the expected steps follow from the formula: one feature,
+    /// update_ratio (EMA span 5 of the mean ln update-to-weight ratio), score >= 0.5 exactly when it is at least -4.</summary>
+    private static readonly ForecastModel Rule = new()
     {
-        Smoothing = 4, WarmupRecords = 5, ActivationWeight = 0.25, GradientWeight = 0.25, LossWeight = 0.5, Patience = 3, ClearAfter = 50, Horizon = 40,
-        ActivationTrendWeight = 0, GradientTrendWeight = 0, LossTrendWeight = 0, TrendSpan = 20,
+        Features = [ForecastFeatures.UpdateRatio], Means = [-4], Scales = [1], Weights = [1], Bias = 0, Threshold = 0.5, Patience = 3,
     };
 
-    /// <summary>Only the loss trend counts (span 4 against span 20).</summary>
-    private static readonly ForecastOptions TrendRule = Rule with { ActivationWeight = 0, GradientWeight = 0, LossWeight = 0, LossTrendWeight = 1 };
+    private static readonly ForecastOptions RuleOptions = new() { Model = Rule, WarmupRecords = 5, ClearAfter = 50, Horizon = 40 };
 
     private static LayerStatistics Stats(double mean, double std) => new()
     {
@@ -26,125 +25,121 @@ public sealed class ForecastTests
         NearZeroFraction = 0, DeadUnitFraction = 0,
     };
 
-    /// <summary>A record of three layers: stds scaled by <paramref name="scale"/> (layer 1 also by <paramref name="grow"/>),
-    /// gradient norms by <paramref name="gradScale"/>, and the given loss.</summary>
-    private static StepRecord Record(long step, double scale, double grow = 1, double gradScale = 1, double loss = 0.5)
+    /// <summary>A record of three layers: stds scaled by <paramref name="scale"/>, gradient norms by <paramref name="gradScale"/>,
+    /// update-to-weight ratios <paramref name="ratio"/> (both linear layers; weight norm 10), and the given loss.</summary>
+    private static StepRecord Record(long step, double scale = 1, double gradScale = 1, double ratio = 0.004, double loss = 0.5)
     {
         var layers = new List<LayerRecord>
         {
-            new(step, "fc0", "Linear", Stats(0.1, 1.0 * scale), null, null, new GradientStatistics(0.5 * gradScale, 10, 0.05, null, 100)),
-            new(step, "fc1", "Linear", Stats(0.0, 2.0 * scale * grow), null, null, new GradientStatistics(0.3 * gradScale, 10, 0.03, null, 100)),
+            new(step, "fc0", "Linear", Stats(0.1, 1.0 * scale), null, null, new GradientStatistics(0.5 * gradScale, 10, 0.05 * gradScale, 10 * ratio, 100)),
+            new(step, "fc1", "Linear", Stats(0.0, 2.0 * scale), null, null, new GradientStatistics(0.3 * gradScale, 10, 0.03 * gradScale, 10 * ratio, 100)),
             new(step, "act1", "ReLU", Stats(0.5, 0.7 * scale), null, null, null),
         };
         return new StepRecord(step, loss, layers, []);
     }
 
     [Fact]
-    public void Steadily_growing_variance_warns_when_the_smoothed_growth_reaches_the_threshold()
+    public void A_steadily_growing_update_ratio_warns_when_its_average_reaches_the_threshold()
     {
-        // Layer fc1's std grows by 10% per record from record 20 (variance ratio 1.21 per record); everything else is flat.
-        // ln RMS then rises r = ln 1.1 per record; the moving average (alpha 0.4) lags r (1 - alpha) / alpha = 1.5 r behind,
-        // so 0.25 x growth reaches 1 at t0 + 4 / r + 1.5 records, and the warning comes 2 records later (patience 3).
-        var f = new DivergenceForecaster(Rule);
+        // The update-to-weight ratio is e^-6 until record 20, then grows by 10% per record: ln rises r = ln 1.1 per record.
+        // Its EMA (span 5, alpha 1/3) lags a steady rise by (1 - alpha) / alpha = 2 records, so it reaches -4 at record
+        // t0 + 2 / r + 2, and the warning comes 2 records later (patience 3).
+        var f = new DivergenceForecaster(RuleOptions);
         const int t0 = 20;
         double r = Math.Log(1.1);
-        int expected = (int)Math.Ceiling(t0 + 4 / r + 1.5) + 2;
+        int expected = (int)Math.Ceiling(t0 + 2 / r + 2) + 2;
         DivergenceForecast? warning = null;
         for (int t = 0; t < 200 && warning is null; t++)
-            warning = f.Observe(Record(t, 1, grow: Math.Pow(1.1, Math.Max(0, t - t0))));
+            warning = f.Observe(Record(t, ratio: Math.Exp(-6) * Math.Pow(1.1, Math.Max(0, t - t0))));
         Assert.NotNull(warning);
         Assert.InRange(warning.Step, expected - 1, expected + 1);
         Assert.Equal(40, warning.Horizon);
-        Assert.True(warning.Score >= 1, $"score {warning.Score}");
-        var top = warning.Signals[0];
-        Assert.Equal(("fc1", ForecastSignal.ActivationRms), (top.Layer, top.Statistic));
-        Assert.Equal("fc1", warning.Layer);
-        Assert.InRange(top.Growth, 4, 4 + 3 * r);
-        Assert.Equal(0.25 * top.Growth, top.Contribution, 12);
-        Assert.Single(warning.Signals);   // nothing else moved
-    }
-
-    [Theory]
-    [InlineData(0.15, true)]
-    [InlineData(0.1, false)]
-    public void A_steady_rise_has_a_trend_of_its_rate_times_the_lag_between_the_averages(double rate, bool warns)
-    {
-        // ln loss rises by `rate` per record from record 30. Both moving averages lag a steady rise r by (span - 1) / 2 x r,
-        // so the fast one (span 4) settles r (20 - 4) / 2 = 8 r above the slow one (span 20): 1.2 for r = 0.15 (warns),
-        // 0.8 for r = 0.1 (never reaches 1, however long it rises).
-        var f = new DivergenceForecaster(TrendRule);
-        DivergenceForecast? warning = null;
-        double last = 0;
-        for (int t = 0; t < 400 && warning is null; t++)
-        {
-            warning = f.Observe(Record(t, 1, loss: 0.5 * Math.Exp(rate * Math.Max(0, t - 30))));
-            last = f.Score;
-        }
-        if (!warns)
-        {
-            Assert.Null(warning);
-            Assert.Equal(8 * rate, last, 6);   // the settled trend
-            return;
-        }
-        Assert.NotNull(warning);
-        var top = Assert.Single(warning.Signals);
-        Assert.Equal((ForecastSignal.LossLayer, ForecastSignal.LossTrend), (top.Layer, top.Statistic));
-        Assert.InRange(top.Growth, 1, 8 * rate);
-        Assert.Equal(top.Growth, top.Contribution, 12);
+        Assert.True(warning.Score >= 0.5, $"score {warning.Score}");
+        var top = Assert.Single(warning.Signals);   // the model has one feature
+        Assert.Equal((DivergenceForecaster.AllLayers, ForecastFeatures.UpdateRatio), (top.Layer, top.Statistic));
+        Assert.InRange(top.Growth, -4, -4 + 3 * r);
+        Assert.Equal(top.Growth + 4, top.Contribution, 12);
     }
 
     [Fact]
-    public void A_single_noisy_spike_does_not_warn()
+    public void The_shipped_model_warns_on_a_growing_step_size_with_a_rising_loss_and_names_the_update_ratio()
     {
-        var f = new DivergenceForecaster(Rule);
+        // Noisy like a mini-batch run (the noise of the stable test below), stable at a small step (update-to-weight ratio
+        // e^-6) for 50 records, then the ratio grows 5% per record and the loss 2% per record.
+        var f = new DivergenceForecaster();
+        var rng = new Random(5);
+        DivergenceForecast? warning = null;
+        int t = 0;
+        for (; t < 400 && warning is null; t++)
+        {
+            int k = Math.Max(0, t - 50);
+            warning = f.Observe(Record(t, Math.Exp(0.05 * Normal(rng)), gradScale: Math.Exp(0.2 * Normal(rng)),
+                ratio: Math.Exp(-6 + 0.2 * Normal(rng)) * Math.Pow(1.05, k), loss: 0.5 * Math.Exp(0.1 * Normal(rng)) * Math.Pow(1.02, k)));
+            if (t < 50) Assert.Null(warning);
+        }
+        Assert.NotNull(warning);
+        Assert.True(warning.Score >= f.Options.Model.Threshold && warning.Score < 1, $"score {warning.Score}");
+        Assert.True(warning.Signals.Take(3).Any(s => s.Statistic.StartsWith("update_ratio", StringComparison.Ordinal)), string.Join(", ", warning.Signals.Select(s => $"{s.Statistic} {s.Contribution:F2}")));
+        Assert.All(warning.Signals, s => Assert.True(s.Contribution > 0));
+        Assert.Equal(warning.Signals.OrderByDescending(s => s.Contribution).ToList(), warning.Signals);
+        // The ratio is still far from where it started: ln ratio at the warning is well above -6.
+        Assert.True(f.Features.Values[0] > -5, $"update_ratio {f.Features.Values[0]} at {warning.Step}: {string.Join(", ", warning.Signals.Select(s => $"{s.Statistic} {s.Growth:F2} {s.Contribution:F2}"))}");
+    }
+
+    public static TheoryData<string> Rules => ["fixed", "shipped"];
+
+    [Theory]
+    [MemberData(nameof(Rules))]
+    public void A_single_noisy_spike_does_not_warn(string rule)
+    {
+        var f = new DivergenceForecaster(rule == "fixed" ? RuleOptions : new ForecastOptions());
         var rng = new Random(3);
         double peak = 0;
         for (int t = 0; t < 300; t++)
         {
             double noise = Math.Exp(0.05 * Normal(rng));
-            bool spike = t == 150;   // one record: activations and gradients x100, loss x10
-            var warning = f.Observe(Record(t, noise * (spike ? 100 : 1), gradScale: spike ? 100 : 1, loss: 0.5 * (spike ? 10 : 1)));
+            bool spike = t == 150;   // one record: update ratio x300 (e^-5.5 -> e^0.2), activations and gradients x100, loss x10
+            var warning = f.Observe(Record(t, noise * (spike ? 100 : 1), gradScale: spike ? 100 : 1, ratio: Math.Exp(-5.5) * (spike ? 300 : 1), loss: 0.5 * (spike ? 10 : 1)));
             Assert.Null(warning);
             if (t >= 150) peak = Math.Max(peak, f.Score);
         }
-        Assert.True(peak >= 1, $"the spike itself scores above the threshold (peak {peak}); only the patience keeps it from warning");
+        if (rule == "fixed") Assert.True(peak >= 0.5, $"the spike itself scores above the threshold (peak {peak}); only the patience keeps it from warning");
         Assert.Equal(0, f.Warnings);
     }
-
-    public static TheoryData<string> Rules => ["fixed", "defaults"];
 
     [Theory]
     [MemberData(nameof(Rules))]
     public void A_stable_noisy_run_never_warns_over_10000_records(string rule)
     {
-        var f = new DivergenceForecaster(rule == "fixed" ? Rule : new ForecastOptions());
+        var f = new DivergenceForecaster(rule == "fixed" ? RuleOptions : new ForecastOptions());
         var rng = new Random(11);
         double max = 0;
         for (int t = 0; t < 10_000; t++)
         {
-            var warning = f.Observe(Record(t, Math.Exp(0.05 * Normal(rng)), gradScale: Math.Exp(0.2 * Normal(rng)), loss: 0.5 * Math.Exp(0.1 * Normal(rng))));
+            var warning = f.Observe(Record(t, Math.Exp(0.05 * Normal(rng)), gradScale: Math.Exp(0.2 * Normal(rng)),
+                ratio: Math.Exp(-5.5 + 0.2 * Normal(rng)), loss: 0.5 * Math.Exp(0.1 * Normal(rng))));
             Assert.Null(warning);
             max = Math.Max(max, f.Score);
         }
         Assert.Equal(0, f.Warnings);
-        Assert.InRange(max, 1e-3, 0.9);   // noise is seen, but stays well below the threshold
+        Assert.InRange(max, 1e-6, f.Options.Model.Threshold * 0.9);   // noise is seen, but stays below the threshold
     }
 
     [Fact]
     public void Warnings_come_once_per_episode_and_again_after_the_episode_cleared()
     {
-        var f = new DivergenceForecaster(Rule);
+        var f = new DivergenceForecaster(RuleOptions);
         var starts = new List<long>();
         long t = 0;
-        void Run(int records, Func<int, double> grow)
+        void Run(int records, Func<int, double> ratio)
         {
             for (int i = 0; i < records; i++, t++)
             {
-                if (f.Observe(Record(t, 1, grow: grow(i))) is { } w) starts.Add(w.Step);
+                if (f.Observe(Record(t, ratio: ratio(i))) is { } w) starts.Add(w.Step);
             }
         }
-        Run(30, _ => 1);
-        Run(150, i => Math.Pow(1.1, i));          // grows far past the threshold and stays there: one warning
+        Run(30, _ => Math.Exp(-6));
+        Run(150, i => Math.Exp(-6) * Math.Pow(1.1, Math.Min(i, 40)));   // rises far past the threshold and stays there: one warning
         Assert.Single(starts);
         Assert.True(f.InEpisode);
         // Back to the baseline: the moving average falls below the threshold within a few records, and the episode
@@ -152,15 +147,15 @@ public sealed class ForecastTests
         int below = 0;
         while (f.InEpisode)
         {
-            Run(1, _ => 1);
-            below = f.Score < 1 ? below + 1 : 0;
+            Run(1, _ => Math.Exp(-6));
+            below = f.Score < 0.5 ? below + 1 : 0;
             Assert.True(below <= 50, "the episode must end at the 50th record below the threshold");
             Assert.Equal(below < 50, f.InEpisode);
         }
         Assert.Equal(50, below);
         Assert.InRange(t, 30 + 150 + 50, 30 + 150 + 60);
         long second = t;
-        Run(100, i => Math.Pow(1.1, i));          // a second episode
+        Run(100, i => Math.Exp(-6) * Math.Pow(1.1, i));          // a second episode
         Assert.Equal(2, starts.Count);
         Assert.True(starts[1] > second, $"second warning at {starts[1]}, after {second}");
         Assert.Equal(2, f.Warnings);
@@ -169,36 +164,48 @@ public sealed class ForecastTests
     [Fact]
     public void A_non_finite_loss_warns_at_once_and_names_it()
     {
-        var f = new DivergenceForecaster(Rule);
-        for (int t = 0; t < 10; t++) Assert.Null(f.Observe(Record(t, 1)));
-        var w = f.Observe(Record(10, 1, loss: double.NaN));
+        var f = new DivergenceForecaster(RuleOptions);
+        for (int t = 0; t < 10; t++) Assert.Null(f.Observe(Record(t)));
+        var w = f.Observe(Record(10, loss: double.NaN));
         Assert.NotNull(w);
         Assert.Equal(double.PositiveInfinity, w.Score);
         Assert.Equal((ForecastSignal.LossLayer, ForecastSignal.NonFinite), (w.Signals[0].Layer, w.Signals[0].Statistic));
     }
 
+    [Fact]
+    public void The_shipped_model_is_the_models_file_and_reads_back_from_its_json()
+    {
+        var m = ForecastModel.Default;
+        Assert.Equal(ForecastFeatures.Names, m.Features);
+        using var stream = new MemoryStream(System.Text.Encoding.UTF8.GetBytes(m.ToJson()));
+        Assert.Equal(m, ForecastModel.Read(stream, "memory"));
+        using var bad = new MemoryStream("{\"features\": [\"nope\"], \"means\": [0], \"scales\": [1], \"weights\": [1]}"u8.ToArray());
+        var e = Assert.Throws<InvalidDataException>(() => ForecastModel.Read(bad, "the test model"));
+        Assert.Contains("unknown feature 'nope'", e.Message, StringComparison.Ordinal);
+    }
+
     [Theory]
-    [InlineData("Smoothing", 0.5)]
+    [InlineData("Threshold", 1)]
     [InlineData("Patience", 0)]
-    [InlineData("ActivationWeight", -1)]
+    [InlineData("Weights", double.NaN)]
     [InlineData("Horizon", 0)]
-    [InlineData("TrendSpan", 4)]
-    [InlineData("LossTrendWeight", double.NaN)]
+    [InlineData("WarmupRecords", 0)]
+    [InlineData("Features", 0)]
     public void Invalid_options_are_refused_at_attach_naming_the_value(string name, double value)
     {
         var options = name switch
         {
-            "Smoothing" => new ForecastOptions { Smoothing = value },
-            "Patience" => new ForecastOptions { Patience = (int)value },
-            "ActivationWeight" => new ForecastOptions { ActivationWeight = value },
-            "TrendSpan" => new ForecastOptions { Smoothing = value, TrendSpan = value },
-            "LossTrendWeight" => new ForecastOptions { LossTrendWeight = value },
+            "Threshold" => new ForecastOptions { Model = Rule with { Threshold = value } },
+            "Patience" => new ForecastOptions { Model = Rule with { Patience = (int)value } },
+            "Weights" => new ForecastOptions { Model = Rule with { Weights = [value] } },
+            "WarmupRecords" => new ForecastOptions { WarmupRecords = (int)value },
+            "Features" => new ForecastOptions { Model = Rule with { Means = [] } },
             _ => new ForecastOptions { Horizon = (int)value },
         };
         using var model = nn.Sequential(("fc", nn.Linear(4, 2)));
         var e = Assert.Throws<ArgumentOutOfRangeException>(() => ActivationMonitor.Attach(model, new MonitorOptions { Forecast = options }));
         Assert.Equal(name, e.ParamName);
-        Assert.Contains(name, e.Message, StringComparison.Ordinal);
+        Assert.Contains(name == "Features" ? "one entry per feature" : name, e.Message, StringComparison.Ordinal);
     }
 
     /// <summary>Trains a small model with the device engine (on CPU tensors) and returns its op counts, transfers and records.</summary>
@@ -233,8 +240,10 @@ public sealed class ForecastTests
     [Fact]
     public void Forecasting_adds_no_device_operation_and_no_transfer()
     {
-        // A forecaster that warns (every signal weighted 1000x) so that its whole path, warning included, is exercised.
-        var eager = new ForecastOptions { ActivationWeight = 1000, GradientWeight = 1000, LossWeight = 1000, Patience = 1, WarmupRecords = 1, Horizon = 7 };
+        // A forecaster that warns (the shipped features, every weight positive and a large bias) so that its whole path,
+        // features and warning included, is exercised.
+        var d = ForecastModel.Default;
+        var eager = new ForecastOptions { Model = d with { Weights = [.. d.Weights.Select(_ => 0.5)], Bias = 20, Patience = 1 }, WarmupRecords = 1, Horizon = 7 };
         var off = Train(null);
         var on = Train(eager);
         Assert.Equal(off.Launches, on.Launches);

@@ -98,95 +98,190 @@ public static class ForecastEvaluation
     public static LossSpikeRule TuneLossSpike(IReadOnlyList<RunTrace> tuning) =>
         Best(SpikeFactors.Select(k => new LossSpikeRule(k)), tuning);
 
-    /// <summary>The weights tried for each of the forecaster's six weights.</summary>
-    public static IReadOnlyList<double> ForecasterWeights { get; } = [0, 0.1, 0.15, 0.25, 0.35, 0.5, 0.75, 1, 1.5];
+    /// <summary>Label horizons tried: a training record is positive when its run fails within this many steps.</summary>
+    public static IReadOnlyList<int> LabelHorizons { get; } = [40, 80, 120];
 
-    private static readonly int[] Patiences = [1, 2, 3, 5];
-    private static readonly double[] Smoothings = [2, 4, 8];
-    private static readonly double[] TrendSpans = [10, 20, 40];
+    /// <summary>Records this close (in steps) to the failure are left out of training (the failure itself is not a forecast).</summary>
+    public const int LabelCutoff = 4;
+
+    /// <summary>Thresholds tried (scores; logits from -2 to 6 in steps of 0.25).</summary>
+    public static IReadOnlyList<double> Thresholds { get; } = [.. Enumerable.Range(0, 33).Select(i => 1 / (1 + Math.Exp(-(-2 + 0.25 * i))))];
+
+    /// <summary>Patiences tried (records).</summary>
+    public static IReadOnlyList<int> Patiences { get; } = [1, 2, 3];
+
+    /// <summary>L2 penalty of the logistic regression (on the standardized weights).</summary>
+    public const double L2 = 1e-3;
+
+    /// <summary>Full-batch gradient-descent iterations (step 1) of the logistic regression.</summary>
+    public const int Iterations = 300;
 
     /// <summary>
-    /// The forecaster options that score best on <paramref name="tuning"/>: a coordinate search from each of
-    /// <see cref="TuningStarts"/> (<paramref name="start"/>, then each statistic alone at weight 0.5, then all six at 0.25), the
-    /// best result of all kept. A coordinate search tries every value of one parameter at a time (the six weights from
-    /// <see cref="ForecasterWeights"/>, patience 1, 2, 3, 5, smoothing 2, 4, 8, trend span 10, 20, 40), keeps the best, and
-    /// repeats until a pass changes nothing (at most 4 passes). Deterministic: the same runs give the same options.
+    /// Trains the forecaster's model on <paramref name="tuning"/> and chooses its threshold and patience there: for each of
+    /// <see cref="LabelHorizons"/>, a class-balanced logistic regression (<see cref="TrainLogistic"/>) on every record after the
+    /// warm-up and up to <see cref="LabelCutoff"/> steps before a failure (positive: the run fails within the horizon), then the
+    /// threshold from <see cref="Thresholds"/> and patience from <see cref="Patiences"/> that score best (<see cref="Better"/>);
+    /// the best of all kept. Deterministic: the same runs give the same model.
     /// </summary>
-    public static ForecastOptions TuneForecaster(IReadOnlyList<RunTrace> tuning, ForecastOptions? start = null)
+    public static ForecastModel TrainModel(IReadOnlyList<RunTrace> tuning, ForecastOptions? options = null, string description = "")
     {
         ArgumentNullException.ThrowIfNull(tuning);
-        ForecastOptions? best = null;
+        var o = options ?? new ForecastOptions();
+        var features = tuning.Select(r => Features(r, o.WarmupRecords)).ToList();
+        ForecastModel? best = null;
         RuleScore? bestScore = null;
-        foreach (var s in TuningStarts(start ?? new ForecastOptions()))
+        foreach (int horizon in LabelHorizons)
         {
-            var (options, score) = CoordinateSearch(tuning, s);
-            if (bestScore is null || Better(score, bestScore))
+            var x = new List<double[]>();
+            var y = new List<bool>();
+            for (int i = 0; i < tuning.Count; i++)
             {
-                best = options;
-                bestScore = score;
+                long? f = tuning[i].FailureStep;
+                foreach (var (step, values, nonFinite) in features[i])
+                {
+                    if (nonFinite || (f is { } ff && step >= ff - LabelCutoff)) break;
+                    x.Add(values);
+                    y.Add(f is { } fail && step >= fail - horizon);
+                }
+            }
+            var model = TrainLogistic(x, y) with { Description = description };
+            var logits = features.Select(r => r.Select(p => (p.Step, Logit: model.Logit(p.Values), p.NonFinite)).ToList()).ToList();
+            foreach (int patience in Patiences)
+            {
+                foreach (double threshold in Thresholds)
+                {
+                    double z = Math.Log(threshold / (1 - threshold));
+                    var score = Score(tuning, r => FirstWarning(logits[r], z, patience));
+                    if (bestScore is null || Better(score, bestScore))
+                    {
+                        best = model with { Threshold = threshold, Patience = patience };
+                        bestScore = score;
+                    }
+                }
             }
         }
         return best!;
     }
 
-    /// <summary>The starting points of <see cref="TuneForecaster"/>: <paramref name="start"/>, each of the six statistics
-    /// alone (weight 0.5, the others 0), and all six at 0.25.</summary>
-    public static IEnumerable<ForecastOptions> TuningStarts(ForecastOptions start)
+    /// <summary>Every record's features after the warm-up, as the forecaster computes them (ForecastFeatures).</summary>
+    private static List<(long Step, double[] Values, bool NonFinite)> Features(RunTrace run, int warmup)
     {
-        ArgumentNullException.ThrowIfNull(start);
-        yield return start;
-        var zero = start with { ActivationWeight = 0, GradientWeight = 0, LossWeight = 0, ActivationTrendWeight = 0, GradientTrendWeight = 0, LossTrendWeight = 0 };
-        yield return zero with { ActivationWeight = 0.5 };
-        yield return zero with { GradientWeight = 0.5 };
-        yield return zero with { LossWeight = 0.5 };
-        yield return zero with { ActivationTrendWeight = 0.5 };
-        yield return zero with { GradientTrendWeight = 0.5 };
-        yield return zero with { LossTrendWeight = 0.5 };
-        yield return zero with { ActivationWeight = 0.25, GradientWeight = 0.25, LossWeight = 0.25, ActivationTrendWeight = 0.25, GradientTrendWeight = 0.25, LossTrendWeight = 0.25 };
-    }
-
-    private static (ForecastOptions Options, RuleScore Score) CoordinateSearch(IReadOnlyList<RunTrace> tuning, ForecastOptions start)
-    {
-        var best = start;
-        var bestScore = Score(new ForecasterRule(best), tuning);
-        var moves = new List<Func<ForecastOptions, IEnumerable<ForecastOptions>>>
+        var f = new ForecastFeatures(warmup);
+        var rows = new List<(long, double[], bool)>();
+        int n = 0;
+        foreach (var r in run.Records)
         {
-            o => ForecasterWeights.Select(w => o with { ActivationWeight = w }),
-            o => ForecasterWeights.Select(w => o with { GradientWeight = w }),
-            o => ForecasterWeights.Select(w => o with { LossWeight = w }),
-            o => ForecasterWeights.Select(w => o with { ActivationTrendWeight = w }),
-            o => ForecasterWeights.Select(w => o with { GradientTrendWeight = w }),
-            o => ForecasterWeights.Select(w => o with { LossTrendWeight = w }),
-            o => Patiences.Select(p => o with { Patience = p }),
-            o => Smoothings.Where(m => m < o.TrendSpan).Select(m => o with { Smoothing = m }),
-            o => TrendSpans.Where(t => t > o.Smoothing).Select(t => o with { TrendSpan = t }),
-        };
-        for (int pass = 0; pass < 4; pass++)
-        {
-            bool changed = false;
-            foreach (var move in moves)
-            {
-                foreach (var candidate in move(best))
-                {
-                    if (candidate.ActivationWeight + candidate.GradientWeight + candidate.LossWeight
-                        + candidate.ActivationTrendWeight + candidate.GradientTrendWeight + candidate.LossTrendWeight <= 0)
-                    {
-                        continue;
-                    }
-
-                    var score = Score(new ForecasterRule(candidate), tuning);
-                    if (Better(score, bestScore))
-                    {
-                        best = candidate;
-                        bestScore = score;
-                        changed = true;
-                    }
-                }
-            }
-            if (!changed) break;
+            bool nonFinite = ForecastFeatures.IsNonFinite(r);
+            f.Observe(r);
+            if (++n > warmup) rows.Add((r.Step, [.. f.Values], nonFinite));
         }
-        return (best, bestScore);
+        return rows;
     }
+
+    /// <summary>The logit of a model on feature values in the order of ForecastFeatures.Names.</summary>
+    private static double Logit(this ForecastModel m, double[] values)
+    {
+        double z = m.Bias;
+        var names = ForecastFeatures.Names;
+        for (int k = 0; k < m.Features.Count; k++)
+        {
+            int i = names.ToList().IndexOf(m.Features[k]);
+            z += m.Weights[k] * (values[i] - m.Means[k]) / m.Scales[k];
+        }
+        return z;
+    }
+
+    private static long? FirstWarning(List<(long Step, double Logit, bool NonFinite)> run, double z, int patience)
+    {
+        int above = 0;
+        foreach (var (step, logit, nonFinite) in run)
+        {
+            if (nonFinite) return step;
+            above = logit >= z ? above + 1 : 0;
+            if (above >= patience) return step;
+        }
+        return null;
+    }
+
+    /// <summary>The score of first warnings given per run index (the same counting as <see cref="Score(IWarningRule, IReadOnlyList{RunTrace})"/>).</summary>
+    private static RuleScore Score(IReadOnlyList<RunTrace> runs, Func<int, long?> firstWarning)
+    {
+        var rule = new IndexedRule(runs, firstWarning);
+        return Score(rule, runs);
+    }
+
+    private sealed class IndexedRule(IReadOnlyList<RunTrace> runs, Func<int, long?> first) : IWarningRule
+    {
+        private readonly Dictionary<RunTrace, int> _index = runs.Select((r, i) => (r, i)).ToDictionary(p => p.r, p => p.i);
+
+        public string Name => "candidate";
+
+        public long? FirstWarning(RunTrace run) => first(_index[run]);
+    }
+
+    /// <summary>
+    /// A class-balanced logistic regression of <paramref name="y"/> on <paramref name="x"/> (one row per record, features in the
+    /// order of ForecastFeatures.Names): features standardized (mean 0, standard deviation 1; a constant feature gets scale 1),
+    /// both classes weighted to half the total, <see cref="L2"/> penalty, <see cref="Iterations"/> full-batch gradient steps of
+    /// size 1 from zero weights. Deterministic.
+    /// </summary>
+    public static ForecastModel TrainLogistic(IReadOnlyList<double[]> x, IReadOnlyList<bool> y)
+    {
+        ArgumentNullException.ThrowIfNull(x);
+        ArgumentNullException.ThrowIfNull(y);
+        int n = x.Count, d = ForecastFeatures.Names.Count;
+        if (n == 0 || y.Count != n) throw new ArgumentException("Expected as many labels as rows, and at least one row.", nameof(y));
+        var mean = new double[d];
+        var scale = new double[d];
+        for (int k = 0; k < d; k++)
+        {
+            double m = 0;
+            for (int i = 0; i < n; i++) m += x[i][k];
+            m /= n;
+            double v = 0;
+            for (int i = 0; i < n; i++) v += (x[i][k] - m) * (x[i][k] - m);
+            double sd = Math.Sqrt(v / n);
+            mean[k] = m;
+            scale[k] = sd > 1e-12 ? sd : 1;
+        }
+        int positives = y.Count(b => b);
+        double wPos = positives > 0 ? 0.5 * n / positives : 0, wNeg = positives < n ? 0.5 * n / (n - positives) : 0;
+        var w = new double[d];
+        double bias = 0;
+        var z = new double[d];
+        var grad = new double[d];
+        for (int it = 0; it < Iterations; it++)
+        {
+            Array.Clear(grad);
+            double gb = 0;
+            for (int i = 0; i < n; i++)
+            {
+                double t = bias;
+                for (int k = 0; k < d; k++)
+                {
+                    z[k] = (x[i][k] - mean[k]) / scale[k];
+                    t += w[k] * z[k];
+                }
+                double p = 1 / (1 + Math.Exp(-Math.Clamp(t, -30, 30)));
+                double e = (p - (y[i] ? 1 : 0)) * (y[i] ? wPos : wNeg);
+                gb += e;
+                for (int k = 0; k < d; k++) grad[k] += e * z[k];
+            }
+            for (int k = 0; k < d; k++) w[k] -= grad[k] / n + L2 * w[k];
+            bias -= gb / n;
+        }
+        return new ForecastModel
+        {
+            Features = [.. ForecastFeatures.Names],
+            Means = [.. mean.Select(Round)],
+            Scales = [.. scale.Select(Round)],
+            Weights = [.. w.Select(Round)],
+            Bias = Round(bias),
+        };
+    }
+
+    /// <summary>Model parameters are kept to 6 significant digits (the file stays readable; replay uses the rounded values).</summary>
+    private static double Round(double v) => v == 0 ? 0 : double.Parse(v.ToString("G6", CultureInfo.InvariantCulture), CultureInfo.InvariantCulture);
 
     private static T Best<T>(IEnumerable<T> rules, IReadOnlyList<RunTrace> runs) where T : IWarningRule
     {

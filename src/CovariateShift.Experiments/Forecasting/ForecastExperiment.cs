@@ -15,19 +15,17 @@ namespace CovariateShift.Experiments.Forecasting;
 /// <summary>
 /// <c>covshift experiment forecast</c>: trains the grid (<c>models/grids/forecast-grid.json</c>; a run directory that already
 /// holds a summary.json is read, not trained again), labels every run with <see cref="FailureLabel"/>, chooses the
-/// loss-spike factor and the forecaster's weights on the tuning seeds, and scores every rule on the held-out seeds.
-/// Writes results.md (the tables), forecast.json (the tuned forecaster options), forecast-runs.png and report.html.
+/// loss-spike factor and trains the forecaster's model on the tuning seeds, and scores every rule on the held-out seeds.
+/// Writes results.md (the tables), forecast-model.json (the forecaster's model trained on the tuning runs: the shipped
+/// models/forecast/forecast-model.json is a copy), forecast-runs.png and report.html.
 /// </summary>
 internal static class ForecastExperiment
 {
     /// <summary>Classes of Fashion-MNIST / MNIST.</summary>
     private const int Classes = 10;
 
-    /// <summary>File name of the tuned options in the output directory (the ForecastOptions defaults are these values, copied by hand).</summary>
-    public const string TunedFileName = "forecast.json";
-
-    /// <summary>The snake_case JSON form of forecaster options (forecast.json).</summary>
-    public static readonly JsonSerializerOptions OptionsJson = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true };
+    /// <summary>File name of the model trained on the tuning runs, in the output directory (models/forecast/forecast-model.json is a copy of it).</summary>
+    public const string TunedFileName = "forecast-model.json";
 
     /// <summary>The grid shipped with the assembly (models/grids/forecast-grid.json).</summary>
     public static ForecastGrid DefaultGrid()
@@ -47,10 +45,12 @@ internal static class ForecastExperiment
 
         var spike = ForecastEvaluation.TuneLossSpike(tuning);
         var shipped = new ForecastOptions();
-        var tuned = ForecastEvaluation.TuneForecaster(tuning, shipped);
-        File.WriteAllText(Path.Combine(s.OutputDirectory, TunedFileName), JsonSerializer.Serialize(tuned, OptionsJson) + "\n");
-        var shippedRule = new ForecasterRule(shipped, "forecaster (shipped defaults)");
-        var rules = new List<IWarningRule> { new NanCheckRule(), new ExplodingGradientRule(), spike, shippedRule, new ForecasterRule(tuned, "forecaster (tuned now)") };
+        var model = ForecastEvaluation.TrainModel(tuning, shipped, string.Create(CultureInfo.InvariantCulture,
+            $"Logistic regression over ForecastFeatures, trained by covshift experiment forecast on the tuning runs of the forecast grid (seeds {string.Join(", ", grid.TuningSeeds)}: {tuning.Count} runs); threshold and patience chosen on the same runs."));
+        var tuned = shipped with { Model = model };
+        File.WriteAllText(Path.Combine(s.OutputDirectory, TunedFileName), model.ToJson());
+        var shippedRule = new ForecasterRule(shipped, "forecaster (shipped model)");
+        var rules = new List<IWarningRule> { new NanCheckRule(), new ExplodingGradientRule(), spike, shippedRule, new ForecasterRule(tuned, "forecaster (trained now)") };
         if (traces.Any(t => File.Exists(Path.Combine(dirs[t.Name], ForecastFile.FileName)))) rules.Add(new RecordedForecastRule());
         var held = rules.Select(r => ForecastEvaluation.Score(r, heldOut)).ToList();
         var tune = rules.Select(r => ForecastEvaluation.Score(r, tuning)).ToList();
@@ -65,7 +65,8 @@ internal static class ForecastExperiment
         sb.Append("**Held-out runs**\n\n").Append(ForecastEvaluation.Table(held)).Append('\n');
         sb.Append("**Tuning runs**\n\n").Append(ForecastEvaluation.Table(tune)).Append('\n');
         sb.Append(string.Create(CultureInfo.InvariantCulture, $"Loss-spike factor chosen on the tuning runs: k = {spike.K:G3}. "));
-        sb.Append("Forecaster: shipped defaults ").Append(Describe(shipped)).Append("; tuned now ").Append(Describe(tuned)).Append(".\n\n");
+        sb.Append("Forecaster: shipped model ").Append(Describe(shipped.Model)).Append("; trained now ").Append(Describe(model))
+          .Append(model.Equals(shipped.Model) ? " (equal to the shipped model)" : " (differs from the shipped model)").Append(".\n\n");
         sb.Append(Targets(held[3], held.Take(3).ToList())).Append('\n');
         sb.Append("| run | seed | failure step | ").Append(string.Join(" | ", rules.Select(r => r.Name))).Append(" |\n|---|---|---|").Append(string.Concat(rules.Select(_ => "---|"))).Append('\n');
         foreach (var t in traces)
@@ -82,8 +83,8 @@ internal static class ForecastExperiment
         return (sb.ToString(), [figure], options, reportRuns);
     }
 
-    private static string Describe(ForecastOptions o) => string.Create(CultureInfo.InvariantCulture,
-        $"(activation {o.ActivationWeight:G3}, gradient {o.GradientWeight:G3}, loss {o.LossWeight:G3}, activation trend {o.ActivationTrendWeight:G3}, gradient trend {o.GradientTrendWeight:G3}, loss trend {o.LossTrendWeight:G3}, patience {o.Patience}, smoothing {o.Smoothing:G3}, trend span {o.TrendSpan:G3})");
+    private static string Describe(ForecastModel m) => string.Create(CultureInfo.InvariantCulture,
+        $"(threshold {m.Threshold:G4}, patience {m.Patience}, bias {m.Bias:G3}, weights {string.Join(", ", m.Features.Select((f, k) => $"{f} {m.Weights[k]:G3}"))})");
 
     /// <summary>The targets of the issue, met or missed by how much.</summary>
     private static string Targets(RuleScore f, IReadOnlyList<RuleScore> baselines)
