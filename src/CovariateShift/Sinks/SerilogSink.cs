@@ -118,9 +118,11 @@ public sealed class SerilogSink : IStepSink
     private void ForecastWarning(Forecast.DivergenceForecast f)
     {
         var top = f.Signals.Count > 0 ? f.Signals[0] : null;
-        _log.ForContext(LogProperties.Kind, AnomalyKind.DivergenceAhead).ForContext(LogProperties.Hint, Forecast.ForecastAnomaly.From(f).Hint).Warning(Forecast.ForecastAnomaly.WarningTemplate,
-            f.Step, f.Horizon, f.Score, top?.Statistic, f.Layer, top?.Growth,
-            f.Signals.Select(s => new Dictionary<string, object> { ["Layer"] = s.Layer, ["Statistic"] = s.Statistic, ["Growth"] = s.Growth }).ToList());
+        // Every signal goes into the event as the Signals property; the message text names only the top one.
+        var signals = f.Signals.Select(s => new Dictionary<string, object> { ["Layer"] = s.Layer, ["Statistic"] = s.Statistic, ["Growth"] = s.Growth }).ToList();
+        _log.ForContext(LogProperties.Kind, AnomalyKind.DivergenceAhead).ForContext(LogProperties.Hint, Forecast.ForecastAnomaly.From(f).Hint)
+            .ForContext("Signals", signals, destructureObjects: true)
+            .Warning(Forecast.ForecastAnomaly.WarningTemplate, f.Step, f.Horizon, f.Score, top?.Statistic, f.Layer, top?.Growth);
     }
 
     private void LayerEvent(LayerRecord r)
