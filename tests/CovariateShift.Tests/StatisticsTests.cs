@@ -174,7 +174,7 @@ public sealed class StatisticsTests
         Assert.Equal(6, second.Total);
     }
 
-    public static TheoryData<string> SelectionCases => new() { "gaussian", "relu", "ties", "signed-zeros", "tiny-and-huge", "one", "equal" };
+    public static TheoryData<string> SelectionCases => new() { "gaussian", "relu", "ties", "signed-zeros", "zeros-and-subnormals", "tiny-and-huge", "one", "equal" };
 
     private static float[] SelectionData(string kind)
     {
@@ -186,6 +186,8 @@ public sealed class StatisticsTests
             "relu" => Enumerable.Range(0, 2048).Select(_ => Math.Max(0f, Gauss())).ToArray(),
             "ties" => Enumerable.Range(0, 1999).Select(_ => (float)rng.Next(-3, 4) / 2).ToArray(),
             "signed-zeros" => Enumerable.Range(0, 301).Select(i => i % 3 == 0 ? -0f : i % 3 == 1 ? 0f : -1e-30f).ToArray(),
+            // +0 shares its top bucket with the smallest positive subnormals: the bucket is then not all +0.
+            "zeros-and-subnormals" => Enumerable.Range(0, 2048).Select(i => i % 5 == 0 ? 1e-45f * (1 + i % 7) : i % 5 == 4 ? Gauss() : 0f).ToArray(),
             "tiny-and-huge" => Enumerable.Range(0, 777).Select(_ => Gauss() * MathF.Pow(10, rng.Next(-38, 37))).ToArray(),
             "one" => [3.25f],
             "equal" => Enumerable.Repeat(-1.5f, 100).ToArray(),

@@ -83,7 +83,7 @@ internal static class SampleStatistics
         try
         {
             var keys = rented.AsSpan(0, n);
-            MakeKeys(MemoryMarshal.Cast<float, uint>(values), keys);
+            int plusZeros = MakeKeys(MemoryMarshal.Cast<float, uint>(values), keys);
 
             // Top digit: two interleaved count arrays (a run of equal keys, e.g. ReLU's zeros, would otherwise wait on
             // one counter), added up while the buckets that hold the ranks are found.
@@ -123,6 +123,13 @@ internal static class SampleStatistics
                     int c = block.GetElement(e);
                     if (c == 0 || sorted[next] >= below + c)
                     {
+                        below += c;
+                        continue;
+                    }
+                    if (b + e == PlusZeroBucket && c == plusZeros)
+                    {
+                        // The bucket holds +0 only (ReLU's zeros): its ranks are +0, nothing to gather.
+                        while (next < t && sorted[next] < below + c) rankRegion[next++] = 0;
                         below += c;
                         continue;
                     }
@@ -188,6 +195,11 @@ internal static class SampleStatistics
             for (int i = 0; i < t;)
             {
                 int r = rankRegion[i], j = i;
+                if (r == 0)
+                {
+                    found[i++] = PlusZeroKey;
+                    continue;
+                }
                 while (j < t && rankRegion[j] == r)
                 {
                     relative[j - i] = sorted[j] - regionBelow[r];
@@ -226,24 +238,37 @@ internal static class SampleStatistics
     /// <summary>Buckets of at most this many keys are sorted rather than split by another digit.</summary>
     private const int SortBelow = 48;
 
-    /// <summary>The order-preserving keys of <paramref name="bits"/> (see <see cref="Key"/>), a vector at a time.</summary>
+    /// <summary>The key of +0 and its top bucket (+0's bucket also holds the smallest positive subnormals).</summary>
+    private const uint PlusZeroKey = 0x8000_0000u;
+    private const int PlusZeroBucket = (int)(PlusZeroKey >> 21);
+
+    /// <summary>The order-preserving keys of <paramref name="bits"/> (see <see cref="Key"/>), a vector at a time; returns
+    /// how many of the values are +0.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void MakeKeys(ReadOnlySpan<uint> bits, Span<uint> keys)
+    private static int MakeKeys(ReadOnlySpan<uint> bits, Span<uint> keys)
     {
-        int i = 0;
+        int i = 0, plusZeros = 0;
         if (Vector256.IsHardwareAccelerated)
         {
             ref uint from = ref MemoryMarshal.GetReference(bits);
             ref uint to = ref MemoryMarshal.GetReference(keys);
             var sign = Vector256.Create(0x8000_0000u);
+            var zeros = Vector256<int>.Zero;
             for (; i + Vector256<uint>.Count <= bits.Length; i += Vector256<uint>.Count)
             {
                 var u = Vector256.LoadUnsafe(ref from, (nuint)i);
                 var flip = Vector256.ShiftRightArithmetic(u.AsInt32(), 31).AsUInt32() | sign;
                 (u ^ flip).StoreUnsafe(ref to, (nuint)i);
+                zeros -= Vector256.Equals(u, Vector256<uint>.Zero).AsInt32();
             }
+            plusZeros = Vector256.Sum(zeros);
         }
-        for (; i < bits.Length; i++) keys[i] = Key(bits[i]);
+        for (; i < bits.Length; i++)
+        {
+            keys[i] = Key(bits[i]);
+            plusZeros += bits[i] == 0 ? 1 : 0;
+        }
+        return plusZeros;
     }
 
     /// <summary>Order-preserving key of a float's bits: all bits of negative numbers flipped, only the sign bit of others.</summary>
