@@ -94,3 +94,13 @@ public sealed class RecordedForecastRule : IWarningRule
     /// <inheritdoc />
     public long? FirstWarning(RunTrace run) => run.RecordedForecasts.Count > 0 ? run.RecordedForecasts[0].Step : null;
 }
+
+/// <summary>A rule given by a function (for instance one forecaster per grid point).</summary>
+public sealed class DelegateRule(string name, Func<RunTrace, long?> firstWarning) : IWarningRule
+{
+    /// <inheritdoc />
+    public string Name => name;
+
+    /// <inheritdoc />
+    public long? FirstWarning(RunTrace run) => firstWarning(run);
+}
