@@ -449,14 +449,14 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
 
     /// <summary>
     /// What the next records depend on besides the model (per layer: the previous statistics, the reference snapshot,
-    /// the fixed histogram range): save it with a checkpoint and <see cref="ImportState"/> it into the monitor of the
+    /// the fixed histogram range; the forecaster's averages and episode): save it with a checkpoint and <see cref="ImportState"/> it into the monitor of the
     /// resumed run, so that its records equal those of a run that was never stopped.
     /// </summary>
     public MonitorState ExportState()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         Drain(wait: true);
-        return _builder.ExportState() with { LastRecordStep = _lastRecordStep };
+        return _builder.ExportState() with { LastRecordStep = _lastRecordStep, Forecast = _forecaster?.ExportState() };
     }
 
     /// <summary>Restores what <see cref="ExportState"/> saved (layers matched by name; layers it does not know start afresh).</summary>
@@ -467,6 +467,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         ObjectDisposedException.ThrowIf(_disposed, this);
         _builder.ImportState(state);
         if (state.LastRecordStep is { } last) _lastRecordStep = last;
+        if (state.Forecast is { } forecast) _forecaster?.ImportState(forecast);
     }
 
     /// <summary>Receives every record from now on (in-memory consumers). Dispose the returned handle to unsubscribe.</summary>

@@ -161,6 +161,50 @@ public sealed class ForecastTests
         Assert.Equal(2, f.Warnings);
     }
 
+    [Theory]
+    [InlineData(3)]     // inside the warm-up: the lowest levels are still +Infinity
+    [InlineData(40)]    // while the update ratio rises, before the warning
+    [InlineData(75)]    // inside the open episode: the resumed forecaster must not warn again
+    public void A_forecaster_restored_from_its_saved_state_continues_exactly_like_one_that_never_stopped(int split)
+    {
+        // A rising update ratio with a noisy loss, read by the shipped model: scores and warnings of the straight forecaster
+        // against one that saved its state at record `split` (through JSON, as a checkpoint stores it) and a fresh one that
+        // imported it.
+        var records = Enumerable.Range(0, 160).Select(t => Record(t, ratio: Math.Exp(-6) * Math.Pow(1.08, Math.Max(0, t - 20)),
+            loss: 0.5 * (1 + 0.1 * Math.Sin(t)) * Math.Exp(0.01 * Math.Max(0, t - 50)))).ToList();
+        var straight = new DivergenceForecaster();
+        var expected = records.Select(r => (Warned: straight.Observe(r)?.Step, straight.Score)).ToList();
+        Assert.Contains(expected, e => e.Warned is not null);
+
+        var before = new DivergenceForecaster();
+        foreach (var r in records.Take(split)) before.Observe(r);
+        // The split is where its comment says (the data set up the phases).
+        Assert.Equal(split == 3, !before.Features.Tracking);
+        Assert.Equal(split == 75, before.InEpisode);
+        Assert.Equal(split == 75 ? 1 : 0, before.Warnings);
+        var json = System.Text.Json.JsonSerializer.Serialize(before.ExportState(), StateJson);
+        var after = new DivergenceForecaster();
+        after.ImportState(System.Text.Json.JsonSerializer.Deserialize<ForecastState>(json, StateJson)!);
+        var actual = records.Skip(split).Select(r => (Warned: after.Observe(r)?.Step, after.Score)).ToList();
+        Assert.Equal(expected.Skip(split), actual);
+        Assert.Equal(straight.Warnings, after.Warnings);
+        Assert.Equal(straight.InEpisode, after.InEpisode);
+    }
+
+    private static readonly System.Text.Json.JsonSerializerOptions StateJson = new()
+    {
+        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
+
+    [Fact]
+    public void A_state_of_another_version_is_refused_naming_what_it_holds()
+    {
+        var state = new DivergenceForecaster().ExportState();
+        var wrong = state with { Features = state.Features with { Values = [1, 2, 3] } };
+        var e = Assert.Throws<ArgumentException>(() => new DivergenceForecaster().ImportState(wrong));
+        Assert.Contains("3 features", e.Message, StringComparison.Ordinal);
+    }
+
     [Fact]
     public void A_non_finite_loss_warns_at_once_and_names_it()
     {

@@ -24,16 +24,20 @@ public sealed class ForecastRunTests(ITestOutputHelper output) : IDisposable
 
     /// <summary>4x128 ReLU MLP without normalization (He init), Adam, batch 128, recorded every 2 steps, linear warm-up over
     /// 150 steps to <paramref name="lr"/>.</summary>
-    private TrainResult Train(string name, double lr, int steps, bool stop = false)
+    private TrainResult Train(string name, double lr, int steps, bool stop = false, int? cancelAt = null, bool resume = false)
     {
         torch.manual_seed(2);
         using var model = ModelZoo.Create(new ModelSpec { Architecture = "mlp", InputShape = [1, 28, 28], Depth = 4, Width = 128, Init = WeightInit.He });
+        using var cancel = new CancellationTokenSource();
         var result = new Trainer(new TrainerOptions
         {
             Steps = steps, BatchSize = 128, Optimizer = OptimizerKind.Adam, LearningRate = lr, Seed = 2, RecordEvery = 2, LogEvery = 1,
             Schedule = new LearningRateSchedule { WarmupSteps = 150 },
             Monitor = new MonitorOptions { Forecast = new ForecastOptions() },
-            OutputDirectory = Path.Combine(_dir, name), WriteCheckpoints = stop, StopOnForecast = stop,
+            OutputDirectory = Path.Combine(_dir, name), WriteCheckpoints = stop || cancelAt is not null || resume, StopOnForecast = stop,
+            Resume = resume,
+            Cancellation = cancelAt is not null ? cancel.Token : default,
+            Progress = cancelAt is { } at ? new CancelAt(cancel, at) : null,
         }).Train(model, Train2000.Value);
         output.WriteLine($"{name}: {result.Steps} steps, failure step {result.FailureStep}, diverged {result.DivergedAtStep}, first warning {result.FirstForecastStep}, final loss {result.FinalTrainLoss:F3}");
         return result;
@@ -90,5 +94,31 @@ public sealed class ForecastRunTests(ITestOutputHelper output) : IDisposable
         Assert.False(r.Diverged);
         Assert.Null(r.FailureStep);   // stopped before the failure
         Assert.True(File.Exists(Path.Combine(_dir, "stop", TrainerOptions.CheckpointsDirectoryName, TrainerOptions.LastCheckpointName)));
+    }
+
+    [Fact]
+    [Trait("Category", "Slow")]
+    public void A_resumed_run_warns_at_the_same_steps_as_a_straight_run()
+    {
+        // Interrupted at step 30, after the forecaster's warm-up (10 records of every 2 steps) and before the straight run's
+        // warning: the resumed forecaster must carry on from the checkpoint's averages instead of starting a new warm-up.
+        var straight = Train("straight", lr: 0.05, steps: 180);
+        Assert.NotNull(straight.FirstForecastStep);
+        var first = Train("split", lr: 0.05, steps: 180, cancelAt: 30);
+        Assert.True(first.Interrupted);
+        var resumed = Train("split", lr: 0.05, steps: 180, resume: true);
+        Assert.Equal(30, resumed.StartStep);
+        Assert.Equal(straight.FirstForecastStep, resumed.FirstForecastStep);
+        Assert.Equal(
+            ForecastFile.Read(Path.Combine(_dir, "straight", ForecastFile.FileName)).Select(f => (f.Step, f.Score)),
+            ForecastFile.Read(Path.Combine(_dir, "split", ForecastFile.FileName)).Select(f => (f.Step, f.Score)));
+    }
+
+    private sealed class CancelAt(CancellationTokenSource source, int step) : IProgress<TrainProgress>
+    {
+        public void Report(TrainProgress value)
+        {
+            if (value.Step >= step) source.Cancel();
+        }
     }
 }

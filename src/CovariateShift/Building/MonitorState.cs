@@ -15,6 +15,10 @@ public sealed record MonitorState(int Version, IReadOnlyList<LayerState> Layers)
     /// <summary>The step of the latest record (what the next record's <see cref="StepRecord.StepsSincePrevious"/> counts
     /// from), or null before the first record. Null in states saved before it was kept.</summary>
     public long? LastRecordStep { get; init; }
+
+    /// <summary>The divergence forecaster's state (<see cref="MonitorOptions.Forecast"/>), or null when it is off. Null
+    /// in states saved before it was kept: a resumed forecaster then starts afresh (a new warm-up).</summary>
+    public Forecast.ForecastState? Forecast { get; init; }
 }
 
 /// <summary>One layer's part of a <see cref="MonitorState"/>.</summary>

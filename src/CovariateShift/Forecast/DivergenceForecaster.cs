@@ -93,6 +93,20 @@ public sealed class DivergenceForecaster
         return new DivergenceForecast(record.Step, _options.Horizon, Score, nonFinite ? NonFiniteSignals(record) : Signals());
     }
 
+    /// <summary>What the next warnings depend on: save it with a checkpoint and <see cref="ImportState"/> it into the
+    /// forecaster of the resumed run (the monitor does both through <see cref="ActivationMonitor.ExportState"/>).</summary>
+    public ForecastState ExportState() => new(_records, _above, _below, InEpisode, Warnings, Score, _features.ExportState());
+
+    /// <summary>Restores what <see cref="ExportState"/> saved.</summary>
+    /// <exception cref="ArgumentException">The state was saved by another version (a different feature count).</exception>
+    public void ImportState(ForecastState state)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        _features.ImportState(state.Features);
+        (_records, _above, _below) = (state.Records, state.Above, state.Below);
+        (InEpisode, Warnings, Score) = (state.InEpisode, state.Warnings, state.Score);
+    }
+
     /// <summary>The features that pushed the score up (positive contribution to the logit), largest first.</summary>
     private List<ForecastSignal> Signals()
     {

@@ -190,6 +190,42 @@ public sealed class ForecastFeatures
         Set(ActivationRmsTrendIndex, rmsTrend, rmsTrendLayer);
     }
 
+    /// <summary>What the next values depend on (see <see cref="ForecastFeaturesState"/>).</summary>
+    public ForecastFeaturesState ExportState() => new(
+        _records,
+        [.. _values],
+        [.. _layerOf],
+        [_ratio.Export(), _ratioMin.Export(), _ratioMax.Export(), _ratioSlow.Export(), _loss.Export(), _lossSlow.Export(), _volatility.Export(), _volatilitySlow.Export()],
+        _lowestRatio,
+        _lowestLoss,
+        _previousLoss,
+        [.. _gradients.Select(l => l.Export())],
+        [.. _activations.Select(l => l.Export())]);
+
+    /// <summary>Restores what <see cref="ExportState"/> saved.</summary>
+    /// <exception cref="ArgumentException">The state does not have this version's number of features or averages.</exception>
+    public void ImportState(ForecastFeaturesState state)
+    {
+        ArgumentNullException.ThrowIfNull(state);
+        if (state.Values.Count != Names.Count || state.LayerOf.Count != Names.Count || state.Averages.Count != 8 || state.Gradients.Count != state.Activations.Count)
+            throw new ArgumentException($"The forecast state has {state.Values.Count} features and {state.Averages.Count} averages; expected {Names.Count} and 8 (a state saved by another version).", nameof(state));
+        _records = state.Records;
+        for (int k = 0; k < Names.Count; k++) (_values[k], _layerOf[k]) = (state.Values[k], state.LayerOf[k]);
+        _ratio.Import(state.Averages[0]);
+        _ratioMin.Import(state.Averages[1]);
+        _ratioMax.Import(state.Averages[2]);
+        _ratioSlow.Import(state.Averages[3]);
+        _loss.Import(state.Averages[4]);
+        _lossSlow.Import(state.Averages[5]);
+        _volatility.Import(state.Averages[6]);
+        _volatilitySlow.Import(state.Averages[7]);
+        _lowestRatio = state.LowestRatio;
+        _lowestLoss = state.LowestLoss;
+        _previousLoss = state.PreviousLoss;
+        _gradients = [.. state.Gradients.Select(Level.Import)];
+        _activations = [.. state.Activations.Select(Level.Import)];
+    }
+
     private void Set(int feature, double value, int layer)
     {
         _values[feature] = value;
@@ -208,6 +244,14 @@ public sealed class ForecastFeatures
         public double Value { get; private set; }
 
         public bool Started { get; private set; }
+
+        public readonly AverageState Export() => new(Value, Started);
+
+        public void Import(AverageState state)
+        {
+            Value = state.Value;
+            Started = state.Started;
+        }
 
         public void Update(double x)
         {
@@ -228,6 +272,17 @@ public sealed class ForecastFeatures
 
         /// <summary>The fast EMA above the slow one (0 before tracking started, or when below).</summary>
         public readonly double Trend => _tracking ? Math.Max(0, _average - _slow) : 0;
+
+        public readonly LevelState Export() => new(_average, _slow, _lowest, _started, _tracking);
+
+        public static Level Import(LevelState state) => new()
+        {
+            _average = state.Average,
+            _slow = state.Slow,
+            _lowest = state.Lowest,
+            _started = state.Started,
+            _tracking = state.Tracking,
+        };
 
         public void Update(double value, bool track)
         {
