@@ -73,10 +73,11 @@ public sealed class ForecastCommandTests : IDisposable
     [Trait("Category", "Slow")]
     public void On_forecast_stop_saves_the_checkpoint_and_exits_with_its_own_code_and_resume_goes_on_forecasting()
     {
-        // A grid point that learns and then fails late (the forecast grid's adam-w0.05, seed 2): 4x128 MLP without
-        // normalization, Adam warmed up over 150 steps to lr 0.05.
+        // A grid point that learns and then fails late (the forecast grid's adam-w0.1, seed 2): 4x128 MLP without
+        // normalization, Adam warmed up over 150 steps to lr 0.1. Straight through, seeds 0-5 of it were first warned at
+        // steps 28-52 and failed at steps 99-109 (2-core CPU, 2026-12-04), well inside the 180 steps.
         var run = Path.Combine(_dir, "stop");
-        var (code, error) = Run("train", "--depth", "4", "--width", "128", "--optimizer", "adam", "--lr", "0.05", "--warmup-steps", "150", "--steps", "180",
+        var (code, error) = Run("train", "--depth", "4", "--width", "128", "--optimizer", "adam", "--lr", "0.1", "--warmup-steps", "150", "--steps", "180",
             "--train-limit", "2000", "--test-limit", "200", "--record-every", "2", "--seed", "2", "--allow-divergence", "--on-forecast", "stop", "--out", run);
         Assert.True(code == 4, // the documented exit code of --on-forecast stop
             $"exit {code}: {error}");
