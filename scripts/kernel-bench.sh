@@ -14,17 +14,23 @@ rounds="${2:-21}"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-files=(CpuKernel.cs ActivationSummary.cs SaturationBounds.cs)
+# The kernel and the types it builds (the LayerSummary API, since the commit that removed ActivationSummary), from
+# src/CovariateShift/. Both namespaces become one per side.
+files=(Statistics/CpuKernel.cs Statistics/SaturationBounds.cs Statistics/Moments.cs Capture/LayerSummary.cs)
+rename() { sed -e "s/^namespace CovariateShift\.\(Statistics\|Capture\);/namespace $1;/" -e '/^using CovariateShift\./d'; }
 for f in "${files[@]}"; do
-  git -C "$root" show "$rev:src/CovariateShift/Statistics/$f" | sed 's/^namespace CovariateShift\.Statistics;/namespace KernelBefore;/' > "$work/Before$f"
-  [ -f "$root/src/CovariateShift/Statistics/$f" ] || { echo "missing $f in the working tree" >&2; exit 2; }
-  sed 's/^namespace CovariateShift\.Statistics;/namespace KernelAfter;/' "$root/src/CovariateShift/Statistics/$f" > "$work/After$f"
+  b="$(basename "$f")"
+  git -C "$root" cat-file -e "$rev:src/CovariateShift/$f" 2>/dev/null \
+    || { echo "revision $rev has no src/CovariateShift/$f: its kernel predates the LayerSummary API this benchmark calls; give a later revision" >&2; exit 2; }
+  git -C "$root" show "$rev:src/CovariateShift/$f" | rename KernelBefore > "$work/Before$b"
+  [ -f "$root/src/CovariateShift/$f" ] || { echo "missing src/CovariateShift/$f in the working tree" >&2; exit 2; }
+  rename KernelAfter < "$root/src/CovariateShift/$f" > "$work/After$b"
 done
 # Helper files next to the kernel in the working tree (new files of this change) go to the "after" side.
 for f in "$root"/src/CovariateShift/Statistics/CpuKernel*.cs; do
   b="$(basename "$f")"
   [ "$b" = CpuKernel.cs ] && continue
-  sed 's/^namespace CovariateShift\.Statistics;/namespace KernelAfter;/' "$f" > "$work/After$b"
+  rename KernelAfter < "$f" > "$work/After$b"
 done
 cat > "$work/KernelBench.csproj" <<'EOF'
 <Project Sdk="Microsoft.NET.Sdk">
@@ -79,10 +85,10 @@ foreach (var (name, shape, cnnLayers, mlpLayers) in layouts)
     int units = shape[1];
     int block = shape.Length >= 3 ? shape[2..].Aggregate(1, (a, b) => a * b) : 0;
     bool channels = shape.Length == 4;
-    var before = new KernelBefore.ActivationSummary();
-    var after = new KernelAfter.ActivationSummary();
-    void RunBefore() => KernelBefore.CpuKernel.Summarize(data, units, block, channels, 1e-6f, null, before);
-    void RunAfter() => KernelAfter.CpuKernel.Summarize(data, units, block, channels, 1e-6f, null, after);
+    KernelBefore.LayerSummary before = KernelBefore.LayerSummary.Empty;
+    KernelAfter.LayerSummary after = KernelAfter.LayerSummary.Empty;
+    void RunBefore() => before = KernelBefore.CpuKernel.Summarize(data, units, block, channels, 1e-6f, null);
+    void RunAfter() => after = KernelAfter.CpuKernel.Summarize(data, units, block, channels, 1e-6f, null);
     // Warm up past tiering, then size a timed block at ~20 ms.
     for (int i = 0; i < 30; i++) { RunBefore(); RunAfter(); }
     var sw = Stopwatch.StartNew();
