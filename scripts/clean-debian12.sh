@@ -110,10 +110,12 @@ if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
   say "copied this machine's local CA certificates into the root: $(cd /usr/local/share/ca-certificates && ls -- *.crt | tr '\n' ' ')"
 fi
 
-phase "fresh clone of $commit into /work/CovariateShift"
-mkdir -p "$root/work"
-git clone -q --no-hardlinks --no-checkout "$repo" "$root/work/CovariateShift"
-git -C "$root/work/CovariateShift" checkout -q --detach "$commit"
+# The clone inside the root: in the root user's home, where a user would clone it.
+inner=/root/CovariateShift
+phase "fresh clone of $commit into $inner (inside the root)"
+mkdir -p "$root/root"
+git clone -q --no-hardlinks --no-checkout "$repo" "$root$inner"
+git -C "$root$inner" checkout -q --detach "$commit"
 
 inside() {
   chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb \
@@ -124,24 +126,24 @@ inside() {
 
 phase "inside: scripts/bootstrap.sh (COVSHIFT_SKIP_BROWSER=1 unless --tests: the demo needs no browser)"
 skip_browser=1; [ "$tests" != 0 ] && skip_browser=0
-inside bash -c "cd /work/CovariateShift && COVSHIFT_SKIP_BROWSER=$skip_browser scripts/bootstrap.sh"
+inside bash -c "cd $inner && COVSHIFT_SKIP_BROWSER=$skip_browser scripts/bootstrap.sh"
 
 phase "inside: scripts/covshift train $demo_args"
 # shellcheck disable=SC2086
-inside bash -c "cd /work/CovariateShift && scripts/covshift train $demo_args"
+inside bash -c "cd $inner && scripts/covshift train $demo_args"
 
 if [ "$tests" = 1 ]; then
   phase "inside: scripts/test.sh --fast"
-  inside bash -c "cd /work/CovariateShift && scripts/test.sh --fast"
+  inside bash -c "cd $inner && scripts/test.sh --fast"
 elif [ "$tests" = 2 ]; then
   phase "inside: scripts/test.sh"
-  inside bash -c "cd /work/CovariateShift && scripts/test.sh"
+  inside bash -c "cd $inner && scripts/test.sh"
 fi
 
 phase "after: what the set-up left on the clean root"
 libc_after=$(chroot "$root" dpkg-query -W -f='${Version}' libc6)
 inside sh -c 'dpkg -l libc6 libstdc++6 | tail -n 2; . /etc/os-release; echo "os-release: $PRETTY_NAME (VERSION_ID=$VERSION_ID)"; echo "apt sources: $(ls /etc/apt/sources.list.d/ 2>/dev/null | tr "\n" " ")$(cat /etc/apt/sources.list 2>/dev/null | grep -c "^deb") line(s) in sources.list: $(grep "^deb" /etc/apt/sources.list | tr "\n" ";")"'
-shim=$(find "$root/work/CovariateShift/.build" -name libLibTorchSharp.so -print -quit 2>/dev/null || true)
+shim=$(find "$root$inner/.build" -name libLibTorchSharp.so -print -quit 2>/dev/null || true)
 [ -z "$shim" ] || say "output copy of the shim: ${shim#"$root"} (the build's libstdc++ step edited it; the NuGet cache copy is TorchSharp's)"
 version_id=$(chroot "$root" sh -c '. /etc/os-release; echo "$VERSION_ID"')
 [ "$libc_after" = "$libc_before" ] || fail "libc6 changed: $libc_before -> $libc_after"

@@ -10,7 +10,7 @@ namespace CovariateShift.Training.Tests;
 
 /// <summary>The forecaster (shipped defaults) on real short runs: one that learns and then fails late is warned at least
 /// 10 steps before its failure step, a stable one is not.</summary>
-/// <remarks>Seeds TorchSharp's global generator before building the model, so it runs alone. The settings are two points of
+/// <remarks>Seeds TorchSharp's global generator before building the model, so it runs alone. The settings are three points of
 /// the forecast grid (models/grids/forecast-grid.json) with seed 2: adam-w0.1 fails (seeds 0-5 of it failed at steps
 /// 99-109 within 180 steps, first warned at 28-52), adam-w0.05 is warned (at 60-110) but fails later and less predictably
 /// (147-240 over seeds 0-5; seed 2 at 213), adam-w0.01 converges. Measured on the 2-core CPU, 2026-12-04.</remarks>
