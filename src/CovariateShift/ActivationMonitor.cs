@@ -332,6 +332,9 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     /// <summary>The device engine's operation counter (tests and the cost model); null for an engine from a factory.</summary>
     internal Statistics.Batched.DeviceOpCounter? DeviceOps => (_engine as StatisticsEngine)?.DeviceOps;
 
+    /// <summary>The built-in engine's pool of sample buffers (tests); null for an engine from a factory.</summary>
+    internal Capture.SamplePool? SamplePool => (_engine as StatisticsEngine)?.Samples;
+
     /// <summary>
     /// Finishes every capture still on its way to the host (engines that copy asynchronously) and writes its records;
     /// returns the last record written, or null. The built-in engine completes captures within <see cref="Step"/> on the
@@ -373,7 +376,15 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
             _warnedNothingRan = true;
             _log?.Warning("No monitored layer ran in training mode during step {Step}: call the model with call() in training mode between Step() calls (eval-mode passes are not recorded).", capture.Step);
         }
-        var built = _builder.Build(capture);
+        StepRecord? built;
+        try
+        {
+            built = _builder.Build(capture);
+        }
+        finally
+        {
+            capture.ReleaseSamples();
+        }
         if (built is null) return null;
         long steps = Math.Max(1, timing.Steps);
         var record = built with
@@ -434,7 +445,16 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
             forwardPass();
             if (_hooks.ForwardInProgress) _engine.DiscardActivations();
             var capture = _engine.Collect(CurrentStep, _layers.Count).Wait();
-            if (!capture.AnyActivation || _builder.Build(capture) is null)
+            bool built;
+            try
+            {
+                built = capture.AnyActivation && _builder.Build(capture) is not null;
+            }
+            finally
+            {
+                capture.ReleaseSamples();
+            }
+            if (!built)
                 throw new InvalidOperationException("No monitored layer ran in training mode during the reference pass: call the model with call() in training mode inside it.");
             _builder.CaptureReference();
         }

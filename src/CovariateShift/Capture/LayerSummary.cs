@@ -50,8 +50,13 @@ internal sealed record LayerSummary
     /// <summary>4-D outputs: mean over channels of the channel variance; null otherwise.</summary>
     public double? ChannelVariance { get; init; }
 
-    /// <summary>The finite sampled values (a fixed stratified sample of the output).</summary>
+    /// <summary>The finite sampled values (a fixed stratified sample of the output). When <see cref="SampleLease"/> is
+    /// set they live in a pooled buffer: read them only until the capture is released
+    /// (<see cref="StepCapture.ReleaseSamples"/>), which lends the buffer to a later step.</summary>
     public ImmutableArray<float> Sample { get; init; } = [];
+
+    /// <summary>The pooled buffer behind <see cref="Sample"/>, or null when the sample is an array of its own.</summary>
+    public SampleLease? SampleLease { get; init; }
 
     /// <summary>A summary of an output without elements: Count 0, NaN moments, empty sample.</summary>
     public static LayerSummary Empty { get; } = new()

@@ -19,4 +19,14 @@ internal sealed record StepCapture(long Step, double? Loss, ImmutableArray<Layer
 
     /// <summary>Whether any layer's gradients were captured.</summary>
     public bool AnyGradients => Gradients.Any(g => g is not null);
+
+    /// <summary>
+    /// Gives the pooled sample buffers of the activation summaries back to their pool (see <see cref="SamplePool"/>):
+    /// call it once the capture has been built into a record; the samples must not be read afterwards. Calling it again
+    /// does nothing.
+    /// </summary>
+    public void ReleaseSamples()
+    {
+        foreach (var a in Activations) a?.SampleLease?.Return();
+    }
 }

@@ -79,7 +79,8 @@ internal static class SampleStatistics
             slot[j] = i;
         }
 
-        var rented = System.Buffers.ArrayPool<uint>.Shared.Rent(2 * n + 1);
+        // The keys, then the gathered regions (each followed by RegionPad spare cells), a scratch block and a discard cell.
+        var rented = System.Buffers.ArrayPool<uint>.Shared.Rent(2 * n + RegionPad * (t + 2) + 1);
         try
         {
             var keys = rented.AsSpan(0, n);
@@ -137,21 +138,31 @@ internal static class SampleStatistics
                     region[b + e] = (byte)regions;
                     regionStart[regions] = offset;
                     regionBelow[regions] = below;
-                    offset += c;
+                    offset += c + RegionPad;
                     while (next < t && sorted[next] < below + c) rankRegion[next++] = regions;
                     below += c;
                 }
             }
             regionStart[regions + 1] = offset;
 
-            // Gather each wanted bucket's keys into its region of byRegion, in one pass over the keys.
-            var byRegion = rented.AsSpan(n, n + 1);
-            ref uint to = ref MemoryMarshal.GetReference(byRegion);
+            // Gather each wanted bucket's keys into its region of byRegion, in one pass over the keys. A region's keys are
+            // regionStart[r] .. regionStart[r + 1] - RegionPad; the pad takes the spill of a whole-vector store at its end.
+            int scratch = offset, discard = offset + RegionPad;
+            var byRegion = rented.AsSpan(n, discard + 1);
             int i0 = 0;
-            if (Vector256.IsHardwareAccelerated && regions <= 4)
+            Span<int> at = stackalloc int[regions + 1];
+            at[0] = discard;
+            for (int r = 1; r <= regions; r++) at[r] = regionStart[r];
+            if (regions == 0)
             {
-                // Eight keys at a time: their buckets compared with each of the (at most four) wanted buckets; the keys of
-                // a wanted bucket are written at its region's cursor (cursors in registers, nothing else is written).
+                i0 = n;   // every rank is +0: nothing to gather
+            }
+            else if (Avx2.IsSupported && regions <= 4)
+            {
+                // Eight keys at a time, without a branch on the data: for each of (at most) four wanted buckets, the keys in
+                // it are packed to the front of the vector (a permutation looked up by their mask) and the whole vector is
+                // stored at the region's cursor, which then advances by their number. A region that does not exist stores
+                // into the scratch block and never advances.
                 Span<uint> ids = stackalloc uint[4];
                 ids.Fill(uint.MaxValue);   // no bucket: keys >> 21 are below 2048
                 for (int b = 0, r = 0; b < TopBuckets && r < regions; b++)
@@ -160,34 +171,29 @@ internal static class SampleStatistics
                 var id1 = Vector256.Create(ids[1]);
                 var id2 = Vector256.Create(ids[2]);
                 var id3 = Vector256.Create(ids[3]);
-                int c0 = regionStart[1], c1 = regionStart[Math.Min(2, regions + 1)], c2 = regionStart[Math.Min(3, regions + 1)],
-                    c3 = regionStart[Math.Min(4, regions + 1)];
+                int c0 = at[1], c1 = regions >= 2 ? at[2] : scratch, c2 = regions >= 3 ? at[3] : scratch, c3 = regions >= 4 ? at[4] : scratch;
+                ref uint to = ref MemoryMarshal.GetReference(byRegion);
+                ref ulong packs = ref MemoryMarshal.GetArrayDataReference(LeftPacks);
                 for (; i0 + 8 <= n; i0 += 8)
                 {
-                    var bucket = Vector256.ShiftRightLogical(Vector256.LoadUnsafe(ref key, (nuint)i0), 21);
-                    ref uint block = ref Unsafe.Add(ref key, i0);
+                    var k = Vector256.LoadUnsafe(ref key, (nuint)i0);
+                    var bucket = Vector256.ShiftRightLogical(k, 21);
                     uint m0 = Vector256.Equals(bucket, id0).ExtractMostSignificantBits();
                     uint m1 = Vector256.Equals(bucket, id1).ExtractMostSignificantBits();
                     uint m2 = Vector256.Equals(bucket, id2).ExtractMostSignificantBits();
                     uint m3 = Vector256.Equals(bucket, id3).ExtractMostSignificantBits();
-                    if ((m0 | m1 | m2 | m3) == 0) continue;
-                    for (; m0 != 0; m0 &= m0 - 1) Unsafe.Add(ref to, c0++) = Unsafe.Add(ref block, BitOperations.TrailingZeroCount(m0));
-                    for (; m1 != 0; m1 &= m1 - 1) Unsafe.Add(ref to, c1++) = Unsafe.Add(ref block, BitOperations.TrailingZeroCount(m1));
-                    for (; m2 != 0; m2 &= m2 - 1) Unsafe.Add(ref to, c2++) = Unsafe.Add(ref block, BitOperations.TrailingZeroCount(m2));
-                    for (; m3 != 0; m3 &= m3 - 1) Unsafe.Add(ref to, c3++) = Unsafe.Add(ref block, BitOperations.TrailingZeroCount(m3));
+                    Avx2.PermuteVar8x32(k, LeftPack(ref packs, m0)).StoreUnsafe(ref to, (nuint)c0);
+                    Avx2.PermuteVar8x32(k, LeftPack(ref packs, m1)).StoreUnsafe(ref to, (nuint)c1);
+                    Avx2.PermuteVar8x32(k, LeftPack(ref packs, m2)).StoreUnsafe(ref to, (nuint)c2);
+                    Avx2.PermuteVar8x32(k, LeftPack(ref packs, m3)).StoreUnsafe(ref to, (nuint)c3);
+                    c0 += BitOperations.PopCount(m0);
+                    c1 += BitOperations.PopCount(m1);
+                    c2 += BitOperations.PopCount(m2);
+                    c3 += BitOperations.PopCount(m3);
                 }
-                Span<int> at = stackalloc int[regions + 1];
-                at[0] = n;   // the discarded cell
                 for (int r = 1; r <= regions; r++) at[r] = r switch { 1 => c0, 2 => c1, 3 => c2, _ => c3 };
-                GatherScalar(keys[i0..], region, at, byRegion);
             }
-            else
-            {
-                Span<int> at = stackalloc int[regions + 1];
-                at[0] = n;
-                for (int r = 1; r <= regions; r++) at[r] = regionStart[r];
-                GatherScalar(keys, region, at, byRegion);
-            }
+            GatherScalar(keys[i0..], region, at, byRegion);
 
             Span<uint> found = stackalloc uint[t];
             Span<int> relative = stackalloc int[t];
@@ -205,7 +211,7 @@ internal static class SampleStatistics
                     relative[j - i] = sorted[j] - regionBelow[r];
                     j++;
                 }
-                Select(byRegion[regionStart[r]..regionStart[r + 1]], 1, relative[..(j - i)], found[i..j], deeper);
+                Select(byRegion[regionStart[r]..(regionStart[r + 1] - RegionPad)], 1, relative[..(j - i)], found[i..j], deeper);
                 i = j;
             }
             for (int i = 0; i < t; i++)
@@ -234,6 +240,32 @@ internal static class SampleStatistics
             at[r] += r == 0 ? 0 : 1;
         }
     }
+
+    /// <summary>Spare cells after each gathered region: a vector store at the region's last key spills up to 7 past it.</summary>
+    private const int RegionPad = 8;
+
+    /// <summary>
+    /// For each 8-bit mask, the indices of its set bits in ascending order, one per byte from the lowest (unused bytes 0):
+    /// the permutation that packs the selected lanes of a vector to its front.
+    /// </summary>
+    private static readonly ulong[] LeftPacks = MakeLeftPacks();
+
+    private static ulong[] MakeLeftPacks()
+    {
+        var packs = new ulong[256];
+        for (int mask = 0; mask < 256; mask++)
+        {
+            ulong p = 0;
+            for (int lane = 0, slot = 0; lane < 8; lane++)
+                if ((mask & (1 << lane)) != 0) p |= (ulong)lane << (8 * slot++);
+            packs[mask] = p;
+        }
+        return packs;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector256<uint> LeftPack(ref ulong packs, uint mask) =>
+        Avx2.ConvertToVector256Int32(Vector128.CreateScalarUnsafe(Unsafe.Add(ref packs, (int)mask)).AsByte()).AsUInt32();
 
     /// <summary>Buckets of at most this many keys are sorted rather than split by another digit.</summary>
     private const int SortBelow = 48;

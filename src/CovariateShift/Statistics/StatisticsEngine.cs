@@ -25,11 +25,13 @@ internal sealed class StatisticsEngine : IStatisticsEngine
     private readonly Dictionary<int, GradientCapture> _gradients = [];
     private readonly HashSet<int> _onDevice = [];
     private readonly BatchedDeviceEngine _device;
+    private readonly SamplePool _samples;
     private double? _loss;
 
     public StatisticsEngine(MonitorOptions options)
     {
         _options = options;
+        _samples = new SamplePool(options.SampleSize);
         _device = new BatchedDeviceEngine(options, layer => BuffersOf(layer));
     }
 
@@ -38,6 +40,9 @@ internal sealed class StatisticsEngine : IStatisticsEngine
 
     /// <summary>The device engine's operation counter (tests, cost model).</summary>
     public DeviceOpCounter DeviceOps => _device.Ops;
+
+    /// <summary>The pool of the CPU kernel's sample buffers (tests).</summary>
+    internal SamplePool Samples => _samples;
 
     private LayerBuffers BuffersOf(MonitoredLayer layer)
     {
@@ -96,13 +101,27 @@ internal sealed class StatisticsEngine : IStatisticsEngine
             block = 1;
             for (int d = 2; d < rank; d++) block *= shapeOf.size(d);
         }
-        // The sample array becomes the summary's (immutable) sample as it is when every sampled value is finite.
+        // A full-size sample lives in a pooled buffer that becomes the summary's sample as it is when every sampled value
+        // is finite (the capture gives it back once built: StepCapture.ReleaseSamples); otherwise the finite values are copied.
         var sample = BuffersOf(layer).SampleFor(data.Length, _options.SampleSize, _options.Seed);
-        var values = GC.AllocateUninitializedArray<float>(sample.Positions.Length);
+        int length = sample.Positions.Length;
+        var lease = length == _samples.Length ? _samples.Rent() : null;
+        var values = lease?.Buffer ?? GC.AllocateUninitializedArray<float>(length);
         int count = sample.Gather(data, values);
-        var finite = count == values.Length ? ImmutableCollectionsMarshal.AsImmutableArray(values) : ImmutableArray.Create(values, 0, count);
-        return CpuKernel.Summarize(data, units, (int)block, channelStatistics: rank == 4,
+        ImmutableArray<float> finite;
+        if (count == length)
+        {
+            finite = ImmutableCollectionsMarshal.AsImmutableArray(values);
+        }
+        else
+        {
+            finite = ImmutableArray.Create(values, 0, count);
+            lease?.Return();
+            lease = null;
+        }
+        var summary = CpuKernel.Summarize(data, units, (int)block, channelStatistics: rank == 4,
             (float)_options.NearZeroThreshold, layer.Descriptor.Saturation, finite);
+        return lease is null ? summary : summary with { SampleLease = lease };
     }
 
     /// <summary>
@@ -180,6 +199,7 @@ internal sealed class StatisticsEngine : IStatisticsEngine
     /// <inheritdoc />
     public void DiscardActivations()
     {
+        foreach (var summary in _activations.Values) summary.SampleLease?.Return();
         _activations.Clear();
         _onDevice.Clear();
         _device.DiscardActivations();
