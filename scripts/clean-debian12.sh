@@ -110,15 +110,17 @@ if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
   say "copied this machine's local CA certificates into the root: $(cd /usr/local/share/ca-certificates && ls -- *.crt | tr '\n' ' ')"
 fi
 
-# The clone inside the root: in the root user's home, where a user would clone it.
-inner=/root/CovariateShift
+# The clone inside the root: in the home folder the root's own passwd gives its superuser, where a user would clone it.
+inner_home=$(chroot "$root" getent passwd 0 | cut -d: -f6)
+[ -n "$inner_home" ] || fail "the clean root's passwd names no home folder for uid 0."
+inner="$inner_home/CovariateShift"
 phase "fresh clone of $commit into $inner (inside the root)"
-mkdir -p "$root/root"
+mkdir -p "$root$inner_home"
 git clone -q --no-hardlinks --no-checkout "$repo" "$root$inner"
 git -C "$root$inner" checkout -q --detach "$commit"
 
 inside() {
-  chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb \
+  chroot "$root" /usr/bin/env -i HOME="$inner_home" LANG=C.UTF-8 TERM=dumb \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 ${NUGET_CERT_REVOCATION_MODE:+NUGET_CERT_REVOCATION_MODE=$NUGET_CERT_REVOCATION_MODE} \
     "$@"
