@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using System.Runtime.InteropServices;
 using CovariateShift.Anomalies;
 using CovariateShift.Capture;
 using CovariateShift.Records;
@@ -157,7 +158,7 @@ internal sealed class RecordBuilder
             InfCount = s.Inf,
             ChannelSquaredMean = s.ChannelSquaredMean,
             ChannelVariance = s.ChannelVariance,
-            Histogram = new Histogram(range.Low, range.High, ImmutableArray.Create(counts)),
+            Histogram = new Histogram(range.Low, range.High, ImmutableCollectionsMarshal.AsImmutableArray(counts)),   // counts is ours alone
         };
     }
 

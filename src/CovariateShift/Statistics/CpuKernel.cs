@@ -41,11 +41,12 @@ internal static class CpuKernel
     /// merged (Chan et al.), so a channel whose spread is tiny next to its offset keeps its variance. Otherwise the buffer
     /// is rows of <paramref name="units"/> features (or one unit when <paramref name="units"/> is 1). Brock et al.'s
     /// channel statistics are filled when <paramref name="channelStatistics"/> is set (4-D outputs). The summary carries
-    /// <paramref name="sample"/> (the finite sampled values; none when default).
+    /// <paramref name="sample"/> (the finite sampled values; none when default) and <paramref name="sampleLease"/>, the pooled
+    /// buffer behind it when there is one.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip tier-0 JIT (recorded steps can be rare)
     public static LayerSummary Summarize(ReadOnlySpan<float> data, int units, int blockLength, bool channelStatistics, float nearZero,
-        SaturationBounds? saturation, ImmutableArray<float> sample = default)
+        SaturationBounds? saturation, ImmutableArray<float> sample = default, SampleLease? sampleLease = null)
     {
         bool blocked = blockLength > 0;
         int segmentLength = blocked ? blockLength : data.Length;
@@ -98,6 +99,7 @@ internal static class CpuKernel
             ChannelSquaredMean = channels ? (used > 0 ? squaredMeans / used : double.NaN) : null,
             ChannelVariance = channels ? (used > 0 ? variances / used : double.NaN) : null,
             Sample = sample.IsDefault ? [] : sample,
+            SampleLease = sampleLease,
         };
     }
 

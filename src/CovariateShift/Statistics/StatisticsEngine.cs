@@ -119,9 +119,8 @@ internal sealed class StatisticsEngine : IStatisticsEngine
             lease?.Return();
             lease = null;
         }
-        var summary = CpuKernel.Summarize(data, units, (int)block, channelStatistics: rank == 4,
-            (float)_options.NearZeroThreshold, layer.Descriptor.Saturation, finite);
-        return lease is null ? summary : summary with { SampleLease = lease };
+        return CpuKernel.Summarize(data, units, (int)block, channelStatistics: rank == 4,
+            (float)_options.NearZeroThreshold, layer.Descriptor.Saturation, finite, lease);
     }
 
     /// <summary>
