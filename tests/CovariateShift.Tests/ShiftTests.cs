@@ -130,4 +130,66 @@ public sealed class ShiftTests
         Assert.InRange(r2.ReferenceShift!.MeanDrift, 0.9, 1.1);     // still far from the reference
         Assert.Equal(ShiftCalculator.Compute(r2.Statistics!, r0.Statistics!), r2.ReferenceShift);
     }
+
+    /// <summary>KL and JS straight from their definitions, bin by bin, with the library's log of every ratio.</summary>
+    private static (double Kl, double Js) Direct(long[] p, long[] q)
+    {
+        double np = p.Sum(), nq = q.Sum(), k = p.Length, kl = 0, js = 0;
+        for (int i = 0; i < p.Length; i++)
+        {
+            double ps = (p[i] + 0.5) / (np + 0.5 * k), qs = (q[i] + 0.5) / (nq + 0.5 * k);
+            kl += ps * Math.Log(ps / qs);
+            double pi = p[i] / np, qi = q[i] / nq, mi = (pi + qi) / 2;
+            if (pi > 0) js += 0.5 * pi * Math.Log2(pi / mi);
+            if (qi > 0) js += 0.5 * qi * Math.Log2(qi / mi);
+        }
+        return (Math.Max(0, kl), Math.Clamp(js, 0, 1));
+    }
+
+    [Theory]
+    [InlineData(2048, 2048, 1)]     // the monitor's case: two samples of the default size (equal totals)
+    [InlineData(2048, 1500, 2)]     // unequal totals (non-finite values dropped from one sample)
+    [InlineData(50_000, 50_000, 3)] // counts beyond the log tables
+    [InlineData(7, 7, 4)]           // mostly empty bins
+    public void KL_and_JS_match_the_bin_by_bin_definition(int np, int nq, int seed)
+    {
+        var rng = new Random(seed);
+        for (int trial = 0; trial < 50; trial++)
+        {
+            var p = RandomCounts(rng, np, 66);
+            var q = trial % 5 == 0 ? (long[])p.Clone() : RandomCounts(rng, nq, 66);
+            if (trial % 7 == 1 && np == nq)
+            {
+                // A small move: most bins equal, the same total.
+                q = (long[])p.Clone();
+                for (int move = 0; move < 5; move++)
+                {
+                    int from = rng.Next(q.Length), to = rng.Next(q.Length);
+                    if (q[from] > 0) { q[from]--; q[to]++; }
+                }
+            }
+            var (kl, js) = Direct(p, q);
+            Assert.Equal(kl, ShiftCalculator.KlDivergence(p, q), 12);
+            Assert.Equal(js, ShiftCalculator.JensenShannon(p, q), 12);
+            if (p.SequenceEqual(q))
+            {
+                Assert.Equal(0.0, ShiftCalculator.KlDivergence(p, q));
+                Assert.Equal(0.0, ShiftCalculator.JensenShannon(p, q));
+            }
+        }
+    }
+
+    /// <summary>n values dropped into bins with uneven weights (a peaked, skewed shape like an activation histogram).</summary>
+    private static long[] RandomCounts(Random rng, int n, int bins)
+    {
+        var c = new long[bins];
+        double centre = rng.Next(bins), width = 1 + rng.NextDouble() * bins / 4;
+        for (int i = 0; i < n; i++)
+        {
+            double u1 = 1.0 - rng.NextDouble(), u2 = rng.NextDouble();
+            double x = centre + width * Math.Sqrt(-2 * Math.Log(u1)) * Math.Cos(2 * Math.PI * u2);
+            c[Math.Clamp((int)x, 0, bins - 1)]++;
+        }
+        return c;
+    }
 }

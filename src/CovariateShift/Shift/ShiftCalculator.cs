@@ -46,14 +46,17 @@ public static class ShiftCalculator
         double np = Sum(p), nq = Sum(q);
         if (np == 0 || nq == 0) return double.NaN;
         int k = p.Length;
-        double kl = 0;
+        double zp = np + k * KlPseudoCount, zq = nq + k * KlPseudoCount;
+        // log(p_i / q_i) = log(c_p + a) - log(c_q + a) + log(zq / zp): the logs of counts come from a table (counts are
+        // the small integers of a sample), one log per call instead of one per bin.
+        double weighted = 0;
         for (int i = 0; i < k; i++)
         {
-            double pi = (p[i] + KlPseudoCount) / (np + k * KlPseudoCount);
-            double qi = (q[i] + KlPseudoCount) / (nq + k * KlPseudoCount);
-            kl += pi * Math.Log(pi / qi);
+            long a = p[i], b = q[i];
+            if (a == b) continue;   // log(c + a) - log(c + a) = 0 exactly; the constant term is added once below
+            weighted += (a + KlPseudoCount) * (LogHalf(a) - LogHalf(b));
         }
-        return Math.Max(0.0, kl);
+        return Math.Max(0.0, weighted / zp + Math.Log(zq / zp));
     }
 
     /// <summary>
@@ -66,6 +69,20 @@ public static class ShiftCalculator
         double np = Sum(p), nq = Sum(q);
         if (np == 0 || nq == 0) return double.NaN;
         double js = 0;
+        if (np == nq)
+        {
+            // Equal totals n (two samples of one size): p_i / m_i = 2 c_p / (c_p + c_q), so each term is
+            // c_p (1 + log2 c_p - log2 (c_p + c_q)) / (2 n), with the logs of counts from a table; bins with equal counts add 0.
+            for (int i = 0; i < p.Length; i++)
+            {
+                long a = p[i], b = q[i];
+                if (a == b) continue;
+                double both = Log2Count(a + b);
+                if (a > 0) js += a * (1 + Log2Count(a) - both);
+                if (b > 0) js += b * (1 + Log2Count(b) - both);
+            }
+            return Math.Clamp(js / (2 * np), 0.0, 1.0);
+        }
         for (int i = 0; i < p.Length; i++)
         {
             double pi = p[i] / np, qi = q[i] / nq, mi = (pi + qi) / 2;
@@ -97,6 +114,26 @@ public static class ShiftCalculator
         }
         return w;
     }
+
+    /// <summary>Counts below this have their logs in the tables (twice the default sample size, so sums of two counts fit).</summary>
+    private const int TableCounts = 4097;
+
+    /// <summary>log(c + <see cref="KlPseudoCount"/>) for counts c below <see cref="TableCounts"/>.</summary>
+    private static readonly double[] LogHalfTable = MakeTable(c => Math.Log(c + KlPseudoCount));
+
+    /// <summary>log2(c) for counts c below <see cref="TableCounts"/> (entry 0 unused).</summary>
+    private static readonly double[] Log2Table = MakeTable(c => c == 0 ? 0 : Math.Log2(c));
+
+    private static double[] MakeTable(Func<int, double> f)
+    {
+        var table = new double[TableCounts];
+        for (int c = 0; c < table.Length; c++) table[c] = f(c);
+        return table;
+    }
+
+    private static double LogHalf(long c) => (ulong)c < TableCounts ? LogHalfTable[c] : Math.Log(c + KlPseudoCount);
+
+    private static double Log2Count(long c) => (ulong)c < TableCounts ? Log2Table[c] : Math.Log2(c);
 
     private static double Sum(ReadOnlySpan<long> c)
     {
