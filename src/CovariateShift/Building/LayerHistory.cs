@@ -18,6 +18,9 @@ internal sealed class LayerHistory
     /// <summary>Histogram edges, fixed at the first record whose finite values have a spread.</summary>
     public (double Low, double High)? HistogramRange { get; set; }
 
+    /// <summary>Where the sample's percentiles were at the last record (a speed hint for the next one; never changes a value).</summary>
+    public Statistics.PercentileBrackets Brackets { get; } = new();
+
     /// <summary>A <see cref="AnomalyKind.LayerNotCalled"/> anomaly was reported (it is reported once).</summary>
     public bool WarnedNotCalled { get; set; }
 }

@@ -127,7 +127,7 @@ internal sealed class RecordBuilder
     private LayerStatistics BuildStatistics(LayerDescriptor layer, LayerHistory history, LayerSummary s)
     {
         var sample = s.Sample.AsSpan();
-        var percentiles = SampleStatistics.Percentiles(sample, PercentileLevels);
+        var percentiles = SampleStatistics.Percentiles(sample, PercentileLevels, history.Brackets);
         (double Low, double High) range;
         if (history.HistogramRange is { } fixedRange)
         {

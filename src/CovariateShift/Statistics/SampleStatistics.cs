@@ -13,9 +13,10 @@ internal static class SampleStatistics
     /// Percentiles q (in [0, 1]) of <paramref name="values"/> (all finite), with numpy's default linear interpolation:
     /// h = (n - 1) q, result = a[floor h] + (h - floor h) (a[floor h + 1] - a[floor h]) over the sorted values a.
     /// Only the order statistics a[floor h] and a[floor h + 1] are computed, exactly, by a radix select (see
-    /// <see cref="SelectRanks"/>); <paramref name="values"/> is left unchanged. Returns NaN for every q when the sample is empty.
+    /// <see cref="SelectRanks"/>, or from the narrow bands of <paramref name="brackets"/> when they hold them: the same
+    /// values); <paramref name="values"/> is left unchanged. Returns NaN for every q when the sample is empty.
     /// </summary>
-    public static double[] Percentiles(ReadOnlySpan<float> values, ReadOnlySpan<double> q)
+    public static double[] Percentiles(ReadOnlySpan<float> values, ReadOnlySpan<double> q, PercentileBrackets? brackets = null)
     {
         var result = new double[q.Length];
         int n = values.Length;
@@ -32,7 +33,8 @@ internal static class SampleStatistics
             ranks[2 * j + 1] = Math.Min(lo + 1, n - 1);
         }
         Span<float> order = q.Length <= 16 ? stackalloc float[2 * q.Length] : new float[2 * q.Length];
-        SelectRanks(values, ranks, order);
+        if (brackets is null) SelectRanks(values, ranks, order);
+        else brackets.Select(values, ranks, order);
         for (int j = 0; j < q.Length; j++)
         {
             double h = (n - 1) * q[j];
@@ -41,6 +43,17 @@ internal static class SampleStatistics
             result[j] = a + (h - lo) * ((double)b - a);
         }
         return result;
+    }
+
+    /// <summary>The most ranks one <see cref="SelectRanks"/> call takes.</summary>
+    internal const int MaxRanks = 64;
+
+    /// <summary>Throws unless every rank is in 0..n-1 and there is room for one value per rank.</summary>
+    internal static void CheckRanks(int n, ReadOnlySpan<int> ranks, int room)
+    {
+        if (room != ranks.Length) throw new ArgumentException($"{ranks.Length} ranks but room for {room} values.");
+        foreach (var r in ranks)
+            if ((uint)r >= (uint)n) throw new ArgumentOutOfRangeException(nameof(ranks), r, $"Ranks must be in 0..{n - 1}.");
     }
 
     /// <summary>
@@ -56,11 +69,9 @@ internal static class SampleStatistics
     internal static void SelectRanks(ReadOnlySpan<float> values, ReadOnlySpan<int> ranks, Span<float> selected)
     {
         int n = values.Length;
-        if (selected.Length != ranks.Length) throw new ArgumentException($"{ranks.Length} ranks but room for {selected.Length} values.");
-        foreach (var r in ranks)
-            if ((uint)r >= (uint)n) throw new ArgumentOutOfRangeException(nameof(ranks), r, $"Ranks must be in 0..{n - 1}.");
+        CheckRanks(n, ranks, selected.Length);
         if (ranks.IsEmpty) return;
-        if (ranks.Length > 64) throw new ArgumentException($"At most 64 ranks per call, got {ranks.Length}.");
+        if (ranks.Length > MaxRanks) throw new ArgumentException($"At most {MaxRanks} ranks per call, got {ranks.Length}.");
 
         // Ranks in ascending order, remembering where each answer goes.
         int t = ranks.Length;
@@ -248,7 +259,7 @@ internal static class SampleStatistics
     /// For each 8-bit mask, the indices of its set bits in ascending order, one per byte from the lowest (unused bytes 0):
     /// the permutation that packs the selected lanes of a vector to its front.
     /// </summary>
-    private static readonly ulong[] LeftPacks = MakeLeftPacks();
+    internal static readonly ulong[] LeftPacks = MakeLeftPacks();
 
     private static ulong[] MakeLeftPacks()
     {
@@ -264,7 +275,7 @@ internal static class SampleStatistics
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static Vector256<uint> LeftPack(ref ulong packs, uint mask) =>
+    internal static Vector256<uint> LeftPack(ref ulong packs, uint mask) =>
         Avx2.ConvertToVector256Int32(Vector128.CreateScalarUnsafe(Unsafe.Add(ref packs, (int)mask)).AsByte()).AsUInt32();
 
     /// <summary>Buckets of at most this many keys are sorted rather than split by another digit.</summary>
