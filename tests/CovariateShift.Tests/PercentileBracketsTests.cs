@@ -1,3 +1,4 @@
+using System.Runtime.Intrinsics.X86;
 using CovariateShift.Statistics;
 
 namespace CovariateShift.Tests;
@@ -58,6 +59,7 @@ public sealed class PercentileBracketsTests
             double mean = 0.002 * s + (s / 50) * 3.0, std = 1 + 0.001 * s;
             return [.. Enumerable.Range(0, 2048).Select(_ => (float)(mean + std * Gaussian(rng)))];
         });
+        if (!Avx2.IsSupported) return;   // the bracketed pass is AVX2 code; elsewhere every answer is the plain select's
         Assert.True(brackets.Hits >= 250, $"bracketed answers {brackets.Hits} of 300 (misses {brackets.Misses})");
         Assert.InRange(brackets.Misses, 6, 50);   // the first step, the five jumps and the odd unlucky batch
     }
@@ -72,7 +74,7 @@ public sealed class PercentileBracketsTests
             return [.. Enumerable.Range(0, 2048).Select(i => rng.NextDouble() < dead ? (i % 97 == 0 ? -0f : 0f)
                 : (float)Math.Abs(Gaussian(rng)))];
         });
-        Assert.True(brackets.Hits >= 100, $"bracketed answers {brackets.Hits} of 200 (misses {brackets.Misses})");
+        if (Avx2.IsSupported) Assert.True(brackets.Hits >= 100, $"bracketed answers {brackets.Hits} of 200 (misses {brackets.Misses})");
     }
 
     [Fact]
@@ -88,7 +90,7 @@ public sealed class PercentileBracketsTests
         Assert.Equal(0, small.Hits);
         // The minimum, the maximum and two close levels (one cluster of ranks).
         var extremes = Run(80, s => [.. Enumerable.Range(0, 4096).Select(_ => (float)(1e-3 * Gaussian(rng) - 5))], [0.0, 0.4999, 0.5, 1.0]);
-        Assert.True(extremes.Hits > 0, "the close levels are answered from the brackets at least once");
+        if (Avx2.IsSupported) Assert.True(extremes.Hits > 0, "the close levels are answered from the brackets at least once");
         // Huge and tiny magnitudes in one sample (bands whose key range spans most of the float line).
         Run(60, s => [.. Enumerable.Range(0, 2048).Select(i => (float)(Gaussian(rng) * (i % 3 == 0 ? 1e30 : i % 3 == 1 ? 1e-30 : 1)))]);
     }

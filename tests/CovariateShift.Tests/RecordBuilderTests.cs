@@ -55,6 +55,29 @@ public sealed class RecordBuilderTests
     }
 
     [Fact]
+    public void Percentiles_of_every_record_match_the_sample_while_the_layer_drifts_and_jumps()
+    {
+        // Records after the first select from the brackets the layer keeps; each must still be its own sample's percentile.
+        var builder = new RecordBuilder(Layers()[..2], Options);
+        for (int step = 0; step < 80; step++)
+        {
+            var fc = Gaussian(2048, 0.01 * step + (step == 40 ? 5 : 0), 1 + 0.005 * step, 100 + step);
+            var act = fc.Select(v => Math.Max(0, v)).ToArray();   // ReLU: a run of zeros under P15 and near P50
+            var record = builder.Build(Capture(step, Summary(fc), Summary(act)))!;
+            foreach (var (values, layer) in new[] { (fc, record.Layers[0]), (act, record.Layers[1]) })
+            {
+                var sample = values.Select(v => (double)(float)v).ToArray();
+                var s = layer.Statistics!;
+                Assert.Equal((Reference.Percentile(sample, 0.15), Reference.Percentile(sample, 0.50), Reference.Percentile(sample, 0.85)),
+                    (s.P15, s.P50, s.P85));
+            }
+        }
+        if (!System.Runtime.Intrinsics.X86.Avx2.IsSupported) return;   // elsewhere every record takes the plain select
+        for (int layer = 0; layer < 2; layer++)
+            Assert.True(builder.BracketsOf(layer).Hits >= 60, $"layer {layer}: {builder.BracketsOf(layer).Hits} of 80 records from the brackets");
+    }
+
+    [Fact]
     public void The_histogram_range_is_fixed_at_the_first_record_and_shift_compares_with_the_previous_record()
     {
         var builder = new RecordBuilder(Layers()[..1], Options);

@@ -89,6 +89,9 @@ internal sealed class RecordBuilder
         foreach (var h in _history) h.Reference = h.Previous;
     }
 
+    /// <summary>Layer <paramref name="index"/>'s percentile brackets (tests).</summary>
+    internal PercentileBrackets BracketsOf(int index) => _history[index].Brackets;
+
     /// <summary>Forgets the reference snapshot.</summary>
     public void ClearReference()
     {

@@ -67,8 +67,14 @@ internal sealed class PercentileBrackets
         int n = values.Length;
         SampleStatistics.CheckRanks(n, ranks, selected.Length);
         if (ranks.IsEmpty) return;
+        if (!Avx2.IsSupported)
+        {
+            // The bracketed pass is written for AVX2; elsewhere the plain select (no bracket ranks to add).
+            SampleStatistics.SelectRanks(values, ranks, selected);
+            return;
+        }
         if (n != _n || !ranks.SequenceEqual(_ranks)) Plan(n, ranks);
-        if (_valid && Avx2.IsSupported && TryBracketed(values, selected))
+        if (_valid && TryBracketed(values, selected))
         {
             Hits++;
             return;
