@@ -271,13 +271,10 @@ internal sealed class PercentileBrackets
         for (int c = 0; c < MaxClusters; c++) gathered[c] = cursor[c] - c * region;
     }
 
-    /// <summary>Keys of at most this many values are sorted rather than split by another digit.</summary>
-    private const int SortBelow = 48;
-
     /// <summary>
     /// Writes to <paramref name="found"/>[i] the key of rank <paramref name="ranks"/>[i] (ascending) among
     /// <paramref name="keys"/>, all in 0..<paramref name="range"/>: a radix select by the top 8 bits of the range, then the
-    /// next 8 within the wanted buckets, and so on; small sets are sorted. <paramref name="keys"/> may be reordered. With
+    /// next 8 within the wanted buckets, and so on; small sets are sorted (<see cref="SampleStatistics.TrySortSmall"/>). <paramref name="keys"/> may be reordered. With
     /// <paramref name="firstApproximate"/> (<paramref name="lastApproximate"/>) the first (last) rank is only bounded, by the
     /// lower (upper) edge of its bucket: a key at or below (at or above) the one of that rank, which is all a bracket needs.
     /// </summary>
@@ -290,12 +287,7 @@ internal sealed class PercentileBrackets
             found.Fill(keys[0]);
             return;
         }
-        if (keys.Length <= SortBelow)
-        {
-            keys.Sort();
-            for (int r = 0; r < ranks.Length; r++) found[r] = keys[ranks[r]];
-            return;
-        }
+        if (SampleStatistics.TrySortSmall(keys, ranks, found)) return;
         int shift = Math.Max(0, 32 - BitOperations.LeadingZeroCount(range) - 8);
         int buckets = (int)(range >> shift) + 1;
         const int Block = 8;

@@ -281,6 +281,16 @@ internal static class SampleStatistics
     /// <summary>Buckets of at most this many keys are sorted rather than split by another digit.</summary>
     private const int SortBelow = 48;
 
+    /// <summary>When <paramref name="keys"/> is small (<see cref="SortBelow"/>), sorts it in place and reads the keys of
+    /// <paramref name="ranks"/> into <paramref name="found"/>; otherwise does nothing and returns false.</summary>
+    internal static bool TrySortSmall(Span<uint> keys, ReadOnlySpan<int> ranks, Span<uint> found)
+    {
+        if (keys.Length > SortBelow) return false;
+        keys.Sort();
+        for (int r = 0; r < ranks.Length; r++) found[r] = keys[ranks[r]];
+        return true;
+    }
+
     /// <summary>The key of +0 and its top bucket (+0's bucket also holds the smallest positive subnormals).</summary>
     private const uint PlusZeroKey = 0x8000_0000u;
     private const int PlusZeroBucket = (int)(PlusZeroKey >> 21);
@@ -337,12 +347,7 @@ internal static class SampleStatistics
             found.Fill(keys[0]);
             return;
         }
-        if (keys.Length <= SortBelow)
-        {
-            keys.Sort();
-            for (int r = 0; r < ranks.Length; r++) found[r] = keys[ranks[r]];
-            return;
-        }
+        if (TrySortSmall(keys, ranks, found)) return;
         int shift = DigitShifts[level];
         int buckets = 1 << DigitBits[level];
         uint mask = (uint)buckets - 1;
