@@ -174,7 +174,7 @@ public sealed class StatisticsTests
         Assert.Equal(6, second.Total);
     }
 
-    public static TheoryData<string> SelectionCases => new() { "gaussian", "relu", "ties", "signed-zeros", "zeros-and-subnormals", "tiny-and-huge", "one", "equal" };
+    public static TheoryData<string> SelectionCases => new() { "gaussian", "relu", "ties", "signed-zeros", "zeros-and-subnormals", "tiny-and-huge", "one", "equal", "tight-cluster" };
 
     private static float[] SelectionData(string kind)
     {
@@ -191,6 +191,10 @@ public sealed class StatisticsTests
             "tiny-and-huge" => Enumerable.Range(0, 777).Select(_ => Gauss() * MathF.Pow(10, rng.Next(-38, 37))).ToArray(),
             "one" => [3.25f],
             "equal" => Enumerable.Repeat(-1.5f, 100).ToArray(),
+            // Floats a few hundred ulps apart, and a few in the next bucket of the second digit: the select gathers nearly
+            // the whole sample at the second digit and then again at the third.
+            "tight-cluster" => Enumerable.Range(0, 2800).Select(i => BitConverter.Int32BitsToSingle(
+                (i % 27 == 0 ? 0x4011_1800 : 0x4010_7800) + rng.Next(-300, 301))).ToArray(),
             _ => throw new ArgumentException(kind),
         };
     }
@@ -244,6 +248,27 @@ public sealed class StatisticsTests
             for (int i = 0; i < ranks.Length; i++)
                 Assert.Equal(BitConverter.SingleToInt32Bits(sorted[ranks[i]]), BitConverter.SingleToInt32Bits(selected[i]));
         }
+    }
+
+    [Fact]
+    public void Rank_selection_keeps_a_bucket_gathered_at_one_level_apart_from_the_next_levels()
+    {
+        // Digits of the keys: d1 (bits 13-20), d2 (bits 5-12), low (bits 0-4) under one top bucket. Rank 0 lies in d1 = 0x20,
+        // rank 600 in d1 = 0x10's second d2 bucket: gathering the 600 keys of d1 = 0x10 and then its 200 keys of d2 = 2 must
+        // not overwrite the keys of the d1 = 0x20 bucket that the next gather at level 1 reads.
+        static float F(int d1, int d2, int low) => BitConverter.Int32BitsToSingle(0x3F80_0000 | d1 << 13 | d2 << 5 | low);
+        var rng = new Random(5);
+        float[] values =
+        [
+            F(0x20, 0, 0),
+            .. Enumerable.Repeat(F(0x10, 1, 0), 400),
+            .. Enumerable.Range(0, 200).Select(_ => F(0x10, 2, rng.Next(32))),
+            .. Enumerable.Range(0, 399).Select(_ => F(0x20, rng.Next(2, 256), rng.Next(32))),
+        ];
+        var sorted = values.Order().ToArray();
+        var selected = new float[2];
+        CovariateShift.Statistics.SampleStatistics.SelectRanks(values, [0, 600], selected);
+        Assert.Equal((sorted[0], sorted[600]), (selected[0], selected[1]));
     }
 
     [Fact]

@@ -90,8 +90,11 @@ internal static class SampleStatistics
             slot[j] = i;
         }
 
-        // The keys, then the gathered regions (each followed by RegionPad spare cells), a scratch block and a discard cell.
-        var rented = System.Buffers.ArrayPool<uint>.Shared.Rent(2 * n + RegionPad * (t + 2) + 1);
+        // The keys, then the gathered regions (each followed by RegionPad spare cells), a scratch block and a discard cell,
+        // then the deeper levels' room: a level gathers one bucket (c keys, c + 1 cells written) and hands the rest on, so
+        // the three levels below the top take at most 3 (n + 1) cells together.
+        int deeperAt = 2 * n + RegionPad * (t + 2) + 1;
+        var rented = System.Buffers.ArrayPool<uint>.Shared.Rent(deeperAt + 3 * (n + 1));
         try
         {
             var keys = rented.AsSpan(0, n);
@@ -208,7 +211,7 @@ internal static class SampleStatistics
 
             Span<uint> found = stackalloc uint[t];
             Span<int> relative = stackalloc int[t];
-            var deeper = keys;   // the keys are no longer needed: room for the deeper levels
+            var deeper = rented.AsSpan(deeperAt, 3 * (n + 1));
             for (int i = 0; i < t;)
             {
                 int r = rankRegion[i], j = i;
