@@ -345,14 +345,15 @@ internal sealed class PercentileBrackets
         }
     }
 
-    /// <summary>The signed order key of a float's bits: the bits of a positive value, the low 31 bits flipped for a
-    /// negative one; -0 (key -1) sorts just before +0 (key 0).</summary>
+    /// <summary>The order key of <see cref="SampleStatistics.Key"/> as a signed integer (its sign bit flipped), so that
+    /// AVX2's signed compares order it: the bits of a positive value, the low 31 bits flipped for a negative one; -0
+    /// (key -1) sorts just before +0 (key 0). It is its own inverse.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int SignedKey(int bits) => bits ^ ((bits >> 31) & 0x7FFF_FFFF);
+    private static int SignedKey(int bits) => (int)(SampleStatistics.Key((uint)bits) ^ 0x8000_0000u);
 
     private static int SignedKey(float value) => SignedKey(BitConverter.SingleToInt32Bits(value));
 
-    /// <summary>The inverse of <see cref="SignedKey(int)"/> (it is its own inverse).</summary>
+    /// <summary>The float whose signed order key is <paramref name="key"/>.</summary>
     private static float FromSignedKey(int key) => BitConverter.Int32BitsToSingle(SignedKey(key));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -329,7 +329,7 @@ internal static class SampleStatistics
 
     /// <summary>Order-preserving key of a float's bits: all bits of negative numbers flipped, only the sign bit of others.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static uint Key(uint bits) => bits ^ ((uint)((int)bits >> 31) | 0x8000_0000u);
+    internal static uint Key(uint bits) => bits ^ ((uint)((int)bits >> 31) | 0x8000_0000u);
 
     /// <summary>Digits of the radix select, most significant first: 11 bits (sign, exponent, 2 mantissa bits), then 8, 8 and 5.</summary>
     private static ReadOnlySpan<byte> DigitShifts => [21, 13, 5, 0];
