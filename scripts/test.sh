@@ -27,4 +27,12 @@ set -e
 awk '/^[[:space:]]+Passed:[[:space:]]+[0-9]+/ {p += $2} /^[[:space:]]+Failed:[[:space:]]+[0-9]+/ {f += $2}
      /^[[:space:]]+Skipped:[[:space:]]+[0-9]+/ {s += $2}
      END {printf "%d passed, %d failed, %d skipped\n", p, f, s}' "$log"
+# The failed tests again, each with the first line of its message, so that a log cut to its last lines still names them.
+if grep -q -E '^[[:space:]]+Failed [A-Za-z]' "$log"; then
+  echo "Failed tests:"
+  awk '/^[[:space:]]+Failed [A-Za-z]/ {if (want) print "  " name; sub(/^[[:space:]]+/, ""); name = $0; want = 1; next}
+       want && /^[[:space:]]+Error Message:/ {getline m; sub(/^[[:space:]]+/, "", m); print "  " name ": " substr(m, 1, 300); want = 0; next}
+       want && /^[[:space:]]+(Passed|Failed|Skipped) / {print "  " name; want = 0}
+       END {if (want) print "  " name}' "$log"
+fi
 exit "$status"
