@@ -64,6 +64,29 @@ public sealed class CpuKernelPathTests
 
     [Theory]
     [MemberData(nameof(Cases))]
+    public void The_sample_copied_during_the_pass_is_the_finite_values_at_its_positions_and_changes_nothing_else(string shapeText, string kind, bool bounded)
+    {
+        var shape = shapeText.Split('x').Select(int.Parse).ToArray();
+        var data = Data(shape, kind, seed: shape.Aggregate(17, (h, d) => h * 31 + d) * 7 + Array.IndexOf(Kinds, kind));
+        int units = shape.Length >= 2 ? shape[1] : 1;
+        int block = shape.Length >= 3 ? shape[2..].Aggregate(1, (a, b) => a * b) : 0;
+        var saturation = bounded ? SaturationBounds.ForLayerType("Tanh") : null;
+        var plain = CpuKernel.Summarize(data, units, block, channelStatistics: shape.Length == 4, NearZero, saturation);
+        foreach (int size in new[] { 16, 2048 })   // stratified positions, and (for the small shapes) every element
+        {
+            var sample = new StratifiedSample(data.Length, size, seed: 3);
+            var buffer = new float[sample.Positions.Length];
+            var summary = CpuKernel.Summarize(data, units, block, channelStatistics: shape.Length == 4, NearZero, saturation, sample, buffer);
+            var expected = sample.Positions.Select(p => data[p]).Where(float.IsFinite).ToArray();
+            Assert.Equal(expected, summary.Sample.ToArray());
+            Assert.Equal(expected.Length == buffer.Length, summary.Sample.Length == buffer.Length);
+            // Bit for bit the summary without a sample: the pass is cut into slices only at chunk boundaries.
+            Assert.Equal(plain with { Sample = summary.Sample }, summary);
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
     public void Summary_matches_a_double_reference_across_the_path_boundaries(string shapeText, string kind, bool bounded)
     {
         var shape = shapeText.Split('x').Select(int.Parse).ToArray();

@@ -34,20 +34,30 @@ internal static class CpuKernel
     /// <summary>Most floats of the samples whose short blocks are gathered together (64 KB, cache-resident).</summary>
     private const int GatherTile = 16384;
 
+    /// <summary>A flat layout is reduced in slices of this many elements (whole chunks, 8 KB), each slice's sampled values
+    /// copied right after it.</summary>
+    private const int SampleSlice = ChunkLength;
+
     /// <summary>
     /// Summarizes <paramref name="data"/>, a contiguous [N, units, ...] buffer. When <paramref name="blockLength"/> &gt; 0
     /// the buffer is N x <paramref name="units"/> blocks of <paramref name="blockLength"/> elements (one block per sample
     /// and channel, e.g. H*W); each channel's moments are then taken about its own first finite value and the channels
     /// merged (Chan et al.), so a channel whose spread is tiny next to its offset keeps its variance. Otherwise the buffer
     /// is rows of <paramref name="units"/> features (or one unit when <paramref name="units"/> is 1). Brock et al.'s
-    /// channel statistics are filled when <paramref name="channelStatistics"/> is set (4-D outputs). The summary carries
-    /// <paramref name="sample"/> (the finite sampled values; none when default) and <paramref name="sampleLease"/>, the pooled
-    /// buffer behind it when there is one.
+    /// channel statistics are filled when <paramref name="channelStatistics"/> is set (4-D outputs). When
+    /// <paramref name="sample"/> is given, the values at its positions are copied into <paramref name="sampleBuffer"/> (as
+    /// long as its positions) during the pass, and the summary's sample is the finite ones among them: the buffer itself
+    /// when all are finite, with <paramref name="sampleLease"/> (the pooled buffer's lease, if it is one); otherwise a copy,
+    /// and the lease is returned at once.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip tier-0 JIT (recorded steps can be rare)
     public static LayerSummary Summarize(ReadOnlySpan<float> data, int units, int blockLength, bool channelStatistics, float nearZero,
-        SaturationBounds? saturation, ImmutableArray<float> sample = default, SampleLease? sampleLease = null)
+        SaturationBounds? saturation, StratifiedSample? sample = null, float[]? sampleBuffer = null, SampleLease? sampleLease = null)
     {
+        if (sample is not null && sample.Length != data.Length)
+            throw new ArgumentException($"Sample positions are for {sample.Length} elements, the data has {data.Length}.", nameof(sample));
+        if (sample is not null && (sampleBuffer is null || sampleBuffer.Length != sample.Positions.Length))
+            throw new ArgumentException($"The sample buffer must hold exactly {sample.Positions.Length} values, it holds {(sampleBuffer is null ? "none" : sampleBuffer.Length)}.", nameof(sampleBuffer));
         bool blocked = blockLength > 0;
         int segmentLength = blocked ? blockLength : data.Length;
         int segments = segmentLength > 0 ? data.Length / segmentLength : 0;
@@ -59,7 +69,28 @@ internal static class CpuKernel
             groups[c].Elements = (long)(segments / groups.Length + (c < segments % groups.Length ? 1 : 0)) * segmentLength;
         }
         var whole = WholeTensor.Create();
-        Reduce(data, segmentLength, segments, groups, nearZero, saturation, ref whole);
+        var copy = sample is null ? default : new SampleCopy(sample, sampleBuffer!);
+        Reduce(data, segmentLength, segments, groups, nearZero, saturation, ref whole, ref copy);
+        var finite = ImmutableArray<float>.Empty;
+        if (sample is not null)
+        {
+            // Every sampled value finite: the buffer itself is the sample (pooled buffers come back once the record is
+            // built). Otherwise the finite ones are copied and the buffer goes back at once.
+            if (copy.Count == sampleBuffer!.Length)
+            {
+                finite = ImmutableCollectionsMarshal.AsImmutableArray(sampleBuffer);
+            }
+            else
+            {
+                finite = ImmutableArray.Create(sampleBuffer, 0, copy.Count);
+                sampleLease?.Return();
+                sampleLease = null;
+            }
+        }
+        else
+        {
+            sampleLease = null;
+        }
 
         // One Chan merge over the groups' moments; Brock et al.'s statistics from the same per-channel moments.
         var total = Moments.Empty;
@@ -98,7 +129,7 @@ internal static class CpuKernel
             Inf = nonFinite - whole.Nan,
             ChannelSquaredMean = channels ? (used > 0 ? squaredMeans / used : double.NaN) : null,
             ChannelVariance = channels ? (used > 0 ? variances / used : double.NaN) : null,
-            Sample = sample.IsDefault ? [] : sample,
+            Sample = finite,
             SampleLease = sampleLease,
         };
     }
@@ -156,7 +187,7 @@ internal static class CpuKernel
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip tier-0 JIT (recorded steps can be rare)
     private static void Reduce(ReadOnlySpan<float> data, int segmentLength, int segments, Span<Group> groups, float nearZero,
-        SaturationBounds? saturation, ref WholeTensor whole)
+        SaturationBounds? saturation, ref WholeTensor whole, ref SampleCopy sample)
     {
         int w = Vector<float>.Count;
         bool bounded = saturation.HasValue;
@@ -166,6 +197,7 @@ internal static class CpuKernel
         {
             for (int s = 0, c = 0; s < segments; s++, c = c + 1 == groups.Length ? 0 : c + 1)
                 Tail(data.Slice(s * segmentLength, segmentLength), nearZero, satLo, satHi, bounded, ref groups[c], ref whole);
+            sample.Until(data, data.Length);
             return;
         }
         var vNear = new Vector<float>(nearZero);
@@ -175,12 +207,27 @@ internal static class CpuKernel
         var vMax = new Vector<float>(float.NegativeInfinity);
         var cSat = Vector<int>.Zero;
         var cNan = Vector<int>.Zero;
-        if (segmentLength >= GatherBelow)
+        // The sampled values are copied behind the pass, from the slice just reduced (still in the first-level cache),
+        // instead of in a pass of their own that would be the first to read the output and pay its cache misses.
+        if (segments == 1 && groups.Length == 1 && segmentLength >= GatherBelow)
+        {
+            // One segment (a flat layout): reduced in slices of whole chunks, the last slice taking the remainder, so that
+            // the chunks, and with them every sum, are those of a single call over the whole segment.
+            int at = 0;
+            for (; segmentLength - at >= 2 * SampleSlice; at += SampleSlice)
+            {
+                Segment(data, at, SampleSlice, ref groups[0], vNear, vSatLo, vSatHi, bounded, ref vMin, ref vMax, ref cSat, ref cNan);
+                sample.Until(data, at + SampleSlice);
+            }
+            Segment(data, at, segmentLength - at, ref groups[0], vNear, vSatLo, vSatHi, bounded, ref vMin, ref vMax, ref cSat, ref cNan);
+        }
+        else if (segmentLength >= GatherBelow)
         {
             for (int s = 0, c = 0; s < segments; s++, c = c + 1 == groups.Length ? 0 : c + 1)
             {
                 Segment(data, s * segmentLength, segmentLength, ref groups[c], vNear, vSatLo, vSatHi, bounded,
                     ref vMin, ref vMax, ref cSat, ref cNan);
+                sample.Until(data, (long)(s + 1) * segmentLength);
             }
         }
         else
@@ -206,8 +253,10 @@ internal static class CpuKernel
                     if (length > 0)
                         Segment(run, 0, length, ref groups[c], vNear, vSatLo, vSatHi, bounded, ref vMin, ref vMax, ref cSat, ref cNan);
                 }
+                sample.Until(data, (long)n1 * perSample);   // the tile, still in the cache
             }
         }
+        sample.Until(data, data.Length);
         for (int k = 0; k < w; k++)
         {
             whole.Min = Math.Min(whole.Min, vMin[k]);

@@ -101,26 +101,14 @@ internal sealed class StatisticsEngine : IStatisticsEngine
             block = 1;
             for (int d = 2; d < rank; d++) block *= shapeOf.size(d);
         }
-        // A full-size sample lives in a pooled buffer that becomes the summary's sample as it is when every sampled value
-        // is finite (the capture gives it back once built: StepCapture.ReleaseSamples); otherwise the finite values are copied.
+        // A full-size sample lives in a pooled buffer, filled by the kernel's pass, that becomes the summary's sample as it is
+        // when every sampled value is finite (the capture gives it back once built: StepCapture.ReleaseSamples).
         var sample = BuffersOf(layer).SampleFor(data.Length, _options.SampleSize, _options.Seed);
         int length = sample.Positions.Length;
         var lease = length == _samples.Length ? _samples.Rent() : null;
         var values = lease?.Buffer ?? GC.AllocateUninitializedArray<float>(length);
-        int count = sample.Gather(data, values);
-        ImmutableArray<float> finite;
-        if (count == length)
-        {
-            finite = ImmutableCollectionsMarshal.AsImmutableArray(values);
-        }
-        else
-        {
-            finite = ImmutableArray.Create(values, 0, count);
-            lease?.Return();
-            lease = null;
-        }
         return CpuKernel.Summarize(data, units, (int)block, channelStatistics: rank == 4,
-            (float)_options.NearZeroThreshold, layer.Descriptor.Saturation, finite, lease);
+            (float)_options.NearZeroThreshold, layer.Descriptor.Saturation, sample, values, lease);
     }
 
     /// <summary>

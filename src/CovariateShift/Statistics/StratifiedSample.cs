@@ -1,7 +1,5 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
-using System.Runtime.Intrinsics;
-using System.Runtime.Intrinsics.X86;
 
 namespace CovariateShift.Statistics;
 
@@ -21,7 +19,6 @@ internal sealed class StratifiedSample
         {
             Positions = new long[length];
             for (long i = 0; i < length; i++) Positions[i] = i;
-            _positions32 = Narrow(Positions);
             return;
         }
         var rng = new Random(seed);
@@ -32,14 +29,7 @@ internal sealed class StratifiedSample
             long to = (k + 1) * length / sampleSize;
             Positions[k] = from + rng.NextInt64(to - from);
         }
-        _positions32 = Narrow(Positions);
     }
-
-    /// <summary>The positions as 32-bit indices for the hardware gather (tensors of at most int.MaxValue elements), else null.</summary>
-    private readonly int[]? _positions32;
-
-    private static int[]? Narrow(long[] positions) =>
-        Avx2.IsSupported && positions.Length > 0 && positions[^1] <= int.MaxValue ? [.. positions.Select(p => (int)p)] : null;
 
     /// <summary>
     /// A seed for (monitor seed, layer index, tensor length) that is the same in every process (unlike
@@ -68,54 +58,57 @@ internal sealed class StratifiedSample
     public long[] Positions { get; }
 
     /// <summary>Copies the finite values at the sample positions into <paramref name="destination"/> (at least as long as
-    /// the positions); returns how many.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip tier-0 JIT (recorded steps can be rare)
-    public unsafe int Gather(ReadOnlySpan<float> data, float[] destination)
+    /// the positions); returns how many. The CPU kernel does the same during its pass (<see cref="SampleCopy"/>).</summary>
+    public int Gather(ReadOnlySpan<float> data, float[] destination)
     {
         if (Length != data.Length) throw new ArgumentException($"Sample positions are for {Length} elements, the data has {data.Length}.");
-        if (destination.Length < Positions.Length) throw new ArgumentException($"Room for {destination.Length} values, {Positions.Length} positions.");
+        var copy = new SampleCopy(this, destination);
+        copy.Until(data, data.Length);
+        return copy.Count;
+    }
+}
+
+/// <summary>
+/// Copies a <see cref="StratifiedSample"/>'s values in memory order as a pass over the data goes along: each
+/// <see cref="Until"/> takes the positions before its end that are not taken yet, so the values are read while the pass has
+/// them in the cache. Non-finite values are left out, as <see cref="StratifiedSample.Gather"/> leaves them out.
+/// </summary>
+internal ref struct SampleCopy
+{
+    private readonly long[]? _positions;
+    private readonly Span<float> _destination;
+    private int _next;
+
+    public SampleCopy(StratifiedSample sample, Span<float> destination)
+    {
+        if (destination.Length < sample.Positions.Length)
+            throw new ArgumentException($"Room for {destination.Length} values, {sample.Positions.Length} positions.", nameof(destination));
+        _positions = sample.Positions;
+        _destination = destination;
+    }
+
+    /// <summary>Finite values copied so far.</summary>
+    public int Count { get; private set; }
+
+    /// <summary>Copies the values at the positions before <paramref name="end"/> not copied yet (nothing when there is no sample).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void Until(ReadOnlySpan<float> data, long end)
+    {
+        if (_positions is not { } positions) return;
+        end = Math.Min(end, data.Length);   // the positions are below the sample's length, which the caller checked against data
         ref float first = ref MemoryMarshal.GetReference(data);
-        int n = 0;
-        if (_positions32 is { } indices)
+        ref float target = ref MemoryMarshal.GetReference(_destination);
+        ref long position = ref MemoryMarshal.GetArrayDataReference(positions);
+        int k = _next, n = Count;
+        for (; k < positions.Length; k++)
         {
-            // Eight values per hardware gather; a vector with a non-finite value is written lane by lane (NaN and
-            // ±Inf are the floats whose exponent bits are all set).
-            int i = 0;
-            var exponent = Vector256.Create(0x7F80_0000);
-            fixed (float* basePtr = data)
-            fixed (int* index = indices)
-            {
-                for (; i + 8 <= indices.Length; i += 8)
-                {
-                    var v = Avx2.GatherVector256(basePtr, Avx.LoadVector256(index + i), 4);
-                    if (Vector256.EqualsAny(v.AsInt32() & exponent, exponent))
-                    {
-                        for (int j = 0; j < 8; j++)
-                        {
-                            float x = v.GetElement(j);
-                            destination[n] = x;
-                            n += float.IsFinite(x) ? 1 : 0;
-                        }
-                        continue;
-                    }
-                    v.StoreUnsafe(ref destination[n]);   // n + 8 <= i + 8 <= destination.Length
-                    n += 8;
-                }
-            }
-            for (; i < indices.Length; i++)
-            {
-                var x = Unsafe.Add(ref first, indices[i]);
-                destination[n] = x;
-                n += float.IsFinite(x) ? 1 : 0;
-            }
-            return n;
+            long p = Unsafe.Add(ref position, k);
+            if (p >= end) break;
+            float x = Unsafe.Add(ref first, (nint)p);
+            Unsafe.Add(ref target, n) = x;   // n <= k < positions.Length <= destination.Length
+            n += float.IsFinite(x) ? 1 : 0;
         }
-        foreach (var p in Positions)
-        {
-            var v = Unsafe.Add(ref first, (nint)p);     // positions are < Length (checked above)
-            destination[n] = v;
-            n += float.IsFinite(v) ? 1 : 0;
-        }
-        return n;
+        _next = k;
+        Count = n;
     }
 }
