@@ -1,4 +1,5 @@
 using System.Text.Json;
+using CovariateShift.Nn.Backends;
 using CovariateShift.Nn.Models;
 using CovariateShift.Sinks;
 using CovariateShift.Tests.Support;
@@ -34,6 +35,37 @@ public sealed class TrainerTests(ITestOutputHelper output) : IDisposable
 
     private static List<JsonElement> ReadLines(string path) =>
         File.ReadAllLines(path).Select(l => JsonDocument.Parse(l).RootElement.Clone()).ToList();
+
+    [Fact]
+    public void A_cnn_whose_convolutions_have_wrong_gradients_here_is_trained_with_onednn_off_and_the_log_says_so()
+    {
+        // TorchSharp's MNIST example's convolutions (1 -> 4 -> 8 channels): measured wrong with oneDNN on this project's
+        // Zen 4 machines (CpuConvolutions). Whichever they are here, the trainer must act on what it measures.
+        bool before = CpuConvolutions.OneDnnEnabled;
+        try
+        {
+            CpuConvolutions.OneDnnEnabled = true;
+            torch.manual_seed(4);
+            var model = nn.Sequential(("conv1", nn.Conv2d(1, 4, 3)), ("act1", nn.ReLU()), ("conv2", nn.Conv2d(4, 8, 3, stride: 2)),
+                ("act2", nn.ReLU()), ("flat", nn.Flatten()), ("head", nn.Linear(8 * 12 * 12, 10)));
+            var (logger, sink) = CollectingLogSink.Create(LogEventLevel.Warning);
+            var result = new Trainer(new TrainerOptions { Steps = 30, BatchSize = 32, LearningRate = 0.05, Seed = 4, RecordEvery = 10, Logger = logger })
+                .Train(model, Train2000.Value);
+            var expected = CpuConvolutions.ConvolutionsOf(model).Select(l => CpuConvolutions.Check(l)).ToList();
+            var warning = sink.Events.SingleOrDefault(e => e.MessageTemplate.Text.StartsWith("libtorch's oneDNN convolutions gave wrong gradients", StringComparison.Ordinal));
+            output.WriteLine(warning?.RenderMessage(System.Globalization.CultureInfo.InvariantCulture) ?? "no warning: oneDNN left on");
+            Assert.Equal(warning is null, CpuConvolutions.OneDnnEnabled);
+            Assert.All(expected, c => Assert.True(c.Exact, $"after training: {c}"));
+            Assert.DoesNotContain(sink.Events, e => e.Level == LogEventLevel.Error);
+            Assert.All(result.Losses, l => Assert.True(double.IsFinite(l), $"loss {l}"));
+            if (warning is not null)
+                Assert.Matches(@"for conv[12] \((1->4|4->8), 3x3", warning.RenderMessage(System.Globalization.CultureInfo.InvariantCulture));
+        }
+        finally
+        {
+            CpuConvolutions.OneDnnEnabled = before;
+        }
+    }
 
     [Fact]
     public void A_small_mlp_learns_fashion_mnist_and_the_monitor_records_every_layer_at_every_recorded_step()

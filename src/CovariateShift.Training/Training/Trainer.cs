@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using CovariateShift.Nn.Backends;
 using CovariateShift.Records;
 using CovariateShift.Training.Runtime;
 using CovariateShift.Training.Data;
@@ -49,6 +50,30 @@ public sealed class Trainer
     public TrainerOptions Options => _options;
 
     /// <summary>
+    /// On the CPU: the float32 gradients of the model's convolution configurations are checked (once per process each)
+    /// and libtorch's oneDNN backend switched off when one is wrong (<see cref="CpuConvolutions"/>); every run's log says
+    /// what was done.
+    /// </summary>
+    private static void GuardConvolutions(nn.Module model, ILogger? log)
+    {
+        var guard = CpuConvolutions.EnsureExact(model);
+        if (guard.SwitchedOff)
+        {
+            log?.Warning(
+                "libtorch's oneDNN convolutions gave wrong gradients on this CPU for {Layers:l} ({Wrong} of {Trials} checks, largest relative error {Error}); oneDNN is switched off for this process and convolutions use libtorch's native kernels, which are exact ({WrongAfter} of {TrialsAfter} checks wrong) but slower on large convolutions",
+                string.Join(", ", guard.Faulty), guard.First.Wrong, guard.First.Trials, guard.First.LargestError,
+                guard.AfterSwitchingOff!.Wrong, guard.AfterSwitchingOff.Trials);
+        }
+        if (!guard.Exact)
+        {
+            var last = guard.AfterSwitchingOff ?? guard.First;
+            log?.Error(
+                "libtorch's CPU convolutions give wrong gradients for {Layers:l} ({Wrong} of {Trials} checks, largest relative error {Error}, oneDNN {OneDnn}): this run's results cannot be trusted",
+                string.Join(", ", guard.Faulty), last.Wrong, last.Trials, last.LargestError, last.OneDnn ? "on" : "off");
+        }
+    }
+
+    /// <summary>
     /// Trains <paramref name="model"/> (moved to <see cref="TrainerOptions.Device"/>, left in training mode) for
     /// <see cref="TrainerOptions.Steps"/> steps (or <see cref="TrainerOptions.Epochs"/> epochs) on <paramref name="train"/>,
     /// evaluating on <paramref name="test"/> (when given) every <see cref="TrainerOptions.EvaluateEvery"/> steps, every
@@ -88,6 +113,7 @@ public sealed class Trainer
         var resumed = o.Resume ? LoadCheckpoint(files.LastCheckpoint!, totalSteps, stepsPerEpoch, model) : null;
         model.to(device);
         model.train();
+        if (onCpu && o.CheckCpuConvolutions) GuardConvolutions(model, log);
         using var optimizer = OptimizerFactory.Create(o, model.parameters().Where(p => p.requires_grad));   // frozen parameters get no optimizer state
         var state = resumed?.State;
         if (resumed is not null)

@@ -75,6 +75,14 @@ public sealed record TrainerOptions
     /// <summary>Train for this many epochs (each <c>training examples / BatchSize</c> steps) instead of <see cref="Steps"/>. Null (default): use <see cref="Steps"/>.</summary>
     public int? Epochs { get; init; }
 
+    /// <summary>
+    /// On the CPU, before training, check the float32 gradients of the model's convolution configurations once per
+    /// process and switch libtorch's oneDNN backend off when one is wrong
+    /// (<see cref="CovariateShift.Nn.Backends.CpuConvolutions.EnsureExact(nn.Module)"/>; a few ms per configuration): the
+    /// log says so (Warning), or says that the gradients are still wrong (Error). Default true.
+    /// </summary>
+    public bool CheckCpuConvolutions { get; init; } = true;
+
     /// <summary>The optimizer. Default SGD (with <see cref="Momentum"/>).</summary>
     public OptimizerKind Optimizer { get; init; } = OptimizerKind.Sgd;
 
