@@ -26,6 +26,15 @@ for f in "${files[@]}"; do
   [ -f "$root/src/CovariateShift/$f" ] || { echo "missing src/CovariateShift/$f in the working tree" >&2; exit 2; }
   rename KernelAfter < "$root/src/CovariateShift/$f" > "$work/After$b"
 done
+# Types the kernel and the summary refer to in later revisions (the sample pool, the sample positions), on each side
+# that has them.
+for f in Capture/SamplePool.cs Statistics/StratifiedSample.cs; do
+  b="$(basename "$f")"
+  if git -C "$root" cat-file -e "$rev:src/CovariateShift/$f" 2>/dev/null; then
+    git -C "$root" show "$rev:src/CovariateShift/$f" | rename KernelBefore > "$work/Before$b"
+  fi
+  if [ -f "$root/src/CovariateShift/$f" ]; then rename KernelAfter < "$root/src/CovariateShift/$f" > "$work/After$b"; fi
+done
 # Helper files next to the kernel in the working tree (new files of this change) go to the "after" side.
 for f in "$root"/src/CovariateShift/Statistics/CpuKernel*.cs; do
   b="$(basename "$f")"

@@ -420,6 +420,11 @@ internal static class SampleStatistics
             var vTop = Vector256.Create((double)bins);
             var vOne = Vector128.Create(1);
             Span<int> index = stackalloc int[8];
+            // The bins are clamped to 0..bins + 1 (BinsOf), so every counter is inside its count array: no bounds checks.
+            ref int c0 = ref MemoryMarshal.GetReference(partial);
+            ref int c1 = ref Unsafe.Add(ref c0, stride);
+            ref int c2 = ref Unsafe.Add(ref c0, 2 * stride);
+            ref int c3 = ref Unsafe.Add(ref c0, 3 * stride);
             fixed (float* p = values)
             fixed (int* bin = index)
             {
@@ -427,14 +432,14 @@ internal static class SampleStatistics
                 {
                     Sse2.Store(bin, Sse2.Add(BinsOf(Sse.LoadVector128(p + i), vLow, vScale, vBelow, vTop), vOne));
                     Sse2.Store(bin + 4, Sse2.Add(BinsOf(Sse.LoadVector128(p + i + 4), vLow, vScale, vBelow, vTop), vOne));
-                    partial[bin[0]]++;
-                    partial[stride + bin[1]]++;
-                    partial[2 * stride + bin[2]]++;
-                    partial[3 * stride + bin[3]]++;
-                    partial[bin[4]]++;
-                    partial[stride + bin[5]]++;
-                    partial[2 * stride + bin[6]]++;
-                    partial[3 * stride + bin[7]]++;
+                    Unsafe.Add(ref c0, bin[0])++;
+                    Unsafe.Add(ref c1, bin[1])++;
+                    Unsafe.Add(ref c2, bin[2])++;
+                    Unsafe.Add(ref c3, bin[3])++;
+                    Unsafe.Add(ref c0, bin[4])++;
+                    Unsafe.Add(ref c1, bin[5])++;
+                    Unsafe.Add(ref c2, bin[6])++;
+                    Unsafe.Add(ref c3, bin[7])++;
                 }
             }
         }
