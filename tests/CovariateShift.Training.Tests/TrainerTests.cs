@@ -60,6 +60,13 @@ public sealed class TrainerTests(ITestOutputHelper output) : IDisposable
             Assert.All(result.Losses, l => Assert.True(double.IsFinite(l), $"loss {l}"));
             if (warning is not null)
                 Assert.Matches(@"for conv[12] \((1->4|4->8), 3x3", warning.RenderMessage(System.Globalization.CultureInfo.InvariantCulture));
+
+            // A later run in the same process: nothing to switch, and its log says which kernels it trains with.
+            var (secondLogger, second) = CollectingLogSink.Create(LogEventLevel.Information);
+            new Trainer(new TrainerOptions { Steps = 5, BatchSize = 32, LearningRate = 0.05, Seed = 5, RecordEvery = 10, Logger = secondLogger })
+                .Train(model, Train2000.Value);
+            Assert.DoesNotContain(second.Events, e => e.MessageTemplate.Text.StartsWith("libtorch's oneDNN convolutions gave", StringComparison.Ordinal));
+            Assert.Equal(warning is not null, second.Events.Any(e => e.MessageTemplate.Text.StartsWith("libtorch's oneDNN is off in this process", StringComparison.Ordinal)));
         }
         finally
         {

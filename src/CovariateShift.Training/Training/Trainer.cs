@@ -64,6 +64,10 @@ public sealed class Trainer
                 string.Join(", ", guard.Faulty), guard.First.Wrong, guard.First.Trials, guard.First.LargestError,
                 guard.AfterSwitchingOff!.Wrong, guard.AfterSwitchingOff.Trials);
         }
+        else if (guard.First.Trials > 0 && CpuConvolutions.CanSwitchOneDnn && !CpuConvolutions.OneDnnEnabled)
+        {
+            log?.Information("libtorch's oneDNN is off in this process (switched off earlier or by the caller): convolutions use libtorch's native kernels");
+        }
         if (!guard.Exact)
         {
             var last = guard.AfterSwitchingOff ?? guard.First;
