@@ -143,6 +143,14 @@ public sealed class CpuConvolutionsTests
         }
     }
 
+    [Theory]
+    [InlineData(4, 8, 40)]
+    [InlineData(64, 64, 40)]
+    [InlineData(64, 128, 20)]      // twice the work per output value: half the trials
+    [InlineData(128, 256, 8)]      // 8x the work: 5, raised to the floor of 8
+    public void Wide_layers_get_fewer_trials_in_proportion_to_their_work(long inChannels, long outChannels, int trials) =>
+        Assert.Equal(trials, CpuConvolutions.TrialsFor(new ConvolutionLayer("c", inChannels, outChannels, 3, 3, 1, 1, 1, 1)));
+
     [Fact]
     public void Bad_trial_counts_are_refused() =>
         Assert.Throws<ArgumentOutOfRangeException>("trials", () => CpuConvolutions.Check(trials: 0));
