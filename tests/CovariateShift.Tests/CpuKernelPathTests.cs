@@ -62,15 +62,21 @@ public sealed class CpuKernelPathTests
         }
     }
 
-    [Theory]
-    [MemberData(nameof(Cases))]
-    public void The_sample_copied_during_the_pass_is_the_finite_values_at_its_positions_and_changes_nothing_else(string shapeText, string kind, bool bounded)
+    /// <summary>One case's buffer (its values from a seed of the shape and kind) and the kernel's layout arguments.</summary>
+    private static (int[] Shape, float[] Data, int Units, int Block, SaturationBounds? Saturation) Case(string shapeText, string kind, bool bounded)
     {
         var shape = shapeText.Split('x').Select(int.Parse).ToArray();
         var data = Data(shape, kind, seed: shape.Aggregate(17, (h, d) => h * 31 + d) * 7 + Array.IndexOf(Kinds, kind));
         int units = shape.Length >= 2 ? shape[1] : 1;
         int block = shape.Length >= 3 ? shape[2..].Aggregate(1, (a, b) => a * b) : 0;
-        var saturation = bounded ? SaturationBounds.ForLayerType("Tanh") : null;
+        return (shape, data, units, block, bounded ? SaturationBounds.ForLayerType("Tanh") : null);
+    }
+
+    [Theory]
+    [MemberData(nameof(Cases))]
+    public void The_sample_copied_during_the_pass_is_the_finite_values_at_its_positions_and_changes_nothing_else(string shapeText, string kind, bool bounded)
+    {
+        var (shape, data, units, block, saturation) = Case(shapeText, kind, bounded);
         var plain = CpuKernel.Summarize(data, units, block, channelStatistics: shape.Length == 4, NearZero, saturation);
         foreach (int size in new[] { 16, 2048 })   // stratified positions, and (for the small shapes) every element
         {
@@ -89,11 +95,7 @@ public sealed class CpuKernelPathTests
     [MemberData(nameof(Cases))]
     public void Summary_matches_a_double_reference_across_the_path_boundaries(string shapeText, string kind, bool bounded)
     {
-        var shape = shapeText.Split('x').Select(int.Parse).ToArray();
-        var data = Data(shape, kind, seed: shape.Aggregate(17, (h, d) => h * 31 + d) * 7 + Array.IndexOf(Kinds, kind));
-        int units = shape.Length >= 2 ? shape[1] : 1;
-        int block = shape.Length >= 3 ? shape[2..].Aggregate(1, (a, b) => a * b) : 0;
-        var saturation = bounded ? SaturationBounds.ForLayerType("Tanh") : null;
+        var (shape, data, units, block, saturation) = Case(shapeText, kind, bounded);
         var summary = CpuKernel.Summarize(data, units, block, channelStatistics: shape.Length == 4, NearZero, saturation);
 
         var all = data.Select(v => (double)v).ToArray();

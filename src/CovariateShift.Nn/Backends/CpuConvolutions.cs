@@ -98,16 +98,8 @@ public static class CpuConvolutions
     /// <exception cref="PlatformNotSupportedException">The loaded libtorch does not export the switch.</exception>
     public static bool OneDnnEnabled
     {
-        get
-        {
-            var s = FindSwitch() ?? throw Unsupported();
-            return s.GetOneDnn(s.Context);
-        }
-        set
-        {
-            var s = FindSwitch() ?? throw Unsupported();
-            s.SetOneDnn(s.Context, value);
-        }
+        get => Found().GetOneDnn(Found().Context);
+        set => Found().SetOneDnn(Found().Context, value);
     }
 
     /// <summary>libtorch's NNPACK switch for this process (<c>torch.backends.nnpack.enabled</c> in PyTorch). A convolution
@@ -117,17 +109,11 @@ public static class CpuConvolutions
     /// <exception cref="PlatformNotSupportedException">The loaded libtorch does not export the switch.</exception>
     public static bool NnpackEnabled
     {
-        get
-        {
-            var s = FindSwitch() ?? throw Unsupported();
-            return s.GetNnpack(s.Context);
-        }
-        set
-        {
-            var s = FindSwitch() ?? throw Unsupported();
-            s.SetNnpack(s.Context, value);
-        }
+        get => Found().GetNnpack(Found().Context);
+        set => Found().SetNnpack(Found().Context, value);
     }
+
+    private static Switch Found() => FindSwitch() ?? throw Unsupported();
 
     private static PlatformNotSupportedException Unsupported() =>
         new("The loaded libtorch does not export at::globalContext() and Context::setUserEnabledMkldnn; oneDNN cannot be switched from here.");
