@@ -23,23 +23,7 @@ public sealed class RunContractTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    private static (int Code, string Out, string Error) Run(params string[] args)
-    {
-        var output = new StringWriter();
-        var error = new StringWriter();
-        var (previousOut, previousError) = (Console.Out, Console.Error);
-        Console.SetOut(output);
-        Console.SetError(error);
-        try
-        {
-            return (CliApp.Run(args), output.ToString(), error.ToString());
-        }
-        finally
-        {
-            Console.SetOut(previousOut);
-            Console.SetError(previousError);
-        }
-    }
+    private static (int Code, string Out, string Error) Run(params string[] args) => CliConsole.Run(args);
 
     private static readonly string[] Small = ["--dataset", "gaussian", "--model", "mlp", "--depth", "3", "--width", "32", "--batch-size", "32", "--train-limit", "640", "--test-limit", "200"];
 

@@ -20,23 +20,7 @@ public sealed class SweepSpecTests : IDisposable
 
     private static SweepPlan Plan(string json) => SweepPlan.Create(SweepSpec.Parse(json));
 
-    internal static (int Code, string Out, string Error) Run(params string[] args)
-    {
-        var output = new StringWriter();
-        var error = new StringWriter();
-        var (previousOut, previousError) = (Console.Out, Console.Error);
-        Console.SetOut(output);
-        Console.SetError(error);
-        try
-        {
-            return (CliApp.Run(args), output.ToString(), error.ToString());
-        }
-        finally
-        {
-            Console.SetOut(previousOut);
-            Console.SetError(previousError);
-        }
-    }
+    internal static (int Code, string Out, string Error) Run(params string[] args) => CliConsole.Run(args);
 
     private string WriteSpec(string json)
     {

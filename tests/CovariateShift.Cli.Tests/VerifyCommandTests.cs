@@ -1,28 +1,10 @@
-using CovariateShift.Cli.Commands;
-
 namespace CovariateShift.Cli.Tests;
 
 /// <summary><c>covshift verify</c> in-process; redirects the console, so it shares the train tests' serial collection.</summary>
 [Collection(nameof(TrainCommandTests))]
 public sealed class VerifyCommandTests
 {
-    private static (int Code, string Output, string Error) Run(params string[] args)
-    {
-        var output = new StringWriter();
-        var error = new StringWriter();
-        var (previousOut, previousError) = (Console.Out, Console.Error);
-        Console.SetOut(output);
-        Console.SetError(error);
-        try
-        {
-            return (CliApp.Run(args), output.ToString(), error.ToString());
-        }
-        finally
-        {
-            Console.SetOut(previousOut);
-            Console.SetError(previousError);
-        }
-    }
+    private static (int Code, string Output, string Error) Run(params string[] args) => CliConsole.Run(args);
 
     [Fact]
     [Trait("Category", "Slow")]

@@ -27,10 +27,11 @@ internal static class BenchCommand
         var budget = new Option<double?>("--overhead-budget") { Description = "Also measure each model with the monitor's OverheadBudget set to this share (e.g. 0.02), record-every 1 as its base: the row shows the share the monitor achieved and the interval it chose." };
         var margin = new Option<double?>("--margin") { Description = "Repeat a row's protocol while the median ratio's 95% notch (1.58 IQR / sqrt(pairs)) is wider than this. Default: the row's target margin (0.01 for record-every >= 16, 0.05 every step, 0.15 every step with gradients, the budget for a budget row)." };
         var maxFactor = new Option<int>("--max-pairs-factor") { Description = "At most this many times the row's pairs when repeating (1 = never repeat).", DefaultValueFactory = _ => 3 }.AtLeast(1);
+        var sampleSize = new Option<int>("--sample-size") { Description = "The monitor's SampleSize: values per layer and recorded step for percentiles and histograms.", DefaultValueFactory = _ => new MonitorOptions().SampleSize }.AtLeast(16);
         var json = new Option<bool>("--json") { Description = "Print the results as one JSON object on the last line." };
         var cmd = new Command("bench", "Measure the monitor's overhead: step time with the monitor / without, A/B interleaved blocks, median over pairs.")
         {
-            models, every, grads, mlpPairs, cnnPairs, mlpSteps, cnnSteps, resnetPairs, resnetSteps, engine, batch, device, budget, margin, maxFactor, json,
+            models, every, grads, mlpPairs, cnnPairs, mlpSteps, cnnSteps, resnetPairs, resnetSteps, engine, batch, device, budget, margin, maxFactor, sampleSize, json,
         };
         cmd.SetAction(parse => CliRunner.Run(() =>
         {
@@ -56,7 +57,7 @@ internal static class BenchCommand
             var progress = new Action<string>(line => Console.Error.WriteLine(line));
             Console.Error.WriteLine($"Loading Fashion-MNIST from {MnistFormat.FashionMnistDirectory} ...");
             using var data = MnistFormat.LoadFashionMnist(train: true, limit: 8 * parse.GetValue(batch));
-            var bench = new OverheadBenchmark(dev, data, parse.GetValue(batch), progress);
+            var bench = new OverheadBenchmark(dev, data, parse.GetValue(batch), progress) { SampleSize = parse.GetValue(sampleSize) };
             var budgetValue = parse.GetValue(budget);
             if (budgetValue is { } bv && !(bv > 0 && bv < 1))
                 throw new ArgumentException($"--overhead-budget must be a share in (0, 1), e.g. 0.02; got {bv.ToString(CultureInfo.InvariantCulture)}.");
@@ -90,7 +91,7 @@ internal static class BenchCommand
                 }
             }
 
-            Console.WriteLine($"device: {dev.type.ToString().ToLowerInvariant()}, engine {parse.GetValue(engine)}, batch {parse.GetValue(batch)}, threads {TorchSharp.torch.get_num_threads()}");
+            Console.WriteLine($"device: {dev.type.ToString().ToLowerInvariant()}, engine {parse.GetValue(engine)}, batch {parse.GetValue(batch)}, threads {TorchSharp.torch.get_num_threads()}, sample size {parse.GetValue(sampleSize)}");
             Console.WriteLine("| model | record every | gradients | plain ms/step | monitored ms/step | ratio (median) | ratio IQR | notch +- | self-timed share (IQR) | self-timed ratio | pairs x steps |");
             Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|");
             foreach (var r in results)
@@ -110,23 +111,24 @@ internal static class BenchCommand
                 {
                     device = dev.type.ToString().ToLowerInvariant(),
                     engine = parse.GetValue(engine),
+                    sample_size = parse.GetValue(sampleSize),
                     results = results.Select(r => new
                     {
                         model = r.Model,
                         record_every = r.RecordEvery,
                         gradients = r.Gradients,
-                        ratio = Math.Round(r.Ratio, 4),
-                        plain_ms = Math.Round(r.PlainMs, 3),
-                        monitored_ms = Math.Round(r.MonitoredMs, 3),
-                        ratio_q1 = Math.Round(r.RatioQ1, 4),
-                        ratio_q3 = Math.Round(r.RatioQ3, 4),
+                        ratio = Round(r.Ratio, 4),
+                        plain_ms = Round(r.PlainMs, 3),
+                        monitored_ms = Round(r.MonitoredMs, 3),
+                        ratio_q1 = Round(r.RatioQ1, 4),
+                        ratio_q3 = Round(r.RatioQ3, 4),
                         pairs = r.Pairs,
                         steps_per_block = r.StepsPerBlock,
-                        notch = Math.Round(r.Notch, 4),
-                        self_timed_share = Math.Round(r.SelfTimedShare, 5),
-                        self_timed_share_q1 = Math.Round(r.SelfTimedShareQ1, 5),
-                        self_timed_share_q3 = Math.Round(r.SelfTimedShareQ3, 5),
-                        self_timed_ratio = Math.Round(r.SelfTimedRatio, 4),
+                        notch = Round(r.Notch, 4),
+                        self_timed_share = Round(r.SelfTimedShare, 5),
+                        self_timed_share_q1 = Round(r.SelfTimedShareQ1, 5),
+                        self_timed_share_q3 = Round(r.SelfTimedShareQ3, 5),
+                        self_timed_ratio = Round(r.SelfTimedRatio, 4),
                         self_timed_within_iqr = r.SelfTimedWithinIqr,
                         overhead_budget = r.OverheadBudget,
                         final_record_every = r.FinalRecordEvery,
@@ -138,4 +140,7 @@ internal static class BenchCommand
         }));
         return cmd;
     }
+
+    /// <summary>A number for the JSON line: rounded, or null where it is not finite (the notch of a single pair is infinite).</summary>
+    private static double? Round(double value, int digits) => double.IsFinite(value) ? Math.Round(value, digits) : null;
 }

@@ -57,6 +57,9 @@ public sealed class OverheadBenchmark
         _progress = progress;
     }
 
+    /// <summary>The monitor's <see cref="MonitorOptions.SampleSize"/> in the monitored runs (at least 16). Default: the monitor's default.</summary>
+    public int SampleSize { get; init; } = new MonitorOptions().SampleSize;
+
     /// <summary>Runs one configuration.</summary>
     /// <param name="model">mlp or cnn.</param>
     /// <param name="recordEvery">The monitor's RecordEvery.</param>
@@ -129,7 +132,7 @@ public sealed class OverheadBenchmark
             {
                 if (half % 2 == 0 && half > 0 && !(margin is { } m && Notch(ratios) > m && ratios.Count + pairs <= maxPairs)) break;
                 int monitoredCopy = half % 2, plainCopy = 1 - monitoredCopy;
-                monitor = ActivationMonitor.Attach(copies[monitoredCopy].Net, new MonitorOptions { RecordEvery = recordEvery, Engine = engine, OverheadBudget = overheadBudget });
+                monitor = ActivationMonitor.Attach(copies[monitoredCopy].Net, new MonitorOptions { RecordEvery = recordEvery, Engine = engine, OverheadBudget = overheadBudget, SampleSize = SampleSize });
                 Block(plainCopy, null, warmupSteps);
                 Block(monitoredCopy, monitor, warmupSteps);
                 int count = half % 2 == 0 ? pairs / 2 : pairs - pairs / 2;
@@ -211,9 +214,10 @@ public sealed class OverheadBenchmark
     private static double Notch(List<double> values) =>
         values.Count < 2 ? double.PositiveInfinity : 1.58 * (Quantile(values, 0.75) - Quantile(values, 0.25)) / Math.Sqrt(values.Count);
 
-    /// <summary>Linear-interpolation quantile (numpy's default).</summary>
+    /// <summary>Linear-interpolation quantile (numpy's default); NaN for no values (the first half of a 1-pair run).</summary>
     private static double Quantile(List<double> values, double q)
     {
+        if (values.Count == 0) return double.NaN;
         var s = values.OrderBy(v => v).ToArray();
         double h = (s.Length - 1) * q;
         int lo = (int)Math.Floor(h);

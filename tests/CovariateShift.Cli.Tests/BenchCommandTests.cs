@@ -1,0 +1,31 @@
+using System.Text.Json;
+
+namespace CovariateShift.Cli.Tests;
+
+/// <summary><c>covshift bench</c> in-process, at the smallest settings (what it reports, not how fast).</summary>
+[Collection(nameof(TrainCommandTests))]
+public sealed class BenchCommandTests
+{
+    [Fact]
+    public void The_sample_size_reaches_the_monitor_and_the_report()
+    {
+        var (code, output, error) = CliConsole.Run("bench", "--device", "cpu", "--models", "mlp", "--record-every", "1", "--gradients", "false",
+            "--mlp-pairs", "1", "--mlp-steps", "2", "--max-pairs-factor", "1", "--sample-size", "64", "--json");
+        Assert.True(code == 0, error);
+        Assert.Contains("sample size 64", output);
+        var json = JsonDocument.Parse(output.TrimEnd().Split('\n')[^1]).RootElement;
+        Assert.Equal(64, json.GetProperty("sample_size").GetInt32());
+        var row = Assert.Single(json.GetProperty("results").EnumerateArray());
+        Assert.Equal(1, row.GetProperty("pairs").GetInt32());
+        Assert.True(row.GetProperty("monitored_ms").GetDouble() > 0);
+        Assert.Equal(JsonValueKind.Null, row.GetProperty("notch").ValueKind);   // one pair: no notch (was an infinity JSON cannot hold)
+    }
+
+    [Fact]
+    public void A_sample_size_under_16_is_refused_naming_it()
+    {
+        var (code, _, error) = CliConsole.Run("bench", "--device", "cpu", "--models", "mlp", "--sample-size", "8");
+        Assert.Equal(2, code);
+        Assert.Contains("--sample-size must be at least 16; got 8", error);
+    }
+}
