@@ -1,5 +1,4 @@
 using System.Text.Json;
-using CovariateShift.Cli.Commands;
 using CovariateShift.Nn.Checkpoints;
 using CovariateShift.Nn.Models;
 using CovariateShift.Training.FineTuning;
@@ -32,20 +31,8 @@ public sealed class FinetuneCommandTests : IDisposable
 
     private static (int Code, string Error) Run(params string[] args)
     {
-        var error = new StringWriter();
-        var output = new StringWriter();
-        var (previousError, previousOut) = (Console.Error, Console.Out);
-        Console.SetError(error);
-        Console.SetOut(output);
-        try
-        {
-            return (CliApp.Run(args), error.ToString());
-        }
-        finally
-        {
-            Console.SetError(previousError);
-            Console.SetOut(previousOut);
-        }
+        var (code, _, error) = CliConsole.Run(args);
+        return (code, error);
     }
 
     private static Dictionary<string, float[]> State(string checkpoint)

@@ -1,6 +1,6 @@
+using CovariateShift.Cli.Commands;
 using System.Diagnostics;
 using System.IO.Compression;
-using CovariateShift.Cli.Commands;
 using CovariateShift.Training.Data;
 using CovariateShift.Training.Runtime;
 
@@ -20,23 +20,7 @@ public sealed class ReliabilityTests : IDisposable
     private static readonly string[] Tiny = ["train", "--dataset", "gaussian", "--model", "mlp", "--depth", "2", "--width", "16", "--batch-size", "50",
         "--train-limit", "400", "--test-limit", "100", "--log-every", "5", "--record-every", "3"];
 
-    private static (int Code, string Out, string Error) Run(params string[] args)
-    {
-        var error = new StringWriter();
-        var output = new StringWriter();
-        var (previousError, previousOut) = (Console.Error, Console.Out);
-        Console.SetError(error);
-        Console.SetOut(output);
-        try
-        {
-            return (CliApp.Run(args), output.ToString(), error.ToString());
-        }
-        finally
-        {
-            Console.SetError(previousError);
-            Console.SetOut(previousOut);
-        }
-    }
+    private static (int Code, string Out, string Error) Run(params string[] args) => CliConsole.Run(args);
 
     /// <summary>Exit code 2 and exactly one line on stderr, starting with "error: " and containing <paramref name="expected"/>.</summary>
     private static void AssertUserError((int Code, string Out, string Error) result, string expected)

@@ -1,6 +1,6 @@
+using CovariateShift.Cli.Commands;
 using System.Diagnostics;
 using System.Text.Json;
-using CovariateShift.Cli.Commands;
 using CovariateShift.Training.Data;
 using CovariateShift.Training.Runtime;
 using CovariateShift.Training.Training;
@@ -18,23 +18,7 @@ public sealed class RunDirectoryCliTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    private static (int Code, string Out, string Error) Run(params string[] args)
-    {
-        var error = new StringWriter();
-        var output = new StringWriter();
-        var (previousError, previousOut) = (Console.Error, Console.Out);
-        Console.SetError(error);
-        Console.SetOut(output);
-        try
-        {
-            return (CliApp.Run(args), output.ToString(), error.ToString());
-        }
-        finally
-        {
-            Console.SetError(previousError);
-            Console.SetOut(previousOut);
-        }
-    }
+    private static (int Code, string Out, string Error) Run(params string[] args) => CliConsole.Run(args);
 
     private static readonly string[] Tiny = ["train", "--dataset", "gaussian", "--model", "mlp", "--depth", "2", "--width", "16", "--batch-size", "50",
         "--train-limit", "400", "--test-limit", "100", "--log-every", "5", "--record-every", "3", "--optimizer", "adam"];

@@ -79,8 +79,7 @@ public static class CpuConvolutions
     public const int DefaultTrials = 40;
 
     private static readonly Lock Gate = new();
-    private static Switch? foundSwitch;
-    private static bool searched;
+    private static readonly Lazy<Switch?> SwitchOnce = new(LoadSwitch);
 
     private delegate IntPtr GlobalContextFn();
 
@@ -118,33 +117,30 @@ public static class CpuConvolutions
     private static PlatformNotSupportedException Unsupported() =>
         new("The loaded libtorch does not export at::globalContext() and Context::setUserEnabledMkldnn; oneDNN cannot be switched from here.");
 
-    private static Switch? FindSwitch()
+    private static Switch? FindSwitch() => SwitchOnce.Value;
+
+    /// <summary>Looks the switches up in the loaded libtorch (once: <see cref="SwitchOnce"/>).</summary>
+    private static Switch? LoadSwitch()
     {
-        lock (Gate)
+        using (torch.zeros(1)) { }   // TorchSharp loads libtorch on first use
+        foreach (var name in new[] { "libtorch_cpu", "torch_cpu" })
         {
-            if (searched) return foundSwitch;
-            searched = true;
-            using (torch.zeros(1)) { }   // TorchSharp loads libtorch on first use
-            foreach (var name in new[] { "libtorch_cpu", "torch_cpu" })
+            if (!NativeLibrary.TryLoad(name, typeof(torch).Assembly, null, out var library)) continue;
+            // Itanium (Linux, macOS) and MSVC (Windows x64) names of the functions.
+            if (Export(library, "_ZN2at13globalContextEv", "?globalContext@at@@YAAEAVContext@1@XZ") is not { } context
+                || Export(library, "_ZN2at7Context20setUserEnabledMkldnnEb", "?setUserEnabledMkldnn@Context@at@@QEAAX_N@Z") is not { } setOneDnn
+                || Export(library, "_ZNK2at7Context17userEnabledMkldnnEv", "?userEnabledMkldnn@Context@at@@QEBA_NXZ") is not { } getOneDnn
+                || Export(library, "_ZN2at7Context20setUserEnabledNNPACKEb", "?setUserEnabledNNPACK@Context@at@@QEAAX_N@Z") is not { } setNnpack
+                || Export(library, "_ZNK2at7Context17userEnabledNNPACKEv", "?userEnabledNNPACK@Context@at@@QEBA_NXZ") is not { } getNnpack)
             {
-                if (!NativeLibrary.TryLoad(name, typeof(torch).Assembly, null, out var library)) continue;
-                // Itanium (Linux, macOS) and MSVC (Windows x64) names of the functions.
-                if (Export(library, "_ZN2at13globalContextEv", "?globalContext@at@@YAAEAVContext@1@XZ") is not { } context
-                    || Export(library, "_ZN2at7Context20setUserEnabledMkldnnEb", "?setUserEnabledMkldnn@Context@at@@QEAAX_N@Z") is not { } setOneDnn
-                    || Export(library, "_ZNK2at7Context17userEnabledMkldnnEv", "?userEnabledMkldnn@Context@at@@QEBA_NXZ") is not { } getOneDnn
-                    || Export(library, "_ZN2at7Context20setUserEnabledNNPACKEb", "?setUserEnabledNNPACK@Context@at@@QEAAX_N@Z") is not { } setNnpack
-                    || Export(library, "_ZNK2at7Context17userEnabledNNPACKEv", "?userEnabledNNPACK@Context@at@@QEBA_NXZ") is not { } getNnpack)
-                {
-                    continue;
-                }
-                var contextPointer = Marshal.GetDelegateForFunctionPointer<GlobalContextFn>(context)();
-                foundSwitch = new Switch(contextPointer,
-                    Marshal.GetDelegateForFunctionPointer<SetEnabledFn>(setOneDnn), Marshal.GetDelegateForFunctionPointer<GetEnabledFn>(getOneDnn),
-                    Marshal.GetDelegateForFunctionPointer<SetEnabledFn>(setNnpack), Marshal.GetDelegateForFunctionPointer<GetEnabledFn>(getNnpack));
-                break;
+                continue;
             }
-            return foundSwitch;
+            var contextPointer = Marshal.GetDelegateForFunctionPointer<GlobalContextFn>(context)();
+            return new Switch(contextPointer,
+                Marshal.GetDelegateForFunctionPointer<SetEnabledFn>(setOneDnn), Marshal.GetDelegateForFunctionPointer<GetEnabledFn>(getOneDnn),
+                Marshal.GetDelegateForFunctionPointer<SetEnabledFn>(setNnpack), Marshal.GetDelegateForFunctionPointer<GetEnabledFn>(getNnpack));
         }
+        return null;
     }
 
     private static IntPtr? Export(IntPtr library, params string[] names)
