@@ -170,8 +170,12 @@ public static class CpuConvolutions
     public static ConvolutionCheck Check(ConvolutionLayer layer, int trials = DefaultTrials, ulong seed = 0) =>
         Check(layer, trials, seed, batch: 2, size: 0);
 
-    private static ConvolutionCheck Check(ConvolutionLayer layer, int trials, ulong seed, int batch, long size)
+    /// <summary>As <see cref="Check(ConvolutionLayer, int, ulong)"/> on inputs of <paramref name="batch"/> x
+    /// <paramref name="size"/> x <paramref name="size"/> (0: 4 pixels larger than the kernel's extent).</summary>
+    public static ConvolutionCheck Check(ConvolutionLayer layer, int trials, ulong seed, int batch, long size)
     {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batch);
+        ArgumentOutOfRangeException.ThrowIfNegative(size);
         ArgumentNullException.ThrowIfNull(layer);
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(trials);
         if (layer.Groups < 1 || layer.InChannels % layer.Groups != 0 || layer.OutChannels % layer.Groups != 0)
