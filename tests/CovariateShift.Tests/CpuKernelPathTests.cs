@@ -258,6 +258,30 @@ public sealed class CpuKernelPathTests
         Assert.Equal(expected, summary.DeadUnits);
     }
 
+    [Theory]
+    [InlineData(130, 64, 129)]   // the one value above the threshold in the last row, past the last check of the masks
+    [InlineData(130, 64, 7)]     // in the row of a check
+    [InlineData(64, 40, 63)]     // a feature vector of its own (40 = four vectors and one)
+    public void A_feature_that_wakes_up_late_is_alive_and_one_that_never_does_is_dead_when_its_neighbours_are_alive_from_the_first_row(
+        int rows, int features, int wakeRow)
+    {
+        // Every other feature is far from zero in every row, so the walk down the rows could stop early for their vectors.
+        var rng = new Random(rows + features + wakeRow);
+        var data = new float[rows * features];
+        for (int i = 0; i < data.Length; i++) data[i] = 0.5f + (float)rng.NextDouble();
+        int late = features - 8, never = features - 7;   // both in the last whole feature vector
+        for (int r = 0; r < rows; r++)
+        {
+            data[r * features + late] = r == wakeRow ? 2f : 0f;
+            data[r * features + never] = r % 2 == 0 ? 0f : -NearZero;
+        }
+        var summary = CpuKernel.Summarize(data, features, 0, channelStatistics: false, NearZero, null);
+        Assert.Equal(1, summary.DeadUnits);
+
+        data[wakeRow * features + late] = NearZero;   // now it never wakes up either
+        Assert.Equal(2, CpuKernel.Summarize(data, features, 0, channelStatistics: false, NearZero, null).DeadUnits);
+    }
+
     /// <summary>The unit (feature or channel, dimension 1) of flat index i; 0 for a 1-D buffer.</summary>
     private static int UnitOf(int i, int[] shape)
     {

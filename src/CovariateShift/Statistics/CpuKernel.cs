@@ -473,9 +473,12 @@ internal static class CpuKernel
 
     /// <summary>
     /// Features (columns of a row-major [rows, features] buffer) whose every element is near zero: |x| &lt;= nearZero
-    /// (NaN counts as not near zero). One vectorized pass counting, per feature, the elements that are near zero: a
-    /// feature is dead when all of its rows are. Four feature vectors are counted at a time down the rows, their
-    /// counters in registers, read with unaligned vector loads (no bounds checks, no counter array).
+    /// (NaN counts as not near zero). Four feature vectors at a time go down the rows with a mask per vector of the lanes
+    /// near zero in every row so far, in registers, read with unaligned vector loads (no bounds checks). The walk stops as
+    /// soon as no lane of the four is still near zero everywhere: a live feature usually shows a value above the threshold
+    /// within a few rows, so a layer without dead features is read a few rows deep instead of all the way down (the
+    /// kernel's second read of the output: 0.092 -> 0.064 ms of kernel time per recorded step of the bench's MLP, scripts/kernel-bench.sh). Only features
+    /// that are dead, or nearly so, are read to the last row.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static int DeadFeatures(ReadOnlySpan<float> data, int features, float nearZero)
@@ -487,29 +490,33 @@ internal static class CpuKernel
         var vNear = new Vector<float>(nearZero);
         ref float first = ref MemoryMarshal.GetReference(data);
         int dead = 0;
-        // Four feature vectors at a time down all rows, the counters in registers (-1 per near-zero lane).
+        // The rows between two checks of the masks (a branch per row would cost more than the few rows it can save).
+        const int Check = 4;
         int k = 0;
         for (; k + 4 <= vectorsPerRow; k += 4)
         {
-            Vector<int> c0 = default, c1 = default, c2 = default, c3 = default;
+            Vector<int> m0 = Vector<int>.AllBitsSet, m1 = m0, m2 = m0, m3 = m0;
             nuint at = (nuint)(k * w);
             for (int r = 0; r < rows; r++, at += (nuint)features)
             {
-                c0 += Vector.LessThanOrEqual(Vector.Abs(Vector.LoadUnsafe(ref first, at)), vNear);
-                c1 += Vector.LessThanOrEqual(Vector.Abs(Vector.LoadUnsafe(ref first, at + (nuint)w)), vNear);
-                c2 += Vector.LessThanOrEqual(Vector.Abs(Vector.LoadUnsafe(ref first, at + (nuint)(2 * w))), vNear);
-                c3 += Vector.LessThanOrEqual(Vector.Abs(Vector.LoadUnsafe(ref first, at + (nuint)(3 * w))), vNear);
+                m0 &= Vector.LessThanOrEqual(Vector.Abs(Vector.LoadUnsafe(ref first, at)), vNear);
+                m1 &= Vector.LessThanOrEqual(Vector.Abs(Vector.LoadUnsafe(ref first, at + (nuint)w)), vNear);
+                m2 &= Vector.LessThanOrEqual(Vector.Abs(Vector.LoadUnsafe(ref first, at + (nuint)(2 * w))), vNear);
+                m3 &= Vector.LessThanOrEqual(Vector.Abs(Vector.LoadUnsafe(ref first, at + (nuint)(3 * w))), vNear);
+                if (r % Check == Check - 1 && (m0 | m1 | m2 | m3) == Vector<int>.Zero) break;
             }
-            var all = new Vector<int>(-rows);
-            dead += CountEqual(c0, all) + CountEqual(c1, all) + CountEqual(c2, all) + CountEqual(c3, all);
+            dead += Lanes(m0) + Lanes(m1) + Lanes(m2) + Lanes(m3);
         }
         for (; k < vectorsPerRow; k++)
         {
-            Vector<int> c0 = default;
+            Vector<int> m0 = Vector<int>.AllBitsSet;
             nuint at = (nuint)(k * w);
             for (int r = 0; r < rows; r++, at += (nuint)features)
-                c0 += Vector.LessThanOrEqual(Vector.Abs(Vector.LoadUnsafe(ref first, at)), vNear);
-            dead += CountEqual(c0, new Vector<int>(-rows));
+            {
+                m0 &= Vector.LessThanOrEqual(Vector.Abs(Vector.LoadUnsafe(ref first, at)), vNear);
+                if (r % Check == Check - 1 && m0 == Vector<int>.Zero) break;
+            }
+            dead += Lanes(m0);
         }
         // Features past the last whole vector of a row (features not a multiple of the vector width).
         for (int f = vectorFeatures; f < features; f++)
@@ -521,9 +528,9 @@ internal static class CpuKernel
         return dead;
     }
 
-    /// <summary>Lanes of <paramref name="a"/> equal to those of <paramref name="b"/>.</summary>
+    /// <summary>The lanes of a compare mask that are set.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static int CountEqual(Vector<int> a, Vector<int> b) => -Vector.Sum(Vector.Equals(a, b));
+    private static int Lanes(Vector<int> mask) => -Vector.Sum(mask);
 }
 
 /// <summary>
