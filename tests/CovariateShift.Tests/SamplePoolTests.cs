@@ -98,6 +98,47 @@ public sealed class SamplePoolTests
     }
 
     [Fact]
+    public void An_output_smaller_than_the_sample_size_borrows_a_buffer_of_its_own_length_and_keeps_every_value()
+    {
+        // The head's 16 x 2 = 32 values are fewer than the sample size of 64: all of them are its sample, in a pooled buffer
+        // of 32 (not a new array per recorded step) that a later step reuses.
+        torch.manual_seed(4);
+        var model = nn.Sequential(("fc", nn.Linear(6, 40)), ("head", nn.Linear(40, 2)));
+        var records = new List<StepRecord>();
+        using var monitor = ActivationMonitor.Attach(model, new MonitorOptions { SampleSize = 64 });
+        monitor.Subscribe(new Observer(records.Add));
+        var x = randn(16, 6);
+        for (int i = 0; i < 3; i++)
+        {
+            using var scope = NewDisposeScope();
+            model.call(x);
+            monitor.Step();
+        }
+        Assert.Equal(3, records.Count);
+        Assert.Equal(2, monitor.SamplePool!.FreeCount);   // one buffer per layer, lent again at every step
+
+        model.eval();   // a pass the monitor does not record
+        float[] head;
+        using (var scope = NewDisposeScope()) head = model.call(x).data<float>().ToArray();
+        model.train();
+        Array.Sort(head);
+        double Numpy(double q)
+        {
+            double h = (head.Length - 1) * q;
+            int lo = (int)Math.Floor(h);
+            return head[lo] + (h - lo) * ((double)head[Math.Min(lo + 1, head.Length - 1)] - head[lo]);
+        }
+        foreach (var r in records)
+        {
+            var s = r.Layers.Single(l => l.Layer == "head").Statistics!;
+            Assert.Equal(32, s.Histogram!.Counts.Sum());
+            Assert.Equal(Numpy(0.15), s.P15, 6);
+            Assert.Equal(Numpy(0.50), s.P50, 6);
+            Assert.Equal(Numpy(0.85), s.P85, 6);
+        }
+    }
+
+    [Fact]
     public void A_recorded_step_does_not_allocate_its_samples()
     {
         // Eight layers with 128 x 64 outputs and the default 2048-value sample: allocating the samples would be 64 KB per

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Collections.Immutable;
 using System.Numerics;
 using System.Runtime.CompilerServices;
@@ -61,7 +62,29 @@ internal static class CpuKernel
         bool blocked = blockLength > 0;
         int segmentLength = blocked ? blockLength : data.Length;
         int segments = segmentLength > 0 ? data.Length / segmentLength : 0;
-        var groups = new Group[blocked ? Math.Max(units, 0) : 1];
+        // The groups' running reductions: on the stack for a flat layout, lent from the shared pool for one per channel (a
+        // conv output of 256 channels would otherwise allocate ~37 KB per call).
+        int groupCount = blocked ? Math.Max(units, 0) : 1;
+        var rentedGroups = groupCount > 1 ? ArrayPool<Group>.Shared.Rent(groupCount) : null;
+        Span<Group> groups = rentedGroups is null ? stackalloc Group[1] : rentedGroups;
+        groups = groups[..groupCount];
+        groups.Clear();
+        try
+        {
+            return Summarize(data, groups, units, blocked, segmentLength, segments, channelStatistics, nearZero, saturation,
+                sample, sampleBuffer, sampleLease);
+        }
+        finally
+        {
+            if (rentedGroups is not null) ArrayPool<Group>.Shared.Return(rentedGroups);
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static LayerSummary Summarize(ReadOnlySpan<float> data, Span<Group> groups, int units, bool blocked, int segmentLength,
+        int segments, bool channelStatistics, float nearZero, SaturationBounds? saturation, StratifiedSample? sample,
+        float[]? sampleBuffer, SampleLease? sampleLease)
+    {
         for (int c = 0; c < groups.Length; c++)
         {
             groups[c].Pivot = FirstFinite(data, c, segmentLength, groups.Length, segments);
@@ -97,7 +120,7 @@ internal static class CpuKernel
         double squaredMeans = 0, variances = 0;
         long near = 0, nonFinite = 0;
         int used = 0, dead = 0;
-        foreach (ref readonly var g in groups.AsSpan())
+        foreach (ref readonly var g in groups)
         {
             var m = g.Moments();
             total = Moments.Merge(total, m);

@@ -101,14 +101,12 @@ internal sealed class StatisticsEngine : IStatisticsEngine
             block = 1;
             for (int d = 2; d < rank; d++) block *= shapeOf.size(d);
         }
-        // A full-size sample lives in a pooled buffer, filled by the kernel's pass, that becomes the summary's sample as it is
-        // when every sampled value is finite (the capture gives it back once built: StepCapture.ReleaseSamples).
+        // The sample lives in a pooled buffer, filled by the kernel's pass, that becomes the summary's sample as it is when
+        // every sampled value is finite (the capture gives it back once built: StepCapture.ReleaseSamples).
         var sample = BuffersOf(layer).SampleFor(data.Length, _options.SampleSize, _options.Seed);
-        int length = sample.Positions.Length;
-        var lease = length == _samples.Length ? _samples.Rent() : null;
-        var values = lease?.Buffer ?? GC.AllocateUninitializedArray<float>(length);
+        var lease = _samples.Rent(sample.Positions.Length);
         return CpuKernel.Summarize(data, units, (int)block, channelStatistics: rank == 4,
-            (float)_options.NearZeroThreshold, layer.Descriptor.Saturation, sample, values, lease);
+            (float)_options.NearZeroThreshold, layer.Descriptor.Saturation, sample, lease.Buffer, lease);
     }
 
     /// <summary>
