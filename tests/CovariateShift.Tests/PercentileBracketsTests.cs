@@ -94,4 +94,19 @@ public sealed class PercentileBracketsTests
         // Huge and tiny magnitudes in one sample (bands whose key range spans most of the float line).
         Run(60, s => [.. Enumerable.Range(0, 2048).Select(i => (float)(Gaussian(rng) * (i % 3 == 0 ? 1e30 : i % 3 == 1 ? 1e-30 : 1)))]);
     }
+
+    [Fact]
+    public void One_to_four_clusters_take_the_bracketed_pass_and_more_take_the_full_select()
+    {
+        // The records' three percentiles use three bracket lanes; other level sets use one, two or all four.
+        double[][] sets = [[0.5], [0.2, 0.8], [0.1, 0.35, 0.65, 0.9], [0.1, 0.3, 0.5, 0.7, 0.9]];
+        foreach (var levels in sets)
+        {
+            var rng = new Random(levels.Length);
+            var brackets = Run(60, s => [.. Enumerable.Range(0, 2048).Select(_ => (float)(0.01 * s + Gaussian(rng)))], levels);
+            if (!Avx2.IsSupported) continue;
+            if (levels.Length <= 4) Assert.True(brackets.Hits >= 40, $"{levels.Length} clusters: bracketed answers {brackets.Hits} of 60");
+            else Assert.Equal(0, brackets.Hits);
+        }
+    }
 }
