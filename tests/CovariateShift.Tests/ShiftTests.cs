@@ -151,7 +151,7 @@ public sealed class ShiftTests
     [InlineData(2048, 1500, 2)]     // unequal totals (non-finite values dropped from one sample)
     [InlineData(50_000, 50_000, 3)] // counts beyond the log tables
     [InlineData(7, 7, 4)]           // mostly empty bins
-    public void KL_and_JS_match_the_bin_by_bin_definition(int np, int nq, int seed)
+    public void KL_JS_and_W1_match_the_bin_by_bin_definition(int np, int nq, int seed)
     {
         var rng = new Random(seed);
         for (int trial = 0; trial < 50; trial++)
@@ -171,6 +171,12 @@ public sealed class ShiftTests
             var (kl, js) = Direct(p, q);
             Assert.Equal(kl, ShiftCalculator.KlDivergence(p, q), 12);
             Assert.Equal(js, ShiftCalculator.JensenShannon(p, q), 12);
+            double w1 = DirectW1(p, q, 0.37);
+            Assert.Equal(w1, ShiftCalculator.Wasserstein1(p, q, 0.37), 1e-12 * Math.Max(1, w1));   // relative: W1 is in value units
+            // Compute (what the monitor calls, one total per side for the three) gives the functions' values bit for bit.
+            var m = ShiftCalculator.Compute(WithCounts(p), WithCounts(q));
+            Assert.Equal((ShiftCalculator.KlDivergence(p, q), ShiftCalculator.JensenShannon(p, q), ShiftCalculator.Wasserstein1(p, q, 2.0 / 64)),
+                (m.KlDivergence, m.JensenShannon, m.Wasserstein1));
             if (p.SequenceEqual(q))
             {
                 Assert.Equal(0.0, ShiftCalculator.KlDivergence(p, q));
@@ -178,6 +184,28 @@ public sealed class ShiftTests
             }
         }
     }
+
+    /// <summary>W1 from the two cumulative distributions, bin edge by bin edge: the interior masses a bin apart, the
+    /// underflow and overflow half a bin from their neighbours.</summary>
+    private static double DirectW1(long[] p, long[] q, double binWidth)
+    {
+        double np = p.Sum(), nq = q.Sum(), fp = 0, fq = 0, w = 0;
+        for (int i = 0; i < p.Length - 1; i++)
+        {
+            fp += p[i] / np;
+            fq += q[i] / nq;
+            w += Math.Abs(fp - fq) * (i == 0 || i == p.Length - 2 ? binWidth / 2 : binWidth);
+        }
+        return w;
+    }
+
+    /// <summary>Statistics that hold only a histogram of <paramref name="counts"/> over [-1, 1) (64 bins plus the two outer ones).</summary>
+    private static LayerStatistics WithCounts(long[] counts) => new()
+    {
+        Count = counts.Sum(), Mean = 0, Std = 1, Min = -1, Max = 1, P15 = 0, P50 = 0, P85 = 0, NearZeroFraction = 0,
+        DeadUnitFraction = 0, NanCount = 0, InfCount = 0,
+        Histogram = new Histogram(-1, 1, [.. counts]),
+    };
 
     /// <summary>n values dropped into bins with uneven weights (a peaked, skewed shape like an activation histogram).</summary>
     private static long[] RandomCounts(Random rng, int n, int bins)
