@@ -331,7 +331,8 @@ internal static class CpuKernel
     /// The chunk primitive: count, moments about the group's pivot, extremes and counters of a run of whole vectors and,
     /// when <paramref name="partial"/>, of the lanes <paramref name="lanes"/> of <paramref name="tail"/> (its other lanes
     /// count as the pivot, an element of the group, which changes neither sums nor extremes, and are left out of the
-    /// counters). Float first: sums of (x - pivot) and (x - pivot)^2 in float vectors, two independent sets of
+    /// counters). Float first: sums of (x - pivot) and (x - pivot)^2 in float vectors (the square added by a fused
+    /// multiply-add where the processor has FMA: one rounding, and one instruction less per vector), two independent sets of
     /// accumulators (even and odd vectors) so consecutive adds do not wait on each other, then widened and added to the
     /// group's double vectors. NaN and Inf propagate into the float sum of squares, which also overflows for
     /// |x - pivot| above ~1e19; when that sum is not finite (x - x is 0 only for finite x) nothing of the float pass is
@@ -360,8 +361,16 @@ internal static class CpuKernel
             var e = u - vPivot;
             vSum += d;
             vSum1 += e;
-            vSq += d * d;
-            vSq1 += e * e;
+            if (System.Runtime.Intrinsics.X86.Fma.IsSupported)
+            {
+                vSq = Vector.FusedMultiplyAdd(d, d, vSq);
+                vSq1 = Vector.FusedMultiplyAdd(e, e, vSq1);
+            }
+            else
+            {
+                vSq += d * d;
+                vSq1 += e * e;
+            }
             min = Vector.MinNative(min, Vector.MinNative(v, u));
             max = Vector.MaxNative(max, Vector.MaxNative(v, u));
             cNear -= Vector.LessThanOrEqual(Vector.Abs(v), vNear) + Vector.LessThanOrEqual(Vector.Abs(u), vNear);
