@@ -18,6 +18,10 @@ public sealed class BenchCommandTests
         var row = Assert.Single(json.GetProperty("results").EnumerateArray());
         Assert.Equal(1, row.GetProperty("pairs").GetInt32());
         Assert.True(row.GetProperty("monitored_ms").GetDouble() > 0);
+        // One pair: the monitor's own ms per step is its share of the one monitored block times that block's ms per step.
+        double own = row.GetProperty("self_timed_ms").GetDouble(), share = row.GetProperty("self_timed_share").GetDouble();
+        double monitored = row.GetProperty("monitored_ms").GetDouble();
+        Assert.True(own > 0 && Math.Abs(own - share * monitored) <= 0.01 * own + 2e-3, $"self_timed_ms {own} against share {share} x {monitored} ms");
         Assert.Equal(JsonValueKind.Null, row.GetProperty("notch").ValueKind);   // one pair: no notch (was an infinity JSON cannot hold)
     }
 

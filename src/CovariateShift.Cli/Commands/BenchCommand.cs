@@ -128,6 +128,7 @@ internal static class BenchCommand
                         self_timed_share = Round(r.SelfTimedShare, 5),
                         self_timed_share_q1 = Round(r.SelfTimedShareQ1, 5),
                         self_timed_share_q3 = Round(r.SelfTimedShareQ3, 5),
+                        self_timed_ms = Round(r.SelfTimedMs, 4),
                         self_timed_ratio = Round(r.SelfTimedRatio, 4),
                         self_timed_within_iqr = r.SelfTimedWithinIqr,
                         overhead_budget = r.OverheadBudget,

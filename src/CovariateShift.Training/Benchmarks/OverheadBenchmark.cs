@@ -94,7 +94,7 @@ public sealed class OverheadBenchmark
             copies[c] = (net, optim.SGD(net.parameters(), 0.01, momentum: 0.9));
         }
 
-        double selfShare = 0;
+        double selfShare = 0, selfMs = 0;
         double Block(int copy, ActivationMonitor? m, int steps)
         {
             var (net, optimizer) = copies[copy];
@@ -113,7 +113,12 @@ public sealed class OverheadBenchmark
                 m?.Step(loss);
             }
             Synchronize();
-            if (m is not null) selfShare = (m.MonitorTime - own).TotalMilliseconds / sw.Elapsed.TotalMilliseconds;
+            if (m is not null)
+            {
+                double mine = (m.MonitorTime - own).TotalMilliseconds;
+                selfShare = mine / sw.Elapsed.TotalMilliseconds;
+                selfMs = mine / steps;
+            }
             return sw.Elapsed.TotalMilliseconds / steps;
         }
 
@@ -124,6 +129,7 @@ public sealed class OverheadBenchmark
             var plain = new List<double>();
             var monitored = new List<double>();
             var shares = new List<double>();
+            var selfTimes = new List<double>();
             var intervals = new List<int>();
             maxPairs = Math.Max(maxPairs, pairs);
             // The copies swap roles half-way, so a speed difference between the two copies themselves (memory placement)
@@ -153,11 +159,12 @@ public sealed class OverheadBenchmark
                     monitored.Add(b);
                     ratios.Add(b / a);
                     shares.Add(selfShare);
+                    selfTimes.Add(selfMs);
                 }
                 intervals.Add(monitor.CurrentRecordEvery);
                 monitor.Dispose();
                 monitor = null;
-                _progress?.Invoke($"{model} record-every {recordEvery}{(gradients ? " +gradients" : "")}{(overheadBudget is { } ob ? $" budget {ob}" : "")}: {ratios.Count} pairs, median ratio so far {Median(ratios):F3} (notch +-{Notch(ratios):F3}), self-timed share {Median(shares):P2}");
+                _progress?.Invoke($"{model} record-every {recordEvery}{(gradients ? " +gradients" : "")}{(overheadBudget is { } ob ? $" budget {ob}" : "")}: {ratios.Count} pairs, median ratio so far {Median(ratios):F3} (notch +-{Notch(ratios):F3}), self-timed share {Median(shares):P2} ({Median(selfTimes):F3} ms per step)");
             }
             return new OverheadResult(model, recordEvery, gradients, Median(ratios), Median(plain), Median(monitored), ratios.Count, blockSteps,
                 Quantile(ratios, 0.25), Quantile(ratios, 0.75))
@@ -165,6 +172,7 @@ public sealed class OverheadBenchmark
                 SelfTimedShare = Median(shares),
                 SelfTimedShareQ1 = Quantile(shares, 0.25),
                 SelfTimedShareQ3 = Quantile(shares, 0.75),
+                SelfTimedMs = Median(selfTimes),
                 OverheadBudget = overheadBudget,
                 FinalRecordEvery = intervals[^1],
                 Notch = Notch(ratios),

@@ -19,6 +19,10 @@ public sealed record OverheadResult(
     /// (<see cref="ActivationMonitor.MonitorTime"/> / block time).</summary>
     public double SelfTimedShare { get; init; }
 
+    /// <summary>Median over monitored blocks of the monitor's own time per step, milliseconds (what the share is of a
+    /// step that itself moves with the machine's load).</summary>
+    public double SelfTimedMs { get; init; }
+
     /// <summary>First quartile of the self-timed shares.</summary>
     public double SelfTimedShareQ1 { get; init; }
 
