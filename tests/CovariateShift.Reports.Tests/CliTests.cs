@@ -1,27 +1,10 @@
-using CovariateShift.Cli.Commands;
+using CovariateShift.TestSupport;
 
 namespace CovariateShift.Reports.Tests;
 
 public sealed class CliTests
 {
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var o = Console.Out;
-        var e = Console.Error;
-        using var sw = new StringWriter();
-        using var ew = new StringWriter();
-        Console.SetOut(sw);
-        Console.SetError(ew);
-        try
-        {
-            return (CliApp.Run(args), sw.ToString(), ew.ToString());
-        }
-        finally
-        {
-            Console.SetOut(o);
-            Console.SetError(e);
-        }
-    }
+    private static (int Code, string Out, string Err) Run(params string[] args) => CliConsole.Run(args);
 
     [Fact]
     public void Report_of_a_path_that_does_not_exist_is_a_one_line_error_and_writes_nothing()

@@ -1,8 +1,9 @@
 using CovariateShift.Cli.Commands;
 
-namespace CovariateShift.Cli.Tests;
+namespace CovariateShift.TestSupport;
 
-/// <summary>Runs the CLI in-process with the console captured (callers are in the serial TrainCommandTests collection).</summary>
+/// <summary>Runs the CLI in-process with the console captured (Console is process-wide: callers keep such tests out of
+/// parallel collections). Linked into the test projects that reference the CLI.</summary>
 internal static class CliConsole
 {
     public static (int Code, string Output, string Error) Run(params string[] args)
