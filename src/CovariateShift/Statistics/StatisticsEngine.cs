@@ -1,4 +1,3 @@
-using System.Collections.Immutable;
 using System.Runtime.InteropServices;
 using CovariateShift.Capture;
 using CovariateShift.Statistics.Batched;

@@ -56,22 +56,12 @@ internal sealed class StratifiedSample
 
     /// <summary>Sorted, distinct element positions.</summary>
     public long[] Positions { get; }
-
-    /// <summary>Copies the finite values at the sample positions into <paramref name="destination"/> (at least as long as
-    /// the positions); returns how many. The CPU kernel does the same during its pass (<see cref="SampleCopy"/>).</summary>
-    public int Gather(ReadOnlySpan<float> data, float[] destination)
-    {
-        if (Length != data.Length) throw new ArgumentException($"Sample positions are for {Length} elements, the data has {data.Length}.");
-        var copy = new SampleCopy(this, destination);
-        copy.Until(data, data.Length);
-        return copy.Count;
-    }
 }
 
 /// <summary>
 /// Copies a <see cref="StratifiedSample"/>'s values in memory order as a pass over the data goes along: each
 /// <see cref="Until"/> takes the positions before its end that are not taken yet, so the values are read while the pass has
-/// them in the cache. Non-finite values are left out, as <see cref="StratifiedSample.Gather"/> leaves them out.
+/// them in the cache. Non-finite values are left out.
 /// </summary>
 internal ref struct SampleCopy
 {
