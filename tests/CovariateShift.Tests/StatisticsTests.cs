@@ -250,6 +250,39 @@ public sealed class StatisticsTests
         }
     }
 
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(10)]
+    [InlineData(16)]
+    [InlineData(127)]
+    [InlineData(255)]
+    [InlineData(256)]   // the largest sample that is sorted whole
+    [InlineData(257)]   // the smallest that takes the digit descent
+    [InlineData(400)]
+    public void Rank_selection_of_a_small_sample_matches_a_full_sort_bit_for_bit(int n)
+    {
+        // Negative and positive values, -0 and +0, repeated values and subnormals: around the size at which the whole
+        // sample is sorted instead of descended by digits, both paths give the sort's order statistics.
+        var rng = new Random(n);
+        float[] pool = [-0f, 0f, 1e-40f, -1e-40f, 3.5f, -3.5f];
+        var values = Enumerable.Range(0, n).Select(i => i % 5 == 0 ? pool[rng.Next(pool.Length)] : (float)(rng.NextDouble() * 4 - 2)).ToArray();
+        var before = values.ToArray();
+        var sorted = values.ToArray();
+        Array.Sort(sorted, (a, b) => a != b ? a.CompareTo(b) : BitConverter.SingleToInt32Bits(a).CompareTo(BitConverter.SingleToInt32Bits(b)));
+        int last = n - 1;
+        int[] ranks = [last, 0, last / 2, (int)(0.15 * last), Math.Min((int)(0.15 * last) + 1, last), (int)(0.85 * last), last / 3];
+        var selected = new float[ranks.Length];
+        CovariateShift.Statistics.SampleStatistics.SelectRanks(values, ranks, selected);
+        for (int i = 0; i < ranks.Length; i++)
+            Assert.Equal(BitConverter.SingleToInt32Bits(sorted[ranks[i]]), BitConverter.SingleToInt32Bits(selected[i]));
+        Assert.Equal(before, values);     // the sample is not reordered
+        var p = CovariateShift.Statistics.SampleStatistics.Percentiles(values, PercentileLevels);
+        var asDoubles = sorted.Select(v => (double)v).ToArray();
+        for (int j = 0; j < PercentileLevels.Length; j++)
+            Assert.Equal(Reference.Percentile(asDoubles, PercentileLevels[j]), p[j], 12);
+    }
+
     [Fact]
     public void Rank_selection_keeps_a_bucket_gathered_at_one_level_apart_from_the_next_levels()
     {

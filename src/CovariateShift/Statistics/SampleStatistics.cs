@@ -62,7 +62,8 @@ internal static class SampleStatistics
     /// order-preserving 32-bit keys, all ranks in one descent: the keys are made once (vectorized), counted by their top
     /// 11 bits (sign, exponent, 2 mantissa bits), and only the buckets that hold a wanted rank are gathered; a gathered
     /// bucket is then either sorted, when it is small (<see cref="SortBelow"/> keys), or split again by the next 8 bits,
-    /// and so on. Its cost is a few passes over the values whatever their distribution, far less than sorting them.
+    /// and so on. Its cost is a few passes over the values whatever their distribution, far less than sorting them; a
+    /// sample of at most <see cref="SortWhole"/> values is simply sorted.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]   // hot loop: skip tier-0 JIT (recorded steps can be rare)
     [SkipLocalsInit]
@@ -72,6 +73,16 @@ internal static class SampleStatistics
         CheckRanks(n, ranks, selected.Length);
         if (ranks.IsEmpty) return;
         if (ranks.Length > MaxRanks) throw new ArgumentException($"At most {MaxRanks} ranks per call, got {ranks.Length}.");
+        if (n <= SortWhole)
+        {
+            // A small sample is sorted whole: the descent's fixed cost (its 2 x 2,048 top counters cleared and scanned)
+            // is several times a sort of a few hundred keys.
+            Span<uint> all = stackalloc uint[n];
+            MakeKeys(MemoryMarshal.Cast<float, uint>(values), all);
+            all.Sort();
+            for (int i = 0; i < ranks.Length; i++) selected[i] = FromKey(all[ranks[i]]);
+            return;
+        }
 
         // Ranks in ascending order, remembering where each answer goes.
         int t = ranks.Length;
@@ -228,12 +239,7 @@ internal static class SampleStatistics
                 Select(byRegion[regionStart[r]..(regionStart[r + 1] - RegionPad)], 1, relative[..(j - i)], found[i..j], deeper);
                 i = j;
             }
-            for (int i = 0; i < t; i++)
-            {
-                uint k = found[i];
-                k ^= (k & 0x8000_0000u) != 0 ? 0x8000_0000u : 0xFFFF_FFFFu;
-                selected[slot[i]] = BitConverter.UInt32BitsToSingle(k);
-            }
+            for (int i = 0; i < t; i++) selected[slot[i]] = FromKey(found[i]);
         }
         finally
         {
@@ -326,6 +332,18 @@ internal static class SampleStatistics
         }
         return plusZeros;
     }
+
+    /// <summary>
+    /// Samples of at most this many values are sorted whole rather than descended by digits. Measured on the 2-core EPYC
+    /// machine (2026-12-05, 6 ranks): 16 values 0.07 µs sorted vs 0.73 µs descended, 128: 0.54 vs 1.47, 256: 1.29 vs
+    /// 1.45, 512: 2.72 vs 1.91.
+    /// </summary>
+    internal const int SortWhole = 256;
+
+    /// <summary>The float whose order key (see <see cref="Key"/>) is <paramref name="key"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static float FromKey(uint key) =>
+        BitConverter.UInt32BitsToSingle(key ^ ((key & 0x8000_0000u) != 0 ? 0x8000_0000u : 0xFFFF_FFFFu));
 
     /// <summary>Order-preserving key of a float's bits: all bits of negative numbers flipped, only the sign bit of others.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
