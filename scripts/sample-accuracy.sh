@@ -15,25 +15,9 @@ shift || true
 sizes="${*:-512 1024 2048 4096}"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 COVSHIFT_QUIET=1 COVSHIFT_SKIP_BROWSER=1 "$root/scripts/bootstrap.sh"
-# Inside the repository (git-ignored), so that the build props give it the TorchSharp backend and the libstdc++ step.
-work="$root/.build/sample-accuracy"
-mkdir -p "$work"
-cat > "$work/SampleAccuracy.csproj" <<'EOF'
-<Project Sdk="Microsoft.NET.Sdk">
-  <PropertyGroup>
-    <OutputType>Exe</OutputType>
-    <TargetFramework>net10.0</TargetFramework>
-    <ImplicitUsings>enable</ImplicitUsings>
-    <Nullable>enable</Nullable>
-    <IsTorchHost>true</IsTorchHost>
-    <IsPackable>false</IsPackable>
-    <GenerateDocumentationFile>false</GenerateDocumentationFile>
-  </PropertyGroup>
-  <ItemGroup>
-    <ProjectReference Include="../../src/CovariateShift.Training/CovariateShift.Training.csproj" />
-  </ItemGroup>
-</Project>
-EOF
+# shellcheck source=scripts/torch-harness.sh
+source "$root/scripts/torch-harness.sh"
+work="$(harness_project "$root" sample-accuracy SampleAccuracy)"
 cat > "$work/Program.cs" <<'EOF'
 using System.Globalization;
 using CovariateShift;
@@ -101,6 +85,5 @@ for (int k = 0; k < sizes.Length; k++)
     Console.WriteLine(string.Create(inv, $"| {sizes[k]} | {Rms(percentileError[k]):F4} | {js[k].Average():E2} | {Median(js[k]):E2} | {bias:E2} | {Rms(w1Error[k]):F4} |"));
 }
 EOF
-dotnet build "$work/SampleAccuracy.csproj" -c Release -p:TorchBackend=cpu -o "$work/out" -v quiet -nologo >&2
 # shellcheck disable=SC2086
-dotnet "$work/out/SampleAccuracy.dll" "$steps" $sizes
+harness_run "$work" SampleAccuracy "$steps" $sizes

@@ -19,25 +19,9 @@ for v in "$width" "$batch" "$rounds" "$steps"; do
 done
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 COVSHIFT_SKIP_DATA=1 COVSHIFT_QUIET=1 COVSHIFT_SKIP_BROWSER=1 "$root/scripts/bootstrap.sh"
-# Inside the repository (git-ignored), so that the build props give it the TorchSharp backend and the libstdc++ step.
-work="$root/.build/small-layer-bench"
-mkdir -p "$work"
-cat > "$work/SmallLayerBench.csproj" <<'EOF'
-<Project Sdk="Microsoft.NET.Sdk">
-  <PropertyGroup>
-    <OutputType>Exe</OutputType>
-    <TargetFramework>net10.0</TargetFramework>
-    <ImplicitUsings>enable</ImplicitUsings>
-    <Nullable>enable</Nullable>
-    <IsTorchHost>true</IsTorchHost>
-    <IsPackable>false</IsPackable>
-    <GenerateDocumentationFile>false</GenerateDocumentationFile>
-  </PropertyGroup>
-  <ItemGroup>
-    <ProjectReference Include="../../src/CovariateShift.Training/CovariateShift.Training.csproj" />
-  </ItemGroup>
-</Project>
-EOF
+# shellcheck source=scripts/torch-harness.sh
+source "$root/scripts/torch-harness.sh"
+work="$(harness_project "$root" small-layer-bench SmallLayerBench)"
 cat > "$work/Program.cs" <<'EOF'
 using System.Diagnostics;
 using System.Globalization;
@@ -103,5 +87,4 @@ Console.WriteLine(string.Create(inv, $"width {width}, batch {batch} ({width * ba
 Console.WriteLine(string.Create(inv, $"plain step {p:F1} us, monitored {q:F1} us (ratio {q / p:F3}), monitor's own time {o:F1} us per step = {o / layers:F2} us per layer"));
 Console.WriteLine(string.Create(inv, $"outside the monitor's clock: {q - p - o:F1} us per step = {(q - p - o) / layers:F2} us per layer"));
 EOF
-dotnet build "$work/SmallLayerBench.csproj" -c Release -p:TorchBackend=cpu -o "$work/out" -v quiet -nologo >&2
-dotnet "$work/out/SmallLayerBench.dll" "$width" "$batch" "$rounds" "$steps"
+harness_run "$work" SmallLayerBench "$width" "$batch" "$rounds" "$steps"

@@ -1,0 +1,34 @@
+# Sourced by the measurement scripts that compile a small program against the project (scripts/sample-accuracy.sh,
+# scripts/small-layer-bench.sh). The program lives in .build/<dir> (git-ignored) inside the repository, so that the
+# build props give it the TorchSharp backend and the libstdc++ step.
+#   work="$(harness_project "$root" sample-accuracy SampleAccuracy)"   # writes the project file, prints the directory
+#   cat > "$work/Program.cs" <<'EOF' ... EOF
+#   harness_run "$work" SampleAccuracy ARGS...                         # builds (CPU backend) and runs it
+harness_project() {
+  local root="$1" dir="$1/.build/$2" name="$3"
+  mkdir -p "$dir"
+  cat > "$dir/$name.csproj" <<'XML'
+<Project Sdk="Microsoft.NET.Sdk">
+  <PropertyGroup>
+    <OutputType>Exe</OutputType>
+    <TargetFramework>net10.0</TargetFramework>
+    <ImplicitUsings>enable</ImplicitUsings>
+    <Nullable>enable</Nullable>
+    <IsTorchHost>true</IsTorchHost>
+    <IsPackable>false</IsPackable>
+    <GenerateDocumentationFile>false</GenerateDocumentationFile>
+  </PropertyGroup>
+  <ItemGroup>
+    <ProjectReference Include="../../src/CovariateShift.Training/CovariateShift.Training.csproj" />
+  </ItemGroup>
+</Project>
+XML
+  printf '%s\n' "$dir"
+}
+
+harness_run() {
+  local dir="$1" name="$2"
+  shift 2
+  dotnet build "$dir/$name.csproj" -c Release -p:TorchBackend=cpu -o "$dir/out" -v quiet -nologo >&2
+  dotnet "$dir/out/$name.dll" "$@"
+}
