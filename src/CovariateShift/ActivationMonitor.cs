@@ -62,6 +62,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     private readonly RecordingInterval _interval;
     private long _windowEndStep = -1;
     private long? _lastRecordStep;
+    private long _records;   // records published since step 0, those of the run this monitor continues included
     private readonly ILogger? _log;
     private readonly Probes.GradientIcsProbe? _ics;
     private readonly Forecast.DivergenceForecaster? _forecaster;
@@ -92,6 +93,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         foreach (var f in _hooks.WrapFallbacks)
             _log?.Information("Layer {Layer} is recorded only when called with call(): {Reason}", f.Layer, f.Message);
         CurrentStep = options.FirstStep;
+        _records = RecordsBefore(options);
         if (IsRecordingStep) _hooks.Arm();   // step 0 is always recorded
     }
 
@@ -128,14 +130,17 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         return new ActivationMonitor(model, options, layers, sinks, skipped);
     }
 
+    /// <summary>Records a monitor started at step 0 would have written before FirstStep at a fixed interval (the sinks'
+    /// histogram cadence); <see cref="ImportState"/> replaces it with the saved count.</summary>
+    private static long RecordsBefore(MonitorOptions options) => (options.FirstStep + options.RecordEvery - 1) / options.RecordEvery;
+
     private static List<IStepSink> OpenSinks(MonitorOptions options)
     {
         var sinks = new List<IStepSink>();
         var created = new List<string>();
         try
         {
-            // Records a monitor started at step 0 would have written before FirstStep (the sinks' histogram cadence).
-            long recordsBefore = (options.FirstStep + options.RecordEvery - 1) / options.RecordEvery;
+            long recordsBefore = RecordsBefore(options);
             if (options.JsonLinesPath is { } path)
             {
                 bool existed = File.Exists(path);
@@ -397,6 +402,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         AdaptInterval(timing);
         if (_forecaster?.Observe(record) is { } forecast) record = record with { Anomalies = [.. record.Anomalies, Forecast.ForecastAnomaly.From(forecast)] };
         LastRecord = record;
+        _records++;
         _sinks.Write(record);
         foreach (var observer in _observers.ToArray()) observer.OnNext(record);
         return record;
@@ -469,17 +475,20 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
 
     /// <summary>
     /// What the next records depend on besides the model (per layer: the previous statistics, the reference snapshot,
-    /// the fixed histogram range; the forecaster's averages and episode): save it with a checkpoint and <see cref="ImportState"/> it into the monitor of the
+    /// the fixed histogram range; the forecaster's averages and episode; the recording interval an overhead budget chose): save it with a checkpoint and <see cref="ImportState"/> it into the monitor of the
     /// resumed run, so that its records equal those of a run that was never stopped.
     /// </summary>
     public MonitorState ExportState()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         Drain(wait: true);
-        return _builder.ExportState() with { LastRecordStep = _lastRecordStep, Forecast = _forecaster?.ExportState() };
+        return _builder.ExportState() with { LastRecordStep = _lastRecordStep, RecordEvery = _interval.Current, Records = _records, Forecast = _forecaster?.ExportState() };
     }
 
-    /// <summary>Restores what <see cref="ExportState"/> saved (layers matched by name; layers it does not know start afresh).</summary>
+    /// <summary>Restores what <see cref="ExportState"/> saved (layers matched by name; layers it does not know start afresh).
+    /// With <see cref="MonitorOptions.OverheadBudget"/> set, the monitor goes on at the saved interval when it is
+    /// RecordEvery * 2^k (at most <see cref="MonitorOptions.MaxRecordEvery"/>) and measures its share afresh from there;
+    /// without a budget the interval is RecordEvery whatever the state says.</summary>
     /// <exception cref="ArgumentException">The state's version is not one this monitor reads.</exception>
     public void ImportState(MonitorState state)
     {
@@ -488,6 +497,23 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         _builder.ImportState(state);
         if (state.LastRecordStep is { } last) _lastRecordStep = last;
         if (state.Forecast is { } forecast) _forecaster?.ImportState(forecast);
+        if (state.Records is { } records)
+        {
+            // The histogram cadence of the metrics file and TensorBoard this monitor opened counts the records written
+            // before (with a budget they are not FirstStep / RecordEvery).
+            _records = records;
+            foreach (var sink in _sinks.Sinks.Except(_options.Sinks))
+            {
+                if (sink is JsonLinesSink json) json.RecordsBefore = records;
+                else if (sink is TensorBoardSink board) board.RecordsBefore = records;
+            }
+        }
+        // With an overhead budget the interval it had chosen goes on (the hooks follow it for the current step).
+        if (state.RecordEvery is { } every && _interval.Resume(every))
+        {
+            if (IsRecordingStep) _hooks.Arm();
+            else _hooks.Disarm();
+        }
     }
 
     /// <summary>Receives every record from now on (in-memory consumers). Dispose the returned handle to unsubscribe.</summary>

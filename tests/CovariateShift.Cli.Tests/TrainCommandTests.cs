@@ -148,6 +148,22 @@ public sealed class TrainCommandTests : IDisposable
                                      && e.GetProperty("TestAccuracy").GetDouble() == accuracy);
     }
 
+    [Fact]
+    public void The_overhead_budget_is_kept_in_the_config_that_a_resume_reads()
+    {
+        foreach (var (name, flag, expected) in new[] { ("budget", new[] { "--overhead-budget", "0.05" }, (double?)0.05), ("off", Array.Empty<string>(), null) })
+        {
+            var outDir = Path.Combine(_dir, name);
+            var (code, error) = Run(["train", "--dataset", "gaussian", "--steps", "4", "--batch-size", "16", "--record-every", "1", .. flag, "--out", outDir]);
+            Assert.True(code == 0, error);
+            var monitor = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "config.json"))).RootElement.GetProperty("monitor");
+            var written = monitor.GetProperty("overhead_budget");
+            Assert.Equal(expected, written.ValueKind == JsonValueKind.Null ? null : written.GetDouble());
+            // What --resume builds its trainer from.
+            Assert.Equal(expected, CovariateShift.Training.Runtime.RunConfig.Load(outDir).ToTrainerOptions().OverheadBudget);
+        }
+    }
+
     public static TheoryData<string[], string> BadInputs
     {
         get
@@ -187,6 +203,8 @@ public sealed class TrainCommandTests : IDisposable
         { ["--dataset", "csv:/x.csv"], "needs --label-column NAME" },
         { ["--width", "2000000000"], "parameters; expected at most 1.07E+09 (it could not be allocated)" },
         { ["--momentum", "1"], "--momentum must be in [0, 1); got 1." },
+        { ["--overhead-budget", "0"], "--overhead-budget must be in (0, 1); got 0." },
+        { ["--overhead-budget", "1"], "--overhead-budget must be in (0, 1); got 1." },
         { ["--dataset", "cifar10"], "--dataset cifar10 needs --data-dir DIR" },
         { ["--dataset", "imagenet"], "--dataset 'imagenet' is not supported; valid values: fashion-mnist, mnist, cifar10, csv:PATH, gaussian." },
         { ["--dataset", "cifar10", "--data-dir", "/nonexistent/cifar"], "CIFAR-10 directory '/nonexistent/cifar' does not exist" },

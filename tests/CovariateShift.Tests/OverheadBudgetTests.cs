@@ -139,6 +139,50 @@ public sealed class OverheadBudgetTests
     }
 
     [Fact]
+    public void A_resumed_monitor_goes_on_at_the_interval_its_budget_chose_and_without_a_budget_at_record_every()
+    {
+        using var scope = NewDisposeScope();
+        var x = randn(8, 4);
+        // Runs a monitor from step `first` to `last` (exclusive) on the test's clock, the sink taking 20 ms per record on
+        // 1 ms steps; returns the steps it recorded and its state at the end.
+        (List<long> Steps, MonitorState State, int Interval) Run(MonitorOptions options, long first, long last, MonitorState? saved)
+        {
+            long now = 0;
+            var sink = new SleepingSink(ms => now += ms) { SleepMs = 20 };
+            var model = SmallModel();
+            using var monitor = ActivationMonitor.Attach(model, options with { Sinks = [sink], Clock = (() => now, 1000), FirstStep = first });
+            if (saved is not null) monitor.ImportState(saved);
+            for (long step = first; step < last; step++)
+            {
+                using (var s = NewDisposeScope())
+                using (no_grad())
+                {
+                    model.call(x);
+                }
+                now += 1;
+                monitor.Step();
+            }
+            return (sink.Records.Select(r => r.Step).ToList(), monitor.ExportState(), monitor.CurrentRecordEvery);
+        }
+
+        var budget = new MonitorOptions { OverheadBudget = 0.02, MaxRecordEvery = 64 };
+        var straight = Run(budget, 0, 400, null);
+        var before = Run(budget, 0, 200, null);
+        Assert.Equal(64, before.Interval);   // 20 ms on a 1 ms step: even 64 leaves the share above 0.8 x 2 %, so the maximum
+        Assert.Equal(64, before.State.RecordEvery);
+        // Resumed at step 200 with the state: it records where the straight run recorded, not every step from 200 on.
+        var after = Run(budget, 200, 400, before.State);
+        Assert.Equal(straight.Steps, [.. before.Steps, .. after.Steps]);
+        Assert.Equal([256, 320, 384], after.Steps);
+
+        // A saved interval that is not RecordEvery * 2^k is not taken; one above the maximum is cut to it.
+        Assert.Equal(Enumerable.Range(200, 8).Select(i => (long)i), Run(budget, 200, 208, before.State with { RecordEvery = 48 }).Steps);
+        Assert.Equal(64, Run(budget, 200, 208, before.State with { RecordEvery = 512 }).Interval);
+        // Without a budget the interval is RecordEvery whatever the state says.
+        Assert.Equal([200L, 204], Run(new MonitorOptions { RecordEvery = 4 }, 200, 208, before.State).Steps);
+    }
+
+    [Fact]
     public void Records_carry_the_monitors_own_time_which_includes_a_slow_sink_on_the_real_clock()
     {
         using var scope = NewDisposeScope();

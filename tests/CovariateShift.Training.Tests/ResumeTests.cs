@@ -119,6 +119,33 @@ public sealed class ResumeTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public void A_run_with_an_overhead_budget_resumes_at_the_interval_the_budget_chose()
+    {
+        // A budget no monitor can meet (1e-6 of the step time) takes the interval from 1 to the maximum, 8, at the first
+        // decision (the first record is not used; then two records and 50 steps) and keeps it there, whatever the timing:
+        // the recorded steps are the same in every run. The resumed run must go on at 8, not start again from 1.
+        static TrainerOptions Budget(string dir) => Options(dir, OptimizerKind.Sgd) with
+        {
+            Steps = 100, RecordEvery = 1, OverheadBudget = 1e-6, Monitor = new MonitorOptions { MaxRecordEvery = 8 },
+        };
+        var straightDir = Path.Combine(_dir, "straight");
+        Run(Budget(straightDir), out var straightWeights);
+        var splitDir = Path.Combine(_dir, "split");
+        using var cancel = new CancellationTokenSource();
+        var first = Run(Budget(splitDir) with { Cancellation = cancel.Token, Progress = new Cancel(cancel, 70) }, out _);
+        Assert.Equal(70, first.Steps);
+        Assert.Equal(8, RunCheckpoint.Load(Path.Combine(splitDir, "checkpoints", "last")).State.Monitor!.RecordEvery);
+        Run(Budget(splitDir) with { Resume = true }, out var resumedWeights);
+
+        var steps = File.ReadAllLines(Path.Combine(straightDir, TrainerOptions.MetricsFileName))
+            .Select(l => JsonDocument.Parse(l).RootElement.GetProperty("step").GetInt64()).Distinct().ToList();
+        Assert.Equal([72L, 80, 88, 96], steps.SkipWhile(s => s < 70));
+        Assert.Contains(1L, steps);
+        SameLines(MetricsKeys(straightDir), MetricsKeys(splitDir));
+        foreach (var (name, values) in straightWeights) Assert.True(values.AsSpan().SequenceEqual(resumedWeights[name]), $"{name} differs");
+    }
+
+    [Fact]
     public void A_run_killed_after_an_epoch_checkpoint_resumes_from_it_and_drops_the_lines_written_after_it()
     {
         // 448 / 64 = 7 steps per epoch: epoch checkpoints at 7, 14, ..., 35. Simulate a kill right after step 7 was

@@ -42,7 +42,9 @@ public sealed record TrainingConfig(int Steps, int? Epochs, int BatchSize, int E
 /// <param name="HistogramBins">Histogram bins.</param>
 /// <param name="SampleSize">Sampled elements per layer.</param>
 /// <param name="TensorBoardHistogramEvery">TensorBoard histogram every K records.</param>
-public sealed record MonitorConfig(int RecordEvery, int HistogramBins, int SampleSize, int TensorBoardHistogramEvery);
+/// <param name="OverheadBudget">The monitor's overhead budget (<c>--overhead-budget</c>), or null (off; also in
+/// config.json of versions before it was kept).</param>
+public sealed record MonitorConfig(int RecordEvery, int HistogramBins, int SampleSize, int TensorBoardHistogramEvery, double? OverheadBudget = null);
 
 /// <summary>
 /// config.json of a run directory: the full resolved configuration, enough to rerun or resume the run with no other
@@ -121,6 +123,7 @@ public sealed record RunConfig
         },
         Seed = Seed,
         RecordEvery = Monitor.RecordEvery,
+        OverheadBudget = Monitor.OverheadBudget,
         EvaluateEvery = Training.EvalEvery,
         EvaluationBatchSize = Training.EvalBatchSize,
         LogEvery = Training.LogEvery,
@@ -143,7 +146,7 @@ public sealed record RunConfig
             Schedule = new ScheduleConfig(schedule.Kind.ToCliName(), schedule.WarmupSteps, schedule.StepEveryEpochs, schedule.StepFactor),
             Training = new TrainingConfig(options.Steps, options.Epochs, options.BatchSize, options.EvaluateEvery, options.EvaluationBatchSize, options.LogEvery, options.KeepCheckpoints, allowDivergence),
             Seed = options.Seed,
-            Monitor = new MonitorConfig(options.RecordEvery, monitor.HistogramBins, monitor.SampleSize, monitor.TensorBoardHistogramEvery),
+            Monitor = new MonitorConfig(options.RecordEvery, monitor.HistogramBins, monitor.SampleSize, monitor.TensorBoardHistogramEvery, options.OverheadBudget ?? monitor.OverheadBudget),
             Device = device,
         };
     }

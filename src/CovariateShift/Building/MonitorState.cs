@@ -16,6 +16,14 @@ public sealed record MonitorState(int Version, IReadOnlyList<LayerState> Layers)
     /// from), or null before the first record. Null in states saved before it was kept.</summary>
     public long? LastRecordStep { get; init; }
 
+    /// <summary>The recording interval in use (with <see cref="MonitorOptions.OverheadBudget"/>, the one the budget
+    /// chose last), so that a resumed monitor with the same budget goes on at it. Null in states saved before it was kept.</summary>
+    public int? RecordEvery { get; init; }
+
+    /// <summary>Records written since step 0 (the histogram cadence of the metrics file and TensorBoard goes on from it).
+    /// Null in states saved before it was kept: the cadence is then counted as if every RecordEvery-th step had been recorded.</summary>
+    public long? Records { get; init; }
+
     /// <summary>The divergence forecaster's state (<see cref="MonitorOptions.Forecast"/>), or null when it is off. Null
     /// in states saved before it was kept: a resumed forecaster then starts afresh (a new warm-up).</summary>
     public Forecast.ForecastState? Forecast { get; init; }

@@ -122,19 +122,20 @@ public sealed class JsonLinesSink : IStepSink
     /// <summary>Full path of the file.</summary>
     public string Path { get; }
 
-    /// <summary>Records written before this sink by the run it continues (<see cref="MonitorOptions.FirstStep"/>): the
-    /// histogram cadence counts them, so a resumed run writes histograms on the same records as a straight run.</summary>
+    /// <summary>Records written before this sink by the run it continues (from <see cref="MonitorOptions.FirstStep"/>, or
+    /// the count in the imported <see cref="Records.MonitorState"/>): the histogram cadence counts them, so a resumed run
+    /// writes histograms on the same records as a straight run. Set before the first record.</summary>
     internal long RecordsBefore
     {
         get => _recordsBefore;
-        init
+        set
         {
             _recordsBefore = value;
             _written = value;
         }
     }
 
-    private readonly long _recordsBefore;
+    private long _recordsBefore;
 
     /// <inheritdoc />
     public string Target => Path;

@@ -18,13 +18,14 @@ public sealed class TensorBoardSink : IStepSink
     private readonly TorchSharp.Modules.SummaryWriter _writer;
     private readonly int _histogramEvery;
     private long _written;
-    private readonly long _recordsBefore;
+    private long _recordsBefore;
 
-    /// <summary>Records the run wrote before this sink (<see cref="MonitorOptions.FirstStep"/>): the histogram cadence counts them.</summary>
+    /// <summary>Records the run wrote before this sink (from <see cref="MonitorOptions.FirstStep"/>, or the count in the
+    /// imported <see cref="Records.MonitorState"/>): the histogram cadence counts them. Set before the first record.</summary>
     internal long RecordsBefore
     {
         get => _recordsBefore;
-        init
+        set
         {
             _recordsBefore = value;
             _written = value;

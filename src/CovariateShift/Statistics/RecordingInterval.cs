@@ -1,3 +1,5 @@
+using System.Numerics;
+
 namespace CovariateShift.Statistics;
 
 /// <summary>
@@ -49,6 +51,24 @@ internal sealed class RecordingInterval
 
     /// <summary>The steps the last decision was based on.</summary>
     public long LastWindowSteps { get; private set; }
+
+    /// <summary>
+    /// Continues at <paramref name="interval"/>, the interval a saved monitor state was at (a resumed run goes on at the
+    /// budget's choice instead of starting again from <see cref="Base"/>): with a budget, an interval of the form Base * 2^k
+    /// is taken (at most <see cref="Max"/>) and the measurement starts afresh, its first record (the resumed process's
+    /// warm-up) not used; otherwise, or without a budget, the interval stays. Returns whether <see cref="Current"/> changed.
+    /// </summary>
+    public bool Resume(int interval)
+    {
+        if (_budget is null || interval < Base || interval % Base != 0 || !BitOperations.IsPow2(interval / Base)) return false;
+        int next = Math.Min(interval, Max);
+        _windowMonitor = _windowWall = _windowSteps = 0;
+        _windowRecords = 0;
+        _first = true;
+        if (next == Current) return false;
+        Current = next;
+        return true;
+    }
 
     /// <summary>
     /// Takes one record's window (the monitor's time and the wall time since the previous record, and the steps in
