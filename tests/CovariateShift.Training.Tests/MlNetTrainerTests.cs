@@ -138,6 +138,23 @@ public sealed class MlNetTrainerTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public void An_overhead_budget_reaches_the_monitor()
+    {
+        // 200 rows in batches of 32: 7 steps per epoch, 140 steps. Without a budget every step is recorded; with one no
+        // monitor can meet (1e-6 of the step time) the interval goes from 1 to its maximum (1,024) at the first decision
+        // (the first record is not used; then at least two records and 50 steps), and nothing is recorded after it.
+        var (ml, train, _) = Data(200, 50);
+        var options = Small with { Epochs = 20, RecordEvery = 1 };
+        var all = Pipeline(ml, options).Fit(train).LastTransformer.Records.Select(r => r.Step).ToList();
+        Assert.Equal(Enumerable.Range(0, 140).Select(i => (long)i), all);
+        var budgeted = Pipeline(ml, options with { OverheadBudget = 1e-6 }).Fit(train).LastTransformer.Records.Select(r => r.Step).ToList();
+        Assert.Equal(Enumerable.Range(0, budgeted.Count).Select(i => (long)i), budgeted);
+        Assert.InRange(budgeted.Count, 51, 70);
+        var e = Assert.Throws<ArgumentOutOfRangeException>(() => ml.MulticlassClassification.Trainers.CovariateShiftMlp(Small with { OverheadBudget = 1.5 }));
+        Assert.Equal("OverheadBudget", e.ParamName);
+    }
+
+    [Fact]
     public void A_missing_feature_column_is_named_with_the_columns_there_are()
     {
         var (ml, train, _) = Data(100, 10);

@@ -65,6 +65,10 @@ public sealed record CovariateShiftMlpOptions
     /// <summary>The monitor records every this many optimizer steps, at least 1. Default 10.</summary>
     public int RecordEvery { get; init; } = 10;
 
+    /// <summary>The monitor's <see cref="MonitorOptions.OverheadBudget"/>, a share of the step time in (0, 1) (e.g. 0.02): it
+    /// records every RecordEvery x 2^k steps, adapting k to stay under it. Null (default): every RecordEvery steps.</summary>
+    public double? OverheadBudget { get; init; }
+
     /// <summary>Serilog logger for the monitor (per-layer Debug, per-step Information, anomaly Warnings) and training progress. Null: none.</summary>
     public ILogger? Logger { get; init; }
 
@@ -88,5 +92,7 @@ public sealed record CovariateShiftMlpOptions
         if (Epochs < 1) throw new ArgumentOutOfRangeException(nameof(Epochs), Epochs, $"Epochs must be at least 1; got {Epochs}.");
         if (BatchSize < 1) throw new ArgumentOutOfRangeException(nameof(BatchSize), BatchSize, $"BatchSize must be at least 1; got {BatchSize}.");
         if (RecordEvery < 1) throw new ArgumentOutOfRangeException(nameof(RecordEvery), RecordEvery, $"RecordEvery must be at least 1; got {RecordEvery}.");
+        if (OverheadBudget is { } budget && !(budget > 0 && budget < 1))
+            throw new ArgumentOutOfRangeException(nameof(OverheadBudget), budget, $"OverheadBudget must be a share of the step time in (0, 1), e.g. 0.02; got {budget}.");
     }
 }

@@ -84,7 +84,7 @@ public sealed class CovariateShiftMlpTrainer : IEstimator<CovariateShiftMlpModel
             using var optimizer = o.Optimizer == MlpOptimizer.Adam
                 ? (optim.Optimizer)optim.Adam(network.parameters(), o.LearningRate, weight_decay: o.WeightDecay)
                 : optim.SGD(network.parameters(), o.LearningRate, o.Momentum, weight_decay: o.WeightDecay);
-            var monitorOptions = new MonitorOptions { RecordEvery = o.RecordEvery, Logger = o.Logger, JsonLinesPath = o.MetricsPath };
+            var monitorOptions = new MonitorOptions { RecordEvery = o.RecordEvery, OverheadBudget = o.OverheadBudget, Logger = o.Logger, JsonLinesPath = o.MetricsPath };
             using var monitor = ActivationMonitor.Attach(network, monitorOptions);
             using var subscription = o.KeepRecords ? monitor.Subscribe(new Collector(records)) : null;
             log?.Information("Training a {Depth}x{Width} {Activation} MLP ({Norm} norm) on {Rows} rows of {Features} features, {Classes} classes: {Epochs} epochs of batches of {BatchSize}, {Optimizer} lr {LearningRate}, seed {Seed}",
