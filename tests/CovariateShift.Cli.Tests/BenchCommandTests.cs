@@ -26,6 +26,37 @@ public sealed class BenchCommandTests
     }
 
     [Fact]
+    public void The_budget_row_reports_the_budget_and_the_interval_it_chose()
+    {
+        var (code, output, error) = CliConsole.Run("bench", "--device", "cpu", "--models", "mlp", "--record-every", "1", "--gradients", "false",
+            "--mlp-pairs", "1", "--mlp-steps", "2", "--max-pairs-factor", "1", "--sample-size", "64", "--overhead-budget", "0.5", "--json");
+        Assert.True(code == 0, error);
+        var rows = JsonDocument.Parse(output.TrimEnd().Split('\n')[^1]).RootElement.GetProperty("results").EnumerateArray().ToList();
+        Assert.Equal(2, rows.Count);
+        Assert.Equal(JsonValueKind.Null, rows[0].GetProperty("overhead_budget").ValueKind);
+        var row = rows[1];
+        Assert.Equal(0.5, row.GetProperty("overhead_budget").GetDouble());
+        int chosen = row.GetProperty("final_record_every").GetInt32();
+        Assert.True(chosen >= 1 && int.IsPow2(chosen), $"final_record_every {chosen}: the budget picks 1 x 2^k");
+        Assert.True(row.GetProperty("steps_per_block").GetInt32() >= 64);   // long enough blocks for the intervals a budget picks
+        // The table's row names the budget and the interval; a single pair has no notch, printed as "-".
+        Assert.Contains($"| mlp | budget 50.0 %: 1 -> {chosen} | no |", output);
+        Assert.DoesNotContain("Infinity", output);
+    }
+
+    [Theory]
+    [InlineData("--overhead-budget", "1", "--overhead-budget must be in (0, 1); got 1.")]
+    [InlineData("--overhead-budget", "0", "--overhead-budget must be in (0, 1); got 0.")]
+    [InlineData("--margin", "-0.1", "--margin must be in (0, ")]
+    public void A_bad_budget_or_margin_is_refused_before_any_data_is_loaded(string option, string value, string expected)
+    {
+        var (code, _, error) = CliConsole.Run("bench", "--device", "cpu", "--models", "mlp", option, value);
+        Assert.Equal(2, code);
+        Assert.Contains(expected, error);
+        Assert.DoesNotContain("Loading", error);
+    }
+
+    [Fact]
     public void A_sample_size_under_16_is_refused_naming_it()
     {
         var (code, _, error) = CliConsole.Run("bench", "--device", "cpu", "--models", "mlp", "--sample-size", "8");
