@@ -162,6 +162,16 @@ public sealed class TrainCommandTests : IDisposable
             // What --resume builds its trainer from.
             Assert.Equal(expected, CovariateShift.Training.Runtime.RunConfig.Load(outDir).ToTrainerOptions().OverheadBudget);
         }
+
+        // config.json of versions before the budget was kept (this run's file without the field) still loads: budget off.
+        var node = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(_dir, "budget", "config.json")))!;
+        Assert.True(node["monitor"]!.AsObject().Remove("overhead_budget"));
+        var earlier = Path.Combine(_dir, "earlier");
+        Directory.CreateDirectory(earlier);
+        File.WriteAllText(Path.Combine(earlier, "config.json"), node.ToJsonString());
+        var loaded = CovariateShift.Training.Runtime.RunConfig.Load(earlier);
+        Assert.Null(loaded.Monitor.OverheadBudget);
+        Assert.Equal(1, loaded.Monitor.RecordEvery);
     }
 
     public static TheoryData<string[], string> BadInputs
