@@ -68,6 +68,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     private readonly Forecast.DivergenceForecaster? _forecaster;
     private bool _warnedNothingRan;
     private bool _capturingReference;
+    private bool _recordingThisStep;   // see BeginStep
     private bool _disposed;
 
     private ActivationMonitor(nn.Module model, MonitorOptions options, List<MonitoredLayer> layers, List<IStepSink> sinks, IReadOnlyList<string> skipped)
@@ -94,7 +95,20 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
             _log?.Information("Layer {Layer} is recorded only when called with call(): {Reason}", f.Layer, f.Message);
         CurrentStep = options.FirstStep;
         _records = RecordsBefore(options);
-        if (IsRecordingStep) _hooks.Arm();   // step 0 is always recorded
+        BeginStep();
+    }
+
+    /// <summary>
+    /// Decides whether the step that begins now is recorded and arms or disarms the hooks for it. The decision holds for
+    /// the whole step: an overhead budget that changes the interval while the step runs (a record finished by a later
+    /// Step, Flush or ExportState) changes it from the next step on, so a step is recorded exactly when its forward pass
+    /// was hooked.
+    /// </summary>
+    private void BeginStep()
+    {
+        _recordingThisStep = _interval.IsRecorded(CurrentStep);
+        if (_recordingThisStep) _hooks.Arm();
+        else _hooks.Disarm();
     }
 
     /// <summary>
@@ -187,8 +201,9 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     /// <summary>Index of the current training step (0-based; advanced by <see cref="Step"/>).</summary>
     public long CurrentStep { get; private set; }
 
-    /// <summary>Whether the current step is recorded (every <see cref="CurrentRecordEvery"/>-th step, starting at step 0).</summary>
-    public bool IsRecordingStep => _interval.IsRecorded(CurrentStep);
+    /// <summary>Whether the current step is recorded (every <see cref="CurrentRecordEvery"/>-th step, starting at step 0;
+    /// decided when the step begins, so an interval the budget changes during the step applies from the next one).</summary>
+    public bool IsRecordingStep => _recordingThisStep;
 
     /// <summary>The recording interval in use: <see cref="MonitorOptions.RecordEvery"/>, or with
     /// <see cref="MonitorOptions.OverheadBudget"/> the power-of-two multiple of it that the budget chose last.</summary>
@@ -322,8 +337,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         {
             _hooks.ForgetForward();
             CurrentStep++;
-            if (IsRecordingStep) _hooks.Arm();
-            else _hooks.Disarm();
+            BeginStep();
             _meter.Exit();
         }
     }
@@ -468,7 +482,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         {
             _capturingReference = false;
             _hooks.ForgetForward();
-            if (IsRecordingStep) _hooks.Arm();
+            if (_recordingThisStep) _hooks.Arm();   // the current step goes on as it began
             else _hooks.Disarm();
         }
     }
@@ -476,7 +490,8 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     /// <summary>
     /// What the next records depend on besides the model (per layer: the previous statistics, the reference snapshot,
     /// the fixed histogram range; the forecaster's averages and episode; the recording interval an overhead budget chose): save it with a checkpoint and <see cref="ImportState"/> it into the monitor of the
-    /// resumed run, so that its records equal those of a run that was never stopped.
+    /// resumed run, so that its records equal those of a run that was never stopped (with an overhead budget: while the
+    /// interval holds; later changes follow the share the resumed process measures).
     /// </summary>
     public MonitorState ExportState()
     {
@@ -509,11 +524,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
             }
         }
         // With an overhead budget the interval it had chosen goes on (the hooks follow it for the current step).
-        if (state.RecordEvery is { } every && _interval.Resume(every))
-        {
-            if (IsRecordingStep) _hooks.Arm();
-            else _hooks.Disarm();
-        }
+        if (state.RecordEvery is { } every && _interval.Resume(every)) BeginStep();
     }
 
     /// <summary>Receives every record from now on (in-memory consumers). Dispose the returned handle to unsubscribe.</summary>

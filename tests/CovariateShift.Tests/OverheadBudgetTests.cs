@@ -139,6 +139,62 @@ public sealed class OverheadBudgetTests
     }
 
     [Fact]
+    public void An_interval_changed_while_a_step_runs_applies_from_the_next_step_so_each_record_holds_its_own_steps_outputs()
+    {
+        // Deferred records (as on CUDA) are finished by the next Step, after that step's forward pass: a budget that
+        // changes the interval there must not make the running step recorded (its forward ran unhooked) or unrecorded
+        // (its outputs were captured).
+        using var scope = NewDisposeScope();
+        long now = 0;
+        var sink = new SleepingSink(ms => now += ms) { SleepMs = 20 };
+        var (logger, log) = CollectingLogSink.Create(LogEventLevel.Information);
+        var model = nn.Sequential(("act", nn.ReLU()));
+        using var monitor = ActivationMonitor.Attach(model, new MonitorOptions
+        {
+            OverheadBudget = 0.02, MaxRecordEvery = 64, Sinks = [sink], Logger = logger, Clock = (() => now, 1000),
+            Engine = StatisticsEngineKind.Device, DeferRecords = true,
+        });
+        var pattern = tensor(new float[] { -0.5f, 0.5f, -0.25f, 0.25f }).repeat(8).reshape(8, 4);   // mean 0
+        var intervals = new List<int> { monitor.CurrentRecordEvery };
+        void Run(int steps)
+        {
+            for (int i = 0; i < steps; i++)
+            {
+                using (var s = NewDisposeScope())
+                using (no_grad())
+                {
+                    model.call(pattern + (monitor.CurrentStep + 1));   // step s: every output positive, mean s + 1
+                }
+                now += 1;
+                monitor.Step();
+                if (intervals[^1] != monitor.CurrentRecordEvery) intervals.Add(monitor.CurrentRecordEvery);
+            }
+        }
+        Run(300);
+        sink.SleepMs = 0;
+        Run(400);
+        monitor.Flush();
+
+        Assert.Equal([1, 64, 1], intervals);
+        Assert.DoesNotContain(log.Events, e => e.Level >= LogEventLevel.Warning);
+        foreach (var r in sink.Records)
+        {
+            var stats = Assert.Single(r.Layers).Statistics;
+            Assert.NotNull(stats);
+            Assert.Equal(r.Step + 1, stats.Mean, 4);
+        }
+        // Around each change: the step that was running when the interval went to 64 is still recorded, and the one
+        // running when it came back to 1 is not (its forward ran unhooked); from the next step on the new interval holds.
+        var steps = sink.Records.Select(r => r.Step).ToList();
+        string all = string.Join(",", steps);
+        Assert.Equal(steps.Distinct().Order(), steps);
+        int up = steps.FindIndex(s => s % 64 != 0 && !steps.Contains(s + 1));       // the last step recorded at 1
+        Assert.True(up >= 0 && steps[up + 1] == (steps[up] / 64 + 1) * 64, all);     // then the next multiple of 64
+        int down = steps.FindIndex(s => s % 64 == 0 && !steps.Contains(s + 1) && steps.Contains(s + 2));     // back at 1 ...
+        Assert.True(down >= 0 && steps[down + 1] == steps[down] + 2, all);           // ... from the step after the running one
+    }
+
+    [Fact]
     public void A_resumed_monitor_goes_on_at_the_interval_its_budget_chose_and_without_a_budget_at_record_every()
     {
         using var scope = NewDisposeScope();

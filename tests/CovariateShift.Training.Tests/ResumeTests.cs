@@ -126,7 +126,7 @@ public sealed class ResumeTests(ITestOutputHelper output) : IDisposable
         // the recorded steps are the same in every run. The resumed run must go on at 8, not start again from 1.
         static TrainerOptions Budget(string dir) => Options(dir, OptimizerKind.Sgd) with
         {
-            Steps = 100, RecordEvery = 1, OverheadBudget = 1e-6, Monitor = new MonitorOptions { MaxRecordEvery = 8 },
+            Steps = 100, RecordEvery = 1, OverheadBudget = 1e-6, Monitor = new MonitorOptions { JsonLinesHistogramEvery = 3, MaxRecordEvery = 8 },
         };
         var straightDir = Path.Combine(_dir, "straight");
         Run(Budget(straightDir), out var straightWeights);
