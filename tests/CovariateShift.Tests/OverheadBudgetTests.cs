@@ -239,6 +239,64 @@ public sealed class OverheadBudgetTests
     }
 
     [Fact]
+    public void A_resumed_monitor_writes_tensorboard_histograms_on_the_records_a_straight_run_writes_them_on()
+    {
+        using var scope = NewDisposeScope();
+        var root = Directory.CreateTempSubdirectory("covshift-budget-tb-").FullName;
+        try
+        {
+            var x = randn(8, 4);
+            // As above (20 ms per record on 1 ms steps, budget 2 %, at most every 64 steps), with TensorBoard files whose
+            // histograms come every 3 records: with a budget the records are not every RecordEvery-th step, so the
+            // cadence after a resume must count the records written before, which the state carries.
+            (MonitorState State, List<long> Records) Run(string name, long first, long last, MonitorState? saved)
+            {
+                long now = 0;
+                var sink = new SleepingSink(ms => now += ms) { SleepMs = 20 };
+                var model = SmallModel();
+                using var monitor = ActivationMonitor.Attach(model, new MonitorOptions
+                {
+                    OverheadBudget = 0.02, MaxRecordEvery = 64, Sinks = [sink], Clock = (() => now, 1000), FirstStep = first,
+                    TensorBoardDirectory = Path.Combine(root, name), TensorBoardHistogramEvery = 3,
+                });
+                if (saved is not null) monitor.ImportState(saved);
+                for (long step = first; step < last; step++)
+                {
+                    using (var s = NewDisposeScope())
+                    using (no_grad())
+                    {
+                        model.call(x);
+                    }
+                    now += 1;
+                    monitor.Step();
+                }
+                return (monitor.ExportState(), sink.Records.Select(r => r.Step).ToList());
+            }
+            List<long> Histograms(params string[] names) =>
+                [.. names.SelectMany(n => TensorBoardEvents.Read(Path.Combine(root, n))).Where(v => v.Histogram && v.Tag == "act/activations").Select(v => v.Step)];
+
+            var straight = Run("straight", 0, 400, null);
+            var before = Run("before", 0, 200, null);
+            var after = Run("after", 200, 400, before.State);
+            Assert.Equal(straight.Records, [.. before.Records, .. after.Records]);
+            var expected = straight.Records.Where((_, i) => i % 3 == 0).ToList();   // records 0, 3, 6, ...
+            Assert.Equal(expected, Histograms("straight"));
+            Assert.Equal(expected, Histograms("before", "after"));
+            Assert.Contains(Histograms("after"), s => s % 64 == 0 && s >= 256);   // the resumed part does write some
+
+            // A state saved before the interval and the record count were kept (older checkpoints): the monitor starts
+            // at RecordEvery and counts the records before as FirstStep / RecordEvery, as it always did.
+            var old = Run("old", 200, 205, before.State with { RecordEvery = null, Records = null });
+            Assert.Equal([200L, 201, 202, 203, 204], old.Records);
+            Assert.Equal([201L, 204], Histograms("old"));   // the records numbered 201 and 204, counting one per step from step 0
+        }
+        finally
+        {
+            Directory.Delete(root, recursive: true);
+        }
+    }
+
+    [Fact]
     public void Records_carry_the_monitors_own_time_which_includes_a_slow_sink_on_the_real_clock()
     {
         using var scope = NewDisposeScope();

@@ -162,12 +162,25 @@ public sealed class SinkTests : IDisposable
         var tb = Path.Combine(_dir, "tb");
         var model = SmallModel();
         var opt = optim.SGD(model.parameters(), 0.1);
+        var records = new List<StepRecord>();
         using (var monitor = ActivationMonitor.Attach(model, new MonitorOptions { TensorBoardDirectory = tb, TensorBoardHistogramEvery = 1 }))
         {
             var x = randn(8, 6);
             var y = randint(0, 3, [8]);
-            TrainStep(model, monitor, opt, x, y);
-            TrainStep(model, monitor, opt, x, y);
+            records.Add(TrainStep(model, monitor, opt, x, y));
+            records.Add(TrainStep(model, monitor, opt, x, y));
+        }
+        // Read back through the wire format: each record's scalars at its step, one histogram per layer and record.
+        var values = TensorBoardEvents.Read(tb);
+        foreach (var r in records)
+        {
+            foreach (var layer in r.Layers)
+            {
+                var mean = Assert.Single(values, v => v.Step == r.Step && v.Tag == $"{layer.Layer}/mean");
+                Assert.Equal((float)layer.Statistics!.Mean, mean.Scalar);
+                Assert.Single(values, v => v.Step == r.Step && v.Tag == $"{layer.Layer}/activations" && v.Histogram);
+            }
+            Assert.Equal((float)r.Loss!.Value, Assert.Single(values, v => v.Step == r.Step && v.Tag == "loss").Scalar);
         }
         var files = Directory.GetFiles(tb, "events.out.tfevents.*", SearchOption.AllDirectories);
         Assert.NotEmpty(files);
