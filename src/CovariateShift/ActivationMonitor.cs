@@ -213,6 +213,10 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     /// Step, records and sinks; see <see cref="StepRecord.MonitorMs"/> for what it covers).</summary>
     public TimeSpan MonitorTime => TimeSpan.FromSeconds((double)_meter.TotalMonitorTicks / _meter.Frequency);
 
+    /// <summary><see cref="MonitorTime"/> split by what the monitor was doing (hooks, gradients, collection, records,
+    /// sinks, probes, the rest); take two and subtract (<see cref="MonitorTimeBreakdown.Since"/>) for an interval.</summary>
+    public MonitorTimeBreakdown MonitorTimeByPart => new(_meter.PartTicks(), _meter.Frequency);
+
     /// <summary>The most recent record, or null before the first recorded step.</summary>
     public StepRecord? LastRecord { get; private set; }
 
@@ -232,7 +236,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         // Training mode is the model's, not the layer's: a frozen (eval-mode) layer inside a training model is still part
         // of the training step, and a layer switched to training during an evaluation pass (MC dropout) is not.
         if (_disposed || !_model.training || !(IsRecordingStep || _capturingReference)) return;
-        _meter.Enter();
+        _meter.Enter(MonitorPart.Activations);
         try
         {
             _engine.CaptureActivation(layer, output);
@@ -247,7 +251,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     private void OnBeforeInPlace(Tensor input)
     {
         if (_disposed || !_model.training || !(IsRecordingStep || _capturingReference)) return;
-        _meter.Enter();
+        _meter.Enter(MonitorPart.Activations);
         try
         {
             _engine.BeforeInPlace(input);
@@ -267,7 +271,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (!IsRecordingStep) return;
-        _meter.Enter();
+        _meter.Enter(MonitorPart.Gradients);
         try
         {
             _engine.CaptureGradients(_layersWithParameters);
@@ -288,7 +292,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         if (_ics is null || !IsRecordingStep) return [];
-        _meter.Enter();
+        _meter.Enter(MonitorPart.Probes);
         try
         {
             return _ics.Measure(CurrentStep, loss);
@@ -314,14 +318,23 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     public StepRecord? Step(Tensor? loss = null)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        _meter.Enter();
+        _meter.Enter(MonitorPart.Other);
         try
         {
             var finished = Drain(wait: false);
             if (!IsRecordingStep) return finished;
             if (_hooks.ForwardInProgress) _engine.DiscardActivations();
             if (loss is not null) _engine.CaptureLoss(loss);
-            var capture = _engine.Collect(CurrentStep, _layers.Count);
+            PendingCapture capture;
+            _meter.Enter(MonitorPart.Collection);
+            try
+            {
+                capture = _engine.Collect(CurrentStep, _layers.Count);
+            }
+            finally
+            {
+                _meter.Exit();
+            }
             // The window of this record ends here: building and writing it counts in the next one.
             var (monitorTicks, wallTicks) = _meter.CloseWindow();
             _pending.Enqueue((capture, new WindowTiming(monitorTicks, wallTicks, CurrentStep - _windowEndStep)));
@@ -329,7 +342,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
             while (_pending.Count > MaxRecordsInFlight)
             {
                 var (head, timing) = _pending.Dequeue();
-                finished = Publish(head.Wait(), timing) ?? finished;
+                finished = Publish(WaitFor(head), timing) ?? finished;
             }
             return Drain(wait: false) ?? finished;
         }
@@ -362,7 +375,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
     public StepRecord? Flush()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        _meter.Enter();
+        _meter.Enter(MonitorPart.Other);
         try
         {
             return Drain(wait: true);
@@ -380,9 +393,23 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         while (_pending.TryPeek(out var head) && (wait || head.Capture.IsCompleted))
         {
             _pending.Dequeue();
-            last = Publish(head.Capture.Wait(), head.Timing) ?? last;
+            last = Publish(WaitFor(head.Capture), head.Timing) ?? last;
         }
         return last;
+    }
+
+    /// <summary>A capture's statistics on the host (waiting for a device transfer counts as collection).</summary>
+    private StepCapture WaitFor(PendingCapture capture)
+    {
+        _meter.Enter(MonitorPart.Collection);
+        try
+        {
+            return capture.Wait();
+        }
+        finally
+        {
+            _meter.Exit();
+        }
     }
 
     /// <summary>One record's window: the monitor's time and the wall time since the previous window, and its steps.</summary>
@@ -396,6 +423,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
             _log?.Warning("No monitored layer ran in training mode during step {Step}: call the model with call() in training mode between Step() calls (eval-mode passes are not recorded).", capture.Step);
         }
         StepRecord? built;
+        _meter.Enter(MonitorPart.Records);
         try
         {
             built = _builder.Build(capture);
@@ -403,6 +431,7 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         finally
         {
             capture.ReleaseSamples();
+            _meter.Exit();
         }
         if (built is null) return null;
         long steps = Math.Max(1, timing.Steps);
@@ -414,11 +443,30 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         };
         _lastRecordStep = capture.Step;
         AdaptInterval(timing);
-        if (_forecaster?.Observe(record) is { } forecast) record = record with { Anomalies = [.. record.Anomalies, Forecast.ForecastAnomaly.From(forecast)] };
+        if (_forecaster is not null)
+        {
+            _meter.Enter(MonitorPart.Records);
+            try
+            {
+                if (_forecaster.Observe(record) is { } forecast) record = record with { Anomalies = [.. record.Anomalies, Forecast.ForecastAnomaly.From(forecast)] };
+            }
+            finally
+            {
+                _meter.Exit();
+            }
+        }
         LastRecord = record;
         _records++;
-        _sinks.Write(record);
-        foreach (var observer in _observers.ToArray()) observer.OnNext(record);
+        _meter.Enter(MonitorPart.Sinks);
+        try
+        {
+            _sinks.Write(record);
+            foreach (var observer in _observers.ToArray()) observer.OnNext(record);
+        }
+        finally
+        {
+            _meter.Exit();
+        }
         return record;
     }
 

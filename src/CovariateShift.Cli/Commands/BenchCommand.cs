@@ -97,6 +97,22 @@ internal static class BenchCommand
                     $"| {r.Model} | {every} | {(r.Gradients ? "yes" : "no")} | {r.PlainMs:F2} | {r.MonitoredMs:F2} | {r.Ratio:F3} | {r.RatioQ1:F3}-{r.RatioQ3:F3} | {(double.IsFinite(r.Notch) ? r.Notch.ToString("F3", CultureInfo.InvariantCulture) : "-")} | {r.SelfTimedShare:P2} ({r.SelfTimedShareQ1:P2}-{r.SelfTimedShareQ3:P2}) | {r.SelfTimedRatio:F3} | {r.Pairs} x {r.StepsPerBlock} |"));
             }
 
+            // Where the monitor's own time went: per part, ms per step and the share of the plain step it alone adds.
+            var partNames = Enum.GetValues<MonitorPart>();
+            Console.WriteLine();
+            Console.WriteLine("monitor's own time per step by part, ms (share of the plain step), median over monitored blocks:");
+            Console.WriteLine($"| model | record every | gradients | {string.Join(" | ", partNames.Select(p => p.ToString().ToLowerInvariant()))} |");
+            Console.WriteLine($"|---|---|---|{string.Concat(partNames.Select(_ => "---|"))}");
+            foreach (var r in results)
+            {
+                string every = r.OverheadBudget is { } ob ? string.Create(CultureInfo.InvariantCulture, $"budget {ob:P1}: 1 -> {r.FinalRecordEvery}") : $"{r.RecordEvery}";
+                var cells = partNames.Select(p => r.SelfTimedPartsMs.TryGetValue(p, out var ms)
+                    ? string.Create(CultureInfo.InvariantCulture, $"{ms:F3} ({ms / r.PlainMs:P1})")
+                    : "-");
+                Console.WriteLine($"| {r.Model} | {every} | {(r.Gradients ? "yes" : "no")} | {string.Join(" | ", cells)} |");
+            }
+            Console.WriteLine();
+
             var outside = results.Where(r => !r.SelfTimedWithinIqr).ToList();
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"self-timed ratio within the A/B ratio's IQR: {results.Count - outside.Count} of {results.Count} rows{(outside.Count == 0 ? "" : " (outside: " + string.Join(", ", outside.Select(r => $"{r.Model} every {r.RecordEvery}{(r.Gradients ? " +gradients" : "")}{(r.OverheadBudget is { } ob ? $" budget {ob}" : "")}")) + ")")}"));
@@ -126,6 +142,7 @@ internal static class BenchCommand
                         self_timed_share_q3 = Round(r.SelfTimedShareQ3, 5),
                         self_timed_ms = Round(r.SelfTimedMs, 4),
                         self_timed_ratio = Round(r.SelfTimedRatio, 4),
+                        self_timed_parts_ms = r.SelfTimedPartsMs.ToDictionary(kv => kv.Key.ToString().ToLowerInvariant(), kv => Round(kv.Value, 4)),
                         self_timed_within_iqr = r.SelfTimedWithinIqr,
                         overhead_budget = r.OverheadBudget,
                         final_record_every = r.FinalRecordEvery,

@@ -19,7 +19,7 @@ namespace CovariateShift.Training.Benchmarks;
 /// steps as a long run. The result is the median over pairs of (monitored block time / plain block time).
 /// <para>Next to it, the monitor's own figure: in every monitored block, the monitor's self-timed time
 /// (<see cref="ActivationMonitor.MonitorTime"/>) divided by the block's wall time, and the ratio it implies,
-/// 1 / (1 - share). When the median's 95% notch (1.58 IQR / sqrt(pairs), McGill et al.) is wider than the margin the caller
+/// 1 / (1 - share), and where that time went (<see cref="ActivationMonitor.MonitorTimeByPart"/>, per step). When the median's 95% notch (1.58 IQR / sqrt(pairs), McGill et al.) is wider than the margin the caller
 /// gives, the protocol is repeated (a fresh monitor, both halves again) until it is not, or the pair limit is reached.</para>
 /// </summary>
 public sealed class OverheadBenchmark
@@ -95,11 +95,13 @@ public sealed class OverheadBenchmark
         }
 
         double selfShare = 0, selfMs = 0;
+        double[] selfParts = new double[Enum.GetValues<MonitorPart>().Length];
         double Block(int copy, ActivationMonitor? m, int steps)
         {
             var (net, optimizer) = copies[copy];
             Synchronize();
             var own = m?.MonitorTime ?? TimeSpan.Zero;
+            var ownParts = m?.MonitorTimeByPart;
             var sw = Stopwatch.StartNew();
             for (int i = 0; i < steps; i++)
             {
@@ -118,6 +120,8 @@ public sealed class OverheadBenchmark
                 double mine = (m.MonitorTime - own).TotalMilliseconds;
                 selfShare = mine / sw.Elapsed.TotalMilliseconds;
                 selfMs = mine / steps;
+                var parts = m.MonitorTimeByPart.Since(ownParts!);
+                foreach (var (part, time) in parts.Parts) selfParts[(int)part] = time.TotalMilliseconds / steps;
             }
             return sw.Elapsed.TotalMilliseconds / steps;
         }
@@ -130,6 +134,7 @@ public sealed class OverheadBenchmark
             var monitored = new List<double>();
             var shares = new List<double>();
             var selfTimes = new List<double>();
+            var partTimes = Enum.GetValues<MonitorPart>().Select(_ => new List<double>()).ToArray();
             var intervals = new List<int>();
             maxPairs = Math.Max(maxPairs, pairs);
             // The copies swap roles half-way, so a speed difference between the two copies themselves (memory placement)
@@ -160,6 +165,7 @@ public sealed class OverheadBenchmark
                     ratios.Add(b / a);
                     shares.Add(selfShare);
                     selfTimes.Add(selfMs);
+                    for (int p = 0; p < partTimes.Length; p++) partTimes[p].Add(selfParts[p]);
                 }
                 intervals.Add(monitor.CurrentRecordEvery);
                 monitor.Dispose();
@@ -173,6 +179,7 @@ public sealed class OverheadBenchmark
                 SelfTimedShareQ1 = Quantile(shares, 0.25),
                 SelfTimedShareQ3 = Quantile(shares, 0.75),
                 SelfTimedMs = Median(selfTimes),
+                SelfTimedPartsMs = Enum.GetValues<MonitorPart>().ToDictionary(p => p, p => Median(partTimes[(int)p])),
                 OverheadBudget = overheadBudget,
                 FinalRecordEvery = intervals[^1],
                 Notch = Notch(ratios),

@@ -23,6 +23,11 @@ public sealed record OverheadResult(
     /// step that itself moves with the machine's load).</summary>
     public double SelfTimedMs { get; init; }
 
+    /// <summary>Median over monitored blocks of the monitor's own time per step in each part
+    /// (<see cref="ActivationMonitor.MonitorTimeByPart"/>), milliseconds. Medians taken part by part need not add up to
+    /// <see cref="SelfTimedMs"/> exactly.</summary>
+    public IReadOnlyDictionary<MonitorPart, double> SelfTimedPartsMs { get; init; } = new Dictionary<MonitorPart, double>();
+
     /// <summary>First quartile of the self-timed shares.</summary>
     public double SelfTimedShareQ1 { get; init; }
 

@@ -257,6 +257,9 @@ public sealed class Trainer
         log?.Information(
             "Finished {Steps} of {RequestedSteps} steps ({Epochs:F2} epochs) in {WallSeconds:F1} s ({StepsPerSecond:F1} steps/s): final train loss {FinalTrainLoss:F4} (mean of the last {Window} steps)",
             result.Steps, result.RequestedSteps, result.Epochs, wall.TotalSeconds, result.StepsPerSecond, finalLoss, window);
+        var own = monitor.MonitorTimeByPart;
+        log?.Information("The monitor's own time: {MonitorSeconds:F2} s, {MonitorShare:P1} of the run's wall time ({MonitorParts})",
+            own.Total.TotalSeconds, wall > TimeSpan.Zero ? own.Total / wall : 0.0, own.ToString());
         return result;
 
         TrainingState State(long stepsDone, bool finished)

@@ -8,13 +8,21 @@ namespace CovariateShift.Statistics;
 /// monotonic <see cref="Stopwatch"/> timestamp and no device synchronization. Time is counted in windows: a window closes
 /// when a recorded step's statistics are collected (inside <c>Step</c>); what the monitor does after that point (building
 /// and writing the record) is counted in the next window.
+/// <para>Every tick of the monitor's time is also charged to exactly one <see cref="MonitorPart"/>: the part named by
+/// the innermost <see cref="Enter"/> still open, so that a part entered inside another (records built inside Step)
+/// takes its own time out of the outer one.</para>
 /// </summary>
 internal sealed class OverheadMeter
 {
+    private const int MaxDepth = 8;
+
     private readonly Func<long> _now;
+    private readonly long[] _partTicks = new long[MonitorTimeBreakdown.PartCount];
+    private readonly MonitorPart[] _stack = new MonitorPart[MaxDepth];
     private long _windowStart;
     private long _windowMonitor;
     private long _enteredAt;
+    private long _partMark;   // when the innermost open part last started counting
     private int _depth;
     private long _totalMonitor;
 
@@ -33,19 +41,37 @@ internal sealed class OverheadMeter
     /// <summary>The monitor's own time since construction, in ticks (windows closed so far and the open one).</summary>
     public long TotalMonitorTicks => _totalMonitor + (_depth > 0 ? _now() - _enteredAt : 0);
 
-    /// <summary>Starts counting the monitor's time (nested calls count once).</summary>
-    public void Enter()
+    /// <summary>Starts counting the monitor's time, charged to <paramref name="part"/> until a nested Enter or this
+    /// Enter's <see cref="Exit"/> (nested calls count once in the total).</summary>
+    public void Enter(MonitorPart part)
     {
-        if (_depth++ == 0) _enteredAt = _now();
+        long now = _now();
+        if (_depth == 0) _enteredAt = now;
+        else _partTicks[(int)Top] += now - _partMark;
+        if (_depth < MaxDepth) _stack[_depth] = part;   // deeper than that (never in practice): the deepest kept part counts
+        _depth++;
+        _partMark = now;
     }
 
-    /// <summary>Stops counting the monitor's time.</summary>
+    /// <summary>Stops counting the monitor's time in the innermost open part.</summary>
     public void Exit()
     {
+        long now = _now();
+        _partTicks[(int)Top] += now - _partMark;
+        _partMark = now;
         if (--_depth != 0) return;
-        long d = _now() - _enteredAt;
+        long d = now - _enteredAt;
         _windowMonitor += d;
         _totalMonitor += d;
+    }
+
+    /// <summary>The monitor's time so far per part, in ticks (the open part counted up to now); they add up to
+    /// <see cref="TotalMonitorTicks"/>.</summary>
+    public long[] PartTicks()
+    {
+        var ticks = (long[])_partTicks.Clone();
+        if (_depth > 0) ticks[(int)Top] += _now() - _partMark;
+        return ticks;
     }
 
     /// <summary>Closes the current window (inside an <see cref="Enter"/>/<see cref="Exit"/> pair or outside one) and opens the next.</summary>
@@ -65,6 +91,9 @@ internal sealed class OverheadMeter
         _windowMonitor = 0;
         return result;
     }
+
+    /// <summary>The innermost open part (only while one is open).</summary>
+    private MonitorPart Top => _stack[Math.Min(_depth, MaxDepth) - 1];
 
     /// <summary>Ticks to milliseconds.</summary>
     public double Milliseconds(long ticks) => ticks * 1000.0 / Frequency;
