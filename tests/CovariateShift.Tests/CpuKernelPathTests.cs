@@ -92,6 +92,26 @@ public sealed class CpuKernelPathTests
     }
 
     [Theory]
+    [InlineData(new int[0])]                      // all finite: the vector gather from start to end
+    [InlineData(new[] { 0 })]                     // the first sampled value
+    [InlineData(new[] { 7 })]                     // the last lane of the first vector
+    [InlineData(new[] { 130, 131 })]              // two in one vector, inside the second slice of the pass
+    [InlineData(new[] { 1000, 1500, 2047 })]      // then more in the scalar copy, up to the last position
+    public void Non_finite_values_at_sampled_positions_are_left_out_wherever_they_fall(int[] sampledAt)
+    {
+        var rng = new Random(11);
+        var data = new float[128 * 256];
+        for (int i = 0; i < data.Length; i++) data[i] = Math.Max(0f, (float)(rng.NextDouble() * 2 - 0.5));
+        var sample = new StratifiedSample(data.Length, 2048, seed: 5);
+        for (int j = 0; j < sampledAt.Length; j++) data[sample.Positions[sampledAt[j]]] = j % 2 == 0 ? float.NaN : float.NegativeInfinity;
+        var buffer = new float[sample.Positions.Length];
+        var summary = CpuKernel.Summarize(data, 256, 0, channelStatistics: false, NearZero, null, sample, buffer);
+        var expected = sample.Positions.Select(p => data[p]).Where(float.IsFinite).ToArray();
+        Assert.Equal(2048 - sampledAt.Length, expected.Length);
+        Assert.Equal(expected, summary.Sample.ToArray());
+    }
+
+    [Theory]
     [MemberData(nameof(Cases))]
     public void Summary_matches_a_double_reference_across_the_path_boundaries(string shapeText, string kind, bool bounded)
     {

@@ -1,5 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace CovariateShift.Statistics;
 
@@ -56,6 +58,12 @@ internal sealed class StratifiedSample
 
     /// <summary>Sorted, distinct element positions.</summary>
     public long[] Positions { get; }
+
+    private int[]? _narrow;
+
+    /// <summary><see cref="Positions"/> as 32-bit indices, for the CPU kernel's vector gather (made on first use), or
+    /// null when <see cref="Length"/> is above <see cref="int.MaxValue"/>.</summary>
+    public int[]? NarrowPositions => Length > int.MaxValue ? null : _narrow ??= [.. Positions.Select(p => (int)p)];
 }
 
 /// <summary>
@@ -66,6 +74,7 @@ internal sealed class StratifiedSample
 internal ref struct SampleCopy
 {
     private readonly long[]? _positions;
+    private readonly int[]? _narrow;
     private readonly Span<float> _destination;
     private int _next;
 
@@ -74,22 +83,45 @@ internal ref struct SampleCopy
         if (destination.Length < sample.Positions.Length)
             throw new ArgumentException($"Room for {destination.Length} values, {sample.Positions.Length} positions.", nameof(destination));
         _positions = sample.Positions;
+        _narrow = sample.NarrowPositions;
         _destination = destination;
     }
 
     /// <summary>Finite values copied so far.</summary>
     public int Count { get; private set; }
 
-    /// <summary>Copies the values at the positions before <paramref name="end"/> not copied yet (nothing when there is no sample).</summary>
+    /// <summary>
+    /// Copies the values at the positions before <paramref name="end"/> not copied yet (nothing when there is no sample).
+    /// While every value so far was finite, eight at a time with one AVX2 gather, stored where they belong and checked
+    /// together (an exponent of all ones: NaN or infinity); the first vector that holds a non-finite value, and all after
+    /// it, go through the scalar copy, which leaves such values out. The scalar copy was a chain of dependent stores (the
+    /// next slot depends on the last value's finiteness): about four times slower per value on the bench's MLP.
+    /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Until(ReadOnlySpan<float> data, long end)
+    public unsafe void Until(ReadOnlySpan<float> data, long end)
     {
         if (_positions is not { } positions) return;
         end = Math.Min(end, data.Length);   // the positions are below the sample's length, which the caller checked against data
         ref float first = ref MemoryMarshal.GetReference(data);
         ref float target = ref MemoryMarshal.GetReference(_destination);
-        ref long position = ref MemoryMarshal.GetArrayDataReference(positions);
         int k = _next, n = Count;
+        if (Avx2.IsSupported && _narrow is { } narrow && n == k)
+        {
+            ref int index = ref MemoryMarshal.GetArrayDataReference(narrow);
+            var exponent = Vector256.Create(0x7F800000);
+            fixed (float* values = &first)
+            {
+                // Whole vectors of positions before end (the last lane is the largest: they are sorted).
+                for (; k + 8 <= narrow.Length && Unsafe.Add(ref index, k + 7) < end; k += 8)
+                {
+                    var v = Avx2.GatherVector256(values, Vector256.LoadUnsafe(ref index, (nuint)k), 4);
+                    v.StoreUnsafe(ref target, (nuint)k);   // k + 8 <= positions.Length <= destination.Length
+                    if (Vector256.EqualsAny(v.AsInt32() & exponent, exponent)) break;   // redone by the scalar copy below
+                }
+            }
+            n = k;
+        }
+        ref long position = ref MemoryMarshal.GetArrayDataReference(positions);
         for (; k < positions.Length; k++)
         {
             long p = Unsafe.Add(ref position, k);
