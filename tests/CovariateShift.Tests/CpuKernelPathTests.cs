@@ -1,3 +1,4 @@
+using CovariateShift.Capture;
 using CovariateShift.Statistics;
 using CovariateShift.Tests.Support;
 using static TorchSharp.torch;
@@ -89,6 +90,60 @@ public sealed class CpuKernelPathTests
             // Bit for bit the summary without a sample: the pass is cut into slices only at chunk boundaries.
             Assert.Equal(plain with { Sample = summary.Sample }, summary);
         }
+    }
+
+    [Theory]
+    [InlineData("2x8x256x256", "normal")]    // blocked, long blocks: cut after the first sample
+    [InlineData("3x5x211x333", "nan")]       // an odd number of samples, NaN among the values
+    [InlineData("65536x16x1x1", "inf")]      // blocks of one, gathered in tiles
+    [InlineData("1024x1025", "offset")]      // flat rows: cut at a chunk boundary
+    [InlineData("1048583", "1e20")]          // flat, with a partial vector at the end, squares beyond float
+    public void A_large_buffer_is_reduced_in_two_halves_that_agree_with_one_pass_and_a_double_reference(string shapeText, string kind)
+    {
+        var shape = shapeText.Split('x').Select(int.Parse).ToArray();
+        var data = Data(shape, kind, seed: shape.Sum() + kind.Length);
+        int units = shape.Length >= 2 ? shape[1] : 1;
+        int block = shape.Length >= 3 ? shape[2..].Aggregate(1, (a, b) => a * b) : 0;
+        var sample = new StratifiedSample(data.Length, 2048, seed: 9);
+        LayerSummary Run()
+        {
+            var buffer = new float[sample.Positions.Length];
+            return CpuKernel.Summarize(data, units, block, channelStatistics: shape.Length == 4, NearZero, null, sample, buffer);
+        }
+
+        Assert.True(data.Length >= CpuKernel.TwoThreadsFrom, $"{data.Length} values");
+        long before = CpuKernel.TwoThreadPasses;
+        var split = Run();
+        Assert.True(CpuKernel.TwoThreadPasses > before, "the pass was split");
+        LayerSummary whole;
+        int threshold = CpuKernel.TwoThreadsFrom;
+        try
+        {
+            CpuKernel.TwoThreadsFrom = int.MaxValue;
+            whole = Run();
+        }
+        finally
+        {
+            CpuKernel.TwoThreadsFrom = threshold;
+        }
+
+        // Counters, extremes and the sample exactly; the moments to the rounding of the double additions.
+        Assert.Equal(whole with { Mean = 0, Variance = 0, ChannelSquaredMean = null, ChannelVariance = null, Sample = [] },
+            split with { Mean = 0, Variance = 0, ChannelSquaredMean = null, ChannelVariance = null, Sample = [] });
+        Assert.Equal(whole.Sample.ToArray(), split.Sample.ToArray());
+        Assert.Equal(sample.Positions.Select(p => data[p]).Where(float.IsFinite), split.Sample.ToArray());
+        AssertClose(whole.Mean, split.Mean, 1e-12 * (Math.Abs(whole.Mean) + Math.Sqrt(whole.Variance)), "mean");
+        AssertClose(whole.Variance, split.Variance, 1e-10 * whole.Variance, "variance");
+        if (shape.Length == 4)
+        {
+            AssertClose(whole.ChannelSquaredMean!.Value, split.ChannelSquaredMean!.Value, 1e-10 * whole.ChannelSquaredMean.Value, "channel squared mean");
+            AssertClose(whole.ChannelVariance!.Value, split.ChannelVariance!.Value, 1e-10 * whole.ChannelVariance.Value, "channel variance");
+        }
+        var finite = Reference.Finite(data.Select(v => (double)v).ToArray());
+        double mean = Reference.Mean(finite), std = Reference.Std(finite);
+        Assert.Equal(finite.Length, split.FiniteCount);
+        AssertClose(mean, split.Mean, Relative * (Math.Abs(mean) + std), "mean against the reference");
+        AssertClose(std, Math.Sqrt(split.Variance), Relative * std, "std against the reference");
     }
 
     [Theory]
