@@ -348,10 +348,16 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         }
         finally
         {
-            _hooks.ForgetForward();
-            CurrentStep++;
-            BeginStep();
-            _meter.Exit();
+            try
+            {
+                _hooks.ForgetForward();
+                CurrentStep++;
+                BeginStep();
+            }
+            finally
+            {
+                _meter.Exit();   // whatever happened, the part is closed: later training time is not the monitor's
+            }
         }
     }
 
@@ -430,8 +436,14 @@ public sealed class ActivationMonitor : IDisposable, IObservable<StepRecord>
         }
         finally
         {
-            capture.ReleaseSamples();
-            _meter.Exit();
+            try
+            {
+                capture.ReleaseSamples();
+            }
+            finally
+            {
+                _meter.Exit();
+            }
         }
         if (built is null) return null;
         long steps = Math.Max(1, timing.Steps);

@@ -21,7 +21,8 @@ public enum MonitorPart
     /// <summary>Writing the record to the sinks and observers (JSON Lines, Serilog, TensorBoard, the user's own).</summary>
     Sinks,
 
-    /// <summary><see cref="ActivationMonitor.MeasureGradientIcs"/>: the gradient-ICS probe's extra passes.</summary>
+    /// <summary><see cref="ActivationMonitor.MeasureGradientIcs"/>: the gradient-ICS probe's extra passes (what the
+    /// monitored layers' hooks do during its forward passes counts as <see cref="Activations"/>).</summary>
     Probes,
 
     /// <summary>The rest of <see cref="ActivationMonitor.Step"/> and <see cref="ActivationMonitor.Flush"/>: the loss,
@@ -44,7 +45,10 @@ public sealed record MonitorTimeBreakdown
     internal MonitorTimeBreakdown(long[] ticks, long frequency)
     {
         if (ticks.Length != PartCount) throw new ArgumentException($"Expected {PartCount} parts, got {ticks.Length}.", nameof(ticks));
-        _parts = [.. ticks.Select(t => TimeSpan.FromSeconds((double)t / frequency))];
+        // Exact when the ticks are already TimeSpan ticks (Since); else rounded to the nearest 100 ns.
+        _parts = [.. ticks.Select(t => frequency == TimeSpan.TicksPerSecond
+            ? TimeSpan.FromTicks(t)
+            : TimeSpan.FromTicks((long)Math.Round(t * ((double)TimeSpan.TicksPerSecond / frequency))))];
         Total = _parts.Aggregate(TimeSpan.Zero, (sum, t) => sum + t);
     }
 

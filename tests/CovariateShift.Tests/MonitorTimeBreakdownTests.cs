@@ -51,6 +51,62 @@ public sealed class MonitorTimeBreakdownTests
         meter.Exit();
     }
 
+    [Fact]
+    public void Parts_convert_to_the_nearest_100_ns_and_an_interval_between_two_breakdowns_is_exact()
+    {
+        // Stopwatch ticks of 1 ns (Linux): 2,100 ns is 21 TimeSpan ticks, 2,149 ns rounds to 21, 2,150 to 22 (away from zero: .5).
+        long[] Ticks(long activations, long records)
+        {
+            var t = new long[Enum.GetValues<MonitorPart>().Length];
+            t[(int)MonitorPart.Activations] = activations;
+            t[(int)MonitorPart.Records] = records;
+            return t;
+        }
+        var earlier = new MonitorTimeBreakdown(Ticks(2_100, 2_149), 1_000_000_000);
+        Assert.Equal(TimeSpan.FromTicks(21), earlier[MonitorPart.Activations]);
+        Assert.Equal(TimeSpan.FromTicks(21), earlier[MonitorPart.Records]);
+        Assert.Equal(TimeSpan.FromTicks(42), earlier.Total);
+        var later = new MonitorTimeBreakdown(Ticks(9_100, 1_000_002_149), 1_000_000_000);
+        var interval = later.Since(earlier);
+        Assert.Equal(TimeSpan.FromTicks(70), interval[MonitorPart.Activations]);          // 91 - 21, not a tick lost
+        Assert.Equal(TimeSpan.FromSeconds(1), interval[MonitorPart.Records]);
+        Assert.Equal(TimeSpan.Zero, interval[MonitorPart.Gradients]);
+        Assert.Equal(interval.Parts.Aggregate(TimeSpan.Zero, (a, p) => a + p.Time), interval.Total);
+        Assert.Throws<ArgumentOutOfRangeException>(() => interval[(MonitorPart)99]);
+    }
+
+    [Fact]
+    public async Task Another_thread_reading_the_meter_while_parts_open_and_close_gets_no_exception_and_no_negative_part()
+    {
+        var meter = new OverheadMeter();
+        using var stop = new CancellationTokenSource();
+        long reads = 0;
+        var reader = Task.Run(() =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                var ticks = meter.PartTicks();
+                Assert.All(ticks, t => Assert.True(t >= 0, $"part ticks {t}"));
+                Assert.True(meter.TotalMonitorTicks >= 0);
+                Interlocked.Increment(ref reads);
+            }
+        });
+        // Parts open and close until the reader has read 20,000 times while they did (or a minute has passed).
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while ((Interlocked.Read(ref reads) < 20_000 && clock.Elapsed < TimeSpan.FromMinutes(1)) && !reader.IsCompleted)
+        {
+            meter.Enter(MonitorPart.Other);
+            meter.Enter(MonitorPart.Records);
+            meter.Exit();
+            meter.Exit();
+        }
+        stop.Cancel();
+        await reader;   // rethrows what the reader met
+        Assert.True(Interlocked.Read(ref reads) >= 20_000, $"{reads} reads");
+        var final = meter.PartTicks();
+        Assert.Equal(meter.TotalMonitorTicks, final.Sum());   // read between parts on this thread: exact
+    }
+
     /// <summary>A sink that advances the test's clock by <see cref="Ms"/> per record.</summary>
     private sealed class ClockSink(Action<int> advance) : IStepSink
     {

@@ -161,7 +161,7 @@ internal static class CpuKernel
 
     /// <summary>
     /// Buffers of at least this many values are reduced in two halves at once, the second on a thread-pool thread (tests
-    /// lower it). One core reads a large output from the shared cache or memory at a fraction of the memory system's
+    /// raise it to compare with one pass). One core reads a large output from the shared cache or memory at a fraction of the memory system's
     /// bandwidth, and while the hook runs libtorch's other threads have nothing to do: the bench's CNN, whose three
     /// [128, 32, 28, 28] outputs are 12.8 MB each, spent ~10 ms per recorded step in this pass on one core.
     /// </summary>
@@ -188,7 +188,7 @@ internal static class CpuKernel
         int firstSegments, secondSegments, firstLength, secondLength, split;
         if (segments == 1 && groups.Length == 1)
         {
-            split = data.Length / 2 / ChunkLength * ChunkLength;
+            split = (data.Length / 2 + ChunkLength - 1) / ChunkLength * ChunkLength;   // at a chunk boundary, the larger part first
             firstSegments = secondSegments = 1;
             firstLength = split;
             secondLength = data.Length - split;
@@ -197,7 +197,7 @@ internal static class CpuKernel
         {
             int samples = segments / groups.Length;
             if (samples * groups.Length != segments) return false;
-            firstSegments = samples / 2 * groups.Length;
+            firstSegments = (samples + 1) / 2 * groups.Length;   // the caller takes the larger half: the pool thread starts later
             secondSegments = segments - firstSegments;
             firstLength = secondLength = segmentLength;
             split = firstSegments * segmentLength;
@@ -287,9 +287,31 @@ internal static class CpuKernel
             }
             else
             {
-                _done.Wait();
+                WaitUninterrupted();
                 _failure?.Throw();
             }
+        }
+
+        /// <summary>
+        /// Waits for the pool thread however long it takes: an interrupt (<see cref="Thread.Interrupt"/>) must not end the
+        /// wait while that thread still reads the caller's buffer; it is raised again on this thread once the wait is over.
+        /// </summary>
+        private void WaitUninterrupted()
+        {
+            bool interrupted = false;
+            while (true)
+            {
+                try
+                {
+                    _done.Wait();
+                    break;
+                }
+                catch (ThreadInterruptedException)
+                {
+                    interrupted = true;
+                }
+            }
+            if (interrupted) Thread.CurrentThread.Interrupt();
         }
 
         /// <summary>After <see cref="RunOrWait"/>: a pool thread that comes to the item later only finds it claimed.</summary>

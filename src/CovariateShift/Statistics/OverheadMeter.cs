@@ -38,8 +38,16 @@ internal sealed class OverheadMeter
     /// <summary>Ticks per second.</summary>
     public long Frequency { get; }
 
-    /// <summary>The monitor's own time since construction, in ticks (windows closed so far and the open one).</summary>
-    public long TotalMonitorTicks => _totalMonitor + (_depth > 0 ? _now() - _enteredAt : 0);
+    /// <summary>The monitor's own time since construction, in ticks (windows closed so far and the open one). Exact on the
+    /// training thread; another thread gets a snapshot that may miss or double the part in progress, never an exception.</summary>
+    public long TotalMonitorTicks
+    {
+        get
+        {
+            long total = Volatile.Read(ref _totalMonitor);
+            return Volatile.Read(ref _depth) > 0 ? total + Math.Max(0, _now() - Volatile.Read(ref _enteredAt)) : total;
+        }
+    }
 
     /// <summary>Starts counting the monitor's time, charged to <paramref name="part"/> until a nested Enter or this
     /// Enter's <see cref="Exit"/> (nested calls count once in the total).</summary>
@@ -65,12 +73,15 @@ internal sealed class OverheadMeter
         _totalMonitor += d;
     }
 
-    /// <summary>The monitor's time so far per part, in ticks (the open part counted up to now); they add up to
-    /// <see cref="TotalMonitorTicks"/>.</summary>
+    /// <summary>The monitor's time so far per part, in ticks (the open part counted up to now); read between two parts
+    /// on the training thread they add up to <see cref="TotalMonitorTicks"/>. Another thread gets a snapshot that may
+    /// miss or double the part in progress (the training thread does not lock), never an exception.</summary>
     public long[] PartTicks()
     {
         var ticks = (long[])_partTicks.Clone();
-        if (_depth > 0) ticks[(int)Top] += _now() - _partMark;
+        int depth = Volatile.Read(ref _depth);   // read once: the training thread may close its last part meanwhile
+        if (depth > 0)
+            ticks[(int)_stack[Math.Min(depth, MaxDepth) - 1]] += Math.Max(0, _now() - Volatile.Read(ref _partMark));
         return ticks;
     }
 
