@@ -17,6 +17,7 @@ public sealed class BenchCommandTests
         Assert.Equal(64, json.GetProperty("sample_size").GetInt32());
         var row = Assert.Single(json.GetProperty("results").EnumerateArray());
         Assert.Equal(1, row.GetProperty("pairs").GetInt32());
+        Assert.Equal((1, 1), (row.GetProperty("record_every_min").GetInt32(), row.GetProperty("record_every_max").GetInt32()));   // no budget
         Assert.True(row.GetProperty("monitored_ms").GetDouble() > 0);
         // One pair: the monitor's own ms per step is its share of the one monitored block times that block's ms per step.
         double own = row.GetProperty("self_timed_ms").GetDouble(), share = row.GetProperty("self_timed_share").GetDouble();
@@ -40,7 +41,11 @@ public sealed class BenchCommandTests
         Assert.True(chosen >= 1 && int.IsPow2(chosen), $"final_record_every {chosen}: the budget picks 1 x 2^k");
         Assert.True(row.GetProperty("steps_per_block").GetInt32() >= 64);   // long enough blocks for the intervals a budget picks
         // The table's row names the budget and the interval; a single pair has no notch, printed as "-".
-        Assert.Contains($"| mlp | budget 50.0 %: 1 -> {chosen} | no |", output);
+        // The intervals in use while measured: powers of two around the final one.
+        int min = row.GetProperty("record_every_min").GetInt32(), max = row.GetProperty("record_every_max").GetInt32();
+        Assert.True(int.IsPow2(min) && int.IsPow2(max) && min <= chosen && chosen <= max, $"intervals {min}-{max}, final {chosen}");
+        string range = min == max ? "" : $" ({min}-{max})";
+        Assert.Contains($"| mlp | budget 50.0 %: 1 -> {chosen}{range} | no |", output);
         Assert.DoesNotContain("Infinity", output);
     }
 

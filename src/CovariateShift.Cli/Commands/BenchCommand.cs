@@ -81,7 +81,7 @@ internal static class BenchCommand
                     if (budgetValue is { } b)
                     {
                         // The budget needs a few hundred steps to settle, and blocks long enough for the intervals it picks.
-                        results.Add(bench.Run(m, 1, pairs, Math.Max(steps, m == "mlp" ? 64 : 8), warmupCycles: m == "mlp" ? 400 : 60, gradients: g,
+                        results.Add(bench.Run(m, 1, pairs, Math.Max(steps, m == "mlp" ? 64 : 16), warmupCycles: m == "mlp" ? 400 : 60, gradients: g,
                             engine: engineKind, overheadBudget: b, margin: marginValue ?? b, maxPairs: pairs * factor));
                     }
                 }
@@ -92,7 +92,7 @@ internal static class BenchCommand
             Console.WriteLine("|---|---|---|---|---|---|---|---|---|---|---|");
             foreach (var r in results)
             {
-                string every = r.OverheadBudget is { } ob ? string.Create(CultureInfo.InvariantCulture, $"budget {ob:P1}: 1 -> {r.FinalRecordEvery}") : $"{r.RecordEvery}";
+                string every = Every(r);
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                     $"| {r.Model} | {every} | {(r.Gradients ? "yes" : "no")} | {r.PlainMs:F2} | {r.MonitoredMs:F2} | {r.Ratio:F3} | {r.RatioQ1:F3}-{r.RatioQ3:F3} | {(double.IsFinite(r.Notch) ? r.Notch.ToString("F3", CultureInfo.InvariantCulture) : "-")} | {r.SelfTimedShare:P2} ({r.SelfTimedShareQ1:P2}-{r.SelfTimedShareQ3:P2}) | {r.SelfTimedRatio:F3} | {r.Pairs} x {r.StepsPerBlock} |"));
             }
@@ -105,7 +105,7 @@ internal static class BenchCommand
             Console.WriteLine($"|---|---|---|{string.Concat(partNames.Select(_ => "---|"))}");
             foreach (var r in results)
             {
-                string every = r.OverheadBudget is { } ob ? string.Create(CultureInfo.InvariantCulture, $"budget {ob:P1}: 1 -> {r.FinalRecordEvery}") : $"{r.RecordEvery}";
+                string every = Every(r);
                 var cells = partNames.Select(p => r.SelfTimedPartsMs.TryGetValue(p, out var ms)
                     ? string.Create(CultureInfo.InvariantCulture, $"{ms:F3} ({ms / r.PlainMs:P1})")
                     : "-");
@@ -146,6 +146,8 @@ internal static class BenchCommand
                         self_timed_within_iqr = r.SelfTimedWithinIqr,
                         overhead_budget = r.OverheadBudget,
                         final_record_every = r.FinalRecordEvery,
+                        record_every_min = r.MinRecordEvery,
+                        record_every_max = r.MaxRecordEvery,
                     }),
                 };
                 Console.WriteLine(JsonSerializer.Serialize(payload));
@@ -156,5 +158,14 @@ internal static class BenchCommand
     }
 
     /// <summary>A number for the JSON line: rounded, or null where it is not finite (the notch of a single pair is infinite).</summary>
+    /// <summary>The row's interval column: RecordEvery, or for a budget row "budget 2.0 %: 1 -> 8", with the range in use
+    /// while measured when it was not one interval ("1 -> 8 (8-16)").</summary>
+    private static string Every(OverheadResult r)
+    {
+        if (r.OverheadBudget is not { } budget) return r.RecordEvery.ToString(CultureInfo.InvariantCulture);
+        string range = r.MinRecordEvery == r.MaxRecordEvery ? "" : string.Create(CultureInfo.InvariantCulture, $" ({r.MinRecordEvery}-{r.MaxRecordEvery})");
+        return string.Create(CultureInfo.InvariantCulture, $"budget {budget:P1}: 1 -> {r.FinalRecordEvery}{range}");
+    }
+
     private static double? Round(double value, int digits) => double.IsFinite(value) ? Math.Round(value, digits) : null;
 }

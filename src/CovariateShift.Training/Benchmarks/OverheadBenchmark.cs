@@ -136,6 +136,12 @@ public sealed class OverheadBenchmark
             var selfTimes = new List<double>();
             var partTimes = Enum.GetValues<MonitorPart>().Select(_ => new List<double>()).ToArray();
             var intervals = new List<int>();
+            int minInterval = int.MaxValue, maxInterval = 0;
+            void Seen(int interval)
+            {
+                minInterval = Math.Min(minInterval, interval);
+                maxInterval = Math.Max(maxInterval, interval);
+            }
             maxPairs = Math.Max(maxPairs, pairs);
             // The copies swap roles half-way, so a speed difference between the two copies themselves (memory placement)
             // cancels out of the median.
@@ -150,6 +156,7 @@ public sealed class OverheadBenchmark
                 for (int r = 0; r < count; r++)
                 {
                     double a, b;
+                    Seen(monitor.CurrentRecordEvery);
                     if (r % 2 == 0)
                     {
                         a = Block(plainCopy, null, blockSteps);
@@ -160,6 +167,7 @@ public sealed class OverheadBenchmark
                         b = Block(monitoredCopy, monitor, blockSteps);
                         a = Block(plainCopy, null, blockSteps);
                     }
+                    Seen(monitor.CurrentRecordEvery);
                     plain.Add(a);
                     monitored.Add(b);
                     ratios.Add(b / a);
@@ -182,6 +190,8 @@ public sealed class OverheadBenchmark
                 SelfTimedPartsMs = Enum.GetValues<MonitorPart>().ToDictionary(p => p, p => Median(partTimes[(int)p])),
                 OverheadBudget = overheadBudget,
                 FinalRecordEvery = intervals[^1],
+                MinRecordEvery = minInterval,
+                MaxRecordEvery = maxInterval,
                 Notch = Notch(ratios),
             };
         }

@@ -49,6 +49,14 @@ public sealed record OverheadResult(
     /// a budget.</summary>
     public int FinalRecordEvery { get; init; }
 
+    /// <summary>The smallest recording interval in use during a measured monitored block (at its start or end);
+    /// RecordEvery without a budget.</summary>
+    public int MinRecordEvery { get; init; }
+
+    /// <summary>The largest recording interval in use during a measured monitored block (at its start or end); where
+    /// it exceeds <see cref="StepsPerBlock"/>, some blocks held no recorded step and their self-timed share is 0.</summary>
+    public int MaxRecordEvery { get; init; }
+
     /// <summary>Half-width of the median ratio's 95% notch, 1.58 IQR / sqrt(pairs).</summary>
     public double Notch { get; init; }
 }
