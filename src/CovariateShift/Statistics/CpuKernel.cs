@@ -167,6 +167,33 @@ internal static class CpuKernel
     /// </summary>
     internal static int TwoThreadsFrom { get; set; } = 1 << 20;
 
+    /// <summary>How far ahead of its loads the pass asks for the output's cache lines (<see cref="Prefetch"/>).</summary>
+    internal const int PrefetchDistance = 4096;
+
+    /// <summary>
+    /// Outputs of at least this many values (1 MB) are read with <see cref="Prefetch"/>; smaller ones are mostly still in
+    /// the core's second-level cache when the hook reads them, and the extra instruction only slowed them (up to 15% on
+    /// warm buffers of 32K values, 2026-12-06). Runs gathered from short blocks into a stack buffer never prefetch.
+    /// </summary>
+    internal const int PrefetchFrom = 1 << 18;
+
+    /// <summary>
+    /// A software prefetch of the cache lines <see cref="PrefetchDistance"/> bytes past <paramref name="start"/> +
+    /// <paramref name="offset"/>, one per 64 bytes the loop reads per step (x86 only; a no-op elsewhere). A hook reads an
+    /// output that was just written and is mostly no longer in the core's caches, and with the hardware prefetchers alone
+    /// this loop keeps too few lines in flight: on a 2-core Intel Xeon, one [128, 32, 28, 28] output read cold took
+    /// 1.75-1.95 ms without and 0.84-0.99 ms with it (2026-12-06). A prefetch never faults and changes no result, so a
+    /// line past the buffer's end, or one of a managed array the garbage collector has just moved, is only a wasted hint.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static unsafe void Prefetch(ref byte start, nint offset)
+    {
+        if (!System.Runtime.Intrinsics.X86.Sse.IsSupported) return;
+        byte* line = (byte*)Unsafe.AsPointer(ref start) + offset + PrefetchDistance;
+        System.Runtime.Intrinsics.X86.Sse.Prefetch0(line);
+        if (Vector<byte>.Count * 2 > 64) System.Runtime.Intrinsics.X86.Sse.Prefetch0(line + 64);   // 512-bit vectors: two lines a step
+    }
+
     private static long _twoThreadPasses;
 
     /// <summary>Passes reduced in two halves so far, in this process (tests).</summary>
@@ -397,6 +424,7 @@ internal static class CpuKernel
         var vMax = new Vector<float>(float.NegativeInfinity);
         var cSat = Vector<int>.Zero;
         var cNan = Vector<int>.Zero;
+        bool prefetch = data.Length >= PrefetchFrom;
         // The sampled values are copied behind the pass, from the slice just reduced (still in the first-level cache),
         // instead of in a pass of their own that would be the first to read the output and pay its cache misses.
         if (segments == 1 && groups.Length == 1 && segmentLength >= GatherBelow)
@@ -406,16 +434,16 @@ internal static class CpuKernel
             int at = 0;
             for (; segmentLength - at >= 2 * SampleSlice; at += SampleSlice)
             {
-                Segment(data, at, SampleSlice, ref groups[0], vNear, vSatLo, vSatHi, bounded, ref vMin, ref vMax, ref cSat, ref cNan);
+                Segment(data, at, SampleSlice, prefetch, ref groups[0], vNear, vSatLo, vSatHi, bounded, ref vMin, ref vMax, ref cSat, ref cNan);
                 sample.Until(data, at + SampleSlice);
             }
-            Segment(data, at, segmentLength - at, ref groups[0], vNear, vSatLo, vSatHi, bounded, ref vMin, ref vMax, ref cSat, ref cNan);
+            Segment(data, at, segmentLength - at, prefetch, ref groups[0], vNear, vSatLo, vSatHi, bounded, ref vMin, ref vMax, ref cSat, ref cNan);
         }
         else if (segmentLength >= GatherBelow)
         {
             for (int s = 0, c = 0; s < segments; s++, c = c + 1 == groups.Length ? 0 : c + 1)
             {
-                Segment(data, s * segmentLength, segmentLength, ref groups[c], vNear, vSatLo, vSatHi, bounded,
+                Segment(data, s * segmentLength, segmentLength, prefetch, ref groups[c], vNear, vSatLo, vSatHi, bounded,
                     ref vMin, ref vMax, ref cSat, ref cNan);
                 sample.Until(data, (long)(s + 1) * segmentLength);
             }
@@ -441,7 +469,7 @@ internal static class CpuKernel
                             run[length++] = data[k];
                     }
                     if (length > 0)
-                        Segment(run, 0, length, ref groups[c], vNear, vSatLo, vSatHi, bounded, ref vMin, ref vMax, ref cSat, ref cNan);
+                        Segment(run, 0, length, false, ref groups[c], vNear, vSatLo, vSatHi, bounded, ref vMin, ref vMax, ref cSat, ref cNan);
                 }
                 sample.Until(data, (long)n1 * perSample);   // the tile, still in the cache
             }
@@ -463,7 +491,7 @@ internal static class CpuKernel
     /// end, else in its last lanes (the vector then ends with the segment).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Segment(ReadOnlySpan<float> buffer, int offset, int length, ref Group g, Vector<float> vNear,
+    private static void Segment(ReadOnlySpan<float> buffer, int offset, int length, bool prefetch, ref Group g, Vector<float> vNear,
         Vector<float> vSatLo, Vector<float> vSatHi, bool bounded, ref Vector<float> vMin, ref Vector<float> vMax,
         ref Vector<int> saturated, ref Vector<int> nan)
     {
@@ -488,7 +516,7 @@ internal static class CpuKernel
                     ? Vector.LessThan(Vector<int>.Indices, new Vector<int>(rest))
                     : Vector.GreaterThanOrEqual(Vector<int>.Indices, new Vector<int>(w - rest));
             }
-            Chunk(vectors.Slice(start, count), partial, tail, tailLanes, vPivot, vNear, vSatLo, vSatHi, bounded, ref g,
+            Chunk(vectors.Slice(start, count), prefetch, partial, tail, tailLanes, vPivot, vNear, vSatLo, vSatHi, bounded, ref g,
                 ref vMin, ref vMax, ref saturated, ref nan);
             if (last) break;
         }
@@ -507,7 +535,7 @@ internal static class CpuKernel
     /// (whose result with a NaN operand is unspecified): a run with a NaN never commits them.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private static void Chunk(ReadOnlySpan<Vector<float>> chunk, bool partial, Vector<float> tail, Vector<int> lanes,
+    private static void Chunk(ReadOnlySpan<Vector<float>> chunk, bool prefetch, bool partial, Vector<float> tail, Vector<int> lanes,
         Vector<float> vPivot, Vector<float> vNear, Vector<float> vSatLo, Vector<float> vSatHi, bool bounded, ref Group g,
         ref Vector<float> vMin, ref Vector<float> vMax, ref Vector<int> saturated, ref Vector<int> nan)
     {
@@ -520,8 +548,10 @@ internal static class CpuKernel
         var cNear = Vector<int>.Zero;
         var cSat = saturated;
         int i = 0;
+        ref byte start = ref Unsafe.As<Vector<float>, byte>(ref MemoryMarshal.GetReference(chunk));
         for (; i + 2 <= chunk.Length; i += 2)
         {
+            if (prefetch) Prefetch(ref start, (nint)i * Vector<byte>.Count);
             var v = chunk[i];
             var u = chunk[i + 1];
             var d = v - vPivot;
