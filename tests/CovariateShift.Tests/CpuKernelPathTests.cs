@@ -93,6 +93,44 @@ public sealed class CpuKernelPathTests
     }
 
     [Theory]
+    [InlineData("4x8x96x96", "normal")]      // blocked, long blocks
+    [InlineData("300000", "nan")]            // flat, NaN among the values (the masked redo of a prefetched run)
+    [InlineData("520x517", "1e20")]          // flat rows, squares beyond float, a partial vector at the end
+    public void The_prefetched_pass_gives_the_same_summary_bit_for_bit_as_the_pass_without(string shapeText, string kind)
+    {
+        var shape = shapeText.Split('x').Select(int.Parse).ToArray();
+        var data = Data(shape, kind, seed: shape.Sum() * 3 + kind.Length);
+        int units = shape.Length >= 2 ? shape[1] : 1;
+        int block = shape.Length >= 3 ? shape[2..].Aggregate(1, (a, b) => a * b) : 0;
+        var sample = new StratifiedSample(data.Length, 2048, seed: 5);
+        LayerSummary Run(int prefetchFrom)
+        {
+            int threshold = CpuKernel.PrefetchFrom;
+            try
+            {
+                CpuKernel.PrefetchFrom = prefetchFrom;
+                var buffer = new float[sample.Positions.Length];
+                return CpuKernel.Summarize(data, units, block, channelStatistics: shape.Length == 4, NearZero, null, sample, buffer);
+            }
+            finally
+            {
+                CpuKernel.PrefetchFrom = threshold;
+            }
+        }
+
+        Assert.True(data.Length >= CpuKernel.PrefetchFrom && data.Length < CpuKernel.TwoThreadsFrom, $"{data.Length} values: one prefetched pass");
+        var prefetched = Run(0);
+        var plain = Run(int.MaxValue);
+        Assert.Equal(plain with { Sample = [] }, prefetched with { Sample = [] });
+        Assert.Equal(plain.Sample.ToArray(), prefetched.Sample.ToArray());
+        var finite = Reference.Finite(data.Select(v => (double)v).ToArray());
+        double mean = Reference.Mean(finite), std = Reference.Std(finite);
+        Assert.Equal(finite.Length, prefetched.FiniteCount);
+        AssertClose(mean, prefetched.Mean, Relative * (Math.Abs(mean) + std), "mean against the reference");
+        AssertClose(std, Math.Sqrt(prefetched.Variance), Relative * std, "std against the reference");
+    }
+
+    [Theory]
     [InlineData("2x8x256x256", "normal")]    // blocked, long blocks: cut after the first sample
     [InlineData("3x5x211x333", "nan")]       // an odd number of samples, NaN among the values
     [InlineData("65536x16x1x1", "inf")]      // blocks of one, gathered in tiles

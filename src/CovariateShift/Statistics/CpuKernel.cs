@@ -172,10 +172,10 @@ internal static class CpuKernel
 
     /// <summary>
     /// Outputs of at least this many values (1 MB) are read with <see cref="Prefetch"/>; smaller ones are mostly still in
-    /// the core's second-level cache when the hook reads them, and the extra instruction only slowed them (up to 15% on
-    /// warm buffers of 32K values, 2026-12-06). Runs gathered from short blocks into a stack buffer never prefetch.
+    /// the core's second-level cache when the hook reads them, where a prefetch is only one more instruction per step of
+    /// the loop. Runs gathered from short blocks into a stack buffer never prefetch. Settable for tests.
     /// </summary>
-    internal const int PrefetchFrom = 1 << 18;
+    internal static int PrefetchFrom { get; set; } = 1 << 18;
 
     /// <summary>
     /// A software prefetch of the cache lines <see cref="PrefetchDistance"/> bytes past <paramref name="start"/> +
