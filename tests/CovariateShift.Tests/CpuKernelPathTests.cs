@@ -96,6 +96,8 @@ public sealed class CpuKernelPathTests
     [InlineData("4x8x96x96", "normal")]      // blocked, long blocks
     [InlineData("300000", "nan")]            // flat, NaN among the values (the masked redo of a prefetched run)
     [InlineData("520x517", "1e20")]          // flat rows, squares beyond float, a partial vector at the end
+    [InlineData("128x256", "inf")]           // the MLP's hidden outputs, Inf among the values
+    [InlineData("8197", "offset")]           // just above the threshold, a partial vector at the end
     public void The_prefetched_pass_gives_the_same_summary_bit_for_bit_as_the_pass_without(string shapeText, string kind)
     {
         var shape = shapeText.Split('x').Select(int.Parse).ToArray();
