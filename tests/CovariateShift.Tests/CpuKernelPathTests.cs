@@ -100,10 +100,7 @@ public sealed class CpuKernelPathTests
     [InlineData("8197", "offset")]           // just above the threshold, a partial vector at the end
     public void The_prefetched_pass_gives_the_same_summary_bit_for_bit_as_the_pass_without(string shapeText, string kind)
     {
-        var shape = shapeText.Split('x').Select(int.Parse).ToArray();
-        var data = Data(shape, kind, seed: shape.Sum() * 3 + kind.Length);
-        int units = shape.Length >= 2 ? shape[1] : 1;
-        int block = shape.Length >= 3 ? shape[2..].Aggregate(1, (a, b) => a * b) : 0;
+        var (shape, data, units, block, _) = Case(shapeText, kind, bounded: false);
         var sample = new StratifiedSample(data.Length, 2048, seed: 5);
         LayerSummary Run(int prefetchFrom)
         {
