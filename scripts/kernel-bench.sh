@@ -9,6 +9,7 @@
 #   scripts/kernel-bench.sh main 31         # 31 rounds per layout (default 21)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+. "$root/scripts/torch-harness.sh"
 rev="${1:?usage: scripts/kernel-bench.sh <git revision of the baseline kernel> [rounds]}"
 rounds="${2:-21}"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
@@ -41,19 +42,7 @@ for f in "$root"/src/CovariateShift/Statistics/CpuKernel*.cs; do
   [ "$b" = CpuKernel.cs ] && continue
   rename KernelAfter < "$f" > "$work/After$b"
 done
-cat > "$work/KernelBench.csproj" <<'EOF'
-<Project Sdk="Microsoft.NET.Sdk">
-  <PropertyGroup>
-    <OutputType>Exe</OutputType>
-    <TargetFramework>net10.0</TargetFramework>
-    <Nullable>enable</Nullable>
-    <ImplicitUsings>enable</ImplicitUsings>
-    <AllowUnsafeBlocks>true</AllowUnsafeBlocks>
-    <NoWarn>$(NoWarn);CS1574;CS1584;CS1658;CS8981;CS0649</NoWarn>
-    <TieredPGO>true</TieredPGO>
-  </PropertyGroup>
-</Project>
-EOF
+standalone_project "$work" KernelBench '<NoWarn>$(NoWarn);CS1574;CS1584;CS1658;CS8981;CS0649</NoWarn>'
 cat > "$work/Program.cs" <<'EOF'
 using System.Diagnostics;
 using System.Globalization;

@@ -14,20 +14,10 @@ for mb in "${sizes[@]}"; do
     || { echo "size '$mb': expected a whole number of MB between 1 and 4096" >&2; exit 2; }
 done
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/torch-harness.sh"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-cat > "$work/ReadBandwidth.csproj" <<'EOF'
-<Project Sdk="Microsoft.NET.Sdk">
-  <PropertyGroup>
-    <OutputType>Exe</OutputType>
-    <TargetFramework>net10.0</TargetFramework>
-    <Nullable>enable</Nullable>
-    <ImplicitUsings>enable</ImplicitUsings>
-    <AllowUnsafeBlocks>true</AllowUnsafeBlocks>
-    <TieredPGO>true</TieredPGO>
-  </PropertyGroup>
-</Project>
-EOF
+standalone_project "$work" ReadBandwidth
 cat > "$work/Program.cs" <<'EOF'
 using System.Diagnostics;
 using System.Globalization;

@@ -1,6 +1,7 @@
 # Sourced by the measurement scripts that compile a small program against the project (scripts/sample-accuracy.sh,
 # scripts/small-layer-bench.sh). The program lives in .build/<dir> (git-ignored) inside the repository, so that the
-# build props give it the TorchSharp backend and the libstdc++ step.
+# build props give it the TorchSharp backend and the libstdc++ step. Programs without TorchSharp (scripts/kernel-bench.sh,
+# scripts/read-bandwidth.sh) get their project file from standalone_project, in a folder of their own.
 #   work="$(harness_project "$root" sample-accuracy SampleAccuracy)"   # writes the project file, prints the directory
 #   cat > "$work/Program.cs" <<'EOF' ... EOF
 #   harness_run "$work" SampleAccuracy ARGS...                         # builds (CPU backend) and runs it
@@ -31,4 +32,23 @@ harness_run() {
   shift 2
   dotnet build "$dir/$name.csproj" -c Release -p:TorchBackend=cpu -o "$dir/out" -v quiet -nologo >&2
   dotnet "$dir/out/$name.dll" "$@"
+}
+
+# A project file for a program that references nothing (no TorchSharp, no build props): unsafe code allowed, tiered PGO.
+#   standalone_project "$work" KernelBench '<NoWarn>$(NoWarn);CS1574</NoWarn>'   # optional extra properties
+standalone_project() {
+  local dir="$1" name="$2" extra="${3:-}"
+  cat > "$dir/$name.csproj" <<XML
+<Project Sdk="Microsoft.NET.Sdk">
+  <PropertyGroup>
+    <OutputType>Exe</OutputType>
+    <TargetFramework>net10.0</TargetFramework>
+    <Nullable>enable</Nullable>
+    <ImplicitUsings>enable</ImplicitUsings>
+    <AllowUnsafeBlocks>true</AllowUnsafeBlocks>
+    <TieredPGO>true</TieredPGO>
+    $extra
+  </PropertyGroup>
+</Project>
+XML
 }
